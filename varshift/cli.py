@@ -1,0 +1,138 @@
+"""The ``varshift`` command line (also ``python -m varshift``).
+
+Built on click. TensorFlow is imported only by the sub-commands that need it, so
+``varshift --help`` and ``varshift theory`` answer instantly.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from varshift import __version__, theory
+from varshift._validate import check_rate
+
+__all__ = ["main", "cli"]
+
+
+def _fail(message: str):
+    """Print one clear line and exit with code 2 (bad usage or input), no traceback."""
+    click.echo(f"varshift: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="varshift")
+def cli():
+    """The dropout / batch-normalization variance shift (Li et al., CVPR 2019)."""
+
+
+def _row(label, var_train, var_test):
+    ratio = float(theory._ratio(var_test, var_train))
+    return f"  {label:<34} {float(var_train):>12.6g} {float(var_test):>12.6g} {ratio:>10.6f}"
+
+
+@cli.command("theory")
+@click.option("--rate", type=float, default=None,
+              help="Keras drop ratio of Dropout / GaussianDropout, in [0, 1).")
+@click.option("--mean", "mean", type=float, default=0.0, show_default=True,
+              help="Mean c of the unit entering the noise layer.")
+@click.option("--var", "var", type=float, default=1.0, show_default=True,
+              help="Variance v of that unit.")
+@click.option("--rho", type=float, default=None,
+              help="Common correlation of the d inputs (case b, with --d-cos2).")
+@click.option("--d-cos2", "d_cos2", type=float, default=None,
+              help="d cos^2(theta) of the linear layer's weights (case b, with --rho).")
+@click.option("--beta", type=float, default=None, help="Uout's noise half-width, in [0, 1].")
+def theory_command(rate, mean, var, rho, d_cos2, beta):
+    """Print train/test variance and the shift ratio Var_test / Var_train.
+
+    --rate gives case (a) (Dropout -> BN, Eq. 7-8) and Keras' GaussianDropout at the same
+    rate; --rho with --d-cos2 adds case (b) (Dropout -> linear -> BN, Eq. 14); --beta adds
+    Uout (Eq. 15).
+    """
+    if rate is None and beta is None:
+        _fail("give --rate (dropout) and/or --beta (Uout); see 'varshift theory --help'.")
+    if (rho is None) != (d_cos2 is None):
+        _fail("case (b) needs both --rho and --d-cos2; received only "
+              f"{'--rho' if rho is not None else '--d-cos2'}.")
+    lines = [f"unit: mean c = {mean:g}, variance v = {var:g}",
+             f"  {'case':<34} {'Var_train':>12} {'Var_test':>12} {'ratio':>10}"]
+    try:
+        if rate is not None:
+            lines.append(_row(f"(a) Dropout(rate={rate:g}) -> BN",
+                              theory.dropout_train_variance(mean, var, rate), var))
+            lines.append(_row(f"GaussianDropout(rate={rate:g}) -> BN",
+                              theory.gaussian_dropout_train_variance(mean, var, rate), var))
+            if rho is not None:
+                ratio = float(theory.shift_ratio_linear(mean, var, rate, rho, d_cos2))
+                lines.append(f"  {'(b) Dropout -> linear -> BN':<34} {'':>12} {'':>12} {ratio:>10.6f}"
+                             f"   (rho={rho:g}, d cos^2={d_cos2:g}; Eq. 14)")
+        elif rho is not None:
+            _fail("case (b) needs --rate as well.")
+        if beta is not None:
+            lines.append(_row(f"Uout(beta={beta:g}) -> BN",
+                              theory.uout_train_variance(mean, var, beta), var))
+    except (TypeError, ValueError) as err:
+        _fail(str(err))
+    click.echo("\n".join(lines))
+
+
+@cli.command("demo")
+@click.option("--rate", type=float, default=0.2, show_default=True, help="Drop ratio.")
+@click.option("--epochs", type=int, default=15, show_default=True, help="Training epochs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def demo_command(rate, epochs, seed, as_json):
+    """The seed notebook's experiment: Dropout(0.2) -> BN on N(5, 2^2), measured and restored."""
+    import json  # noqa: PLC0415
+
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    try:
+        check_rate(rate)
+        if epochs < 1:
+            raise ValueError(f"Argument `epochs` must be an integer >= 1; received epochs={epochs}.")
+    except ValueError as err:
+        _fail(str(err))
+    from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
+
+    with tqdm(total=2 * epochs, desc="training (BN-only, then Dropout->BN)", unit="epoch",
+              file=sys.stderr, disable=as_json or None) as bar:
+        result = run_demo(rate, epochs=epochs, seed=seed,
+                          progress=lambda done, total: bar.update(done - bar.n))
+    r = result
+    if as_json:
+        click.echo(json.dumps(r.as_dict(), indent=2))
+        return
+    click.echo(f"""
+Data: {r.n_samples} x {r.n_features} samples of N(5, 2^2) (seed {r.seed}); mean {r.data_mean:.3f},
+variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNormalization, trained
+{r.epochs} epochs (batch {r.batch_size}) to reproduce its input. Values are means over features.
+
+1. What BN stored during training (dropout on)
+   Eq. 7 training variance (c^2+v)/p - c^2            {r.eq7_train_var:9.4f}
+   expected Keras value ((m-1)/m, biased batch var)    {r.keras_expected_var:9.4f}
+   stored moving_variance                              {r.stored_moving_var:9.4f}
+2. What BN sees at inference (dropout off)
+   variance of BN's input                              {r.inference_input_var:9.4f}
+   shift Var_test / Var_train: Eq. 8 {r.eq8_shift:.4f}, measured {r.measured_shift:.4f}
+3. Prediction for an input of ones (ideal: 1)
+   BN-only control                                     {r.pred_ones_bn_only:9.4f}
+   Dropout -> BN                                       {r.pred_ones_dropout_bn:9.4f}
+   after restoring the variance (inverse of Eq. 7)     {r.pred_ones_restored:9.4f}
+   inference-mode MSE on the data: control {r.mse_bn_only:.4f}, dropout {r.mse_dropout_bn:.4f},
+   restored {r.mse_restored:.4f}
+4. Why the restore is not enough: BN's gamma ({r.gamma:.3f}) and beta ({r.beta:.3f}) were learned
+   while dropout noise was present, so even with the right variance (restored {r.restored_var:.3f})
+   the output stays off.""")
+
+
+def main(argv=None):
+    """Entry point of the ``varshift`` console script."""
+    cli.main(args=argv, prog_name="varshift")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
