@@ -62,7 +62,8 @@ def bn_input_model(model, layers=None):
                 "use varshift.measure_shift, which handles nested models."
             )
         outputs.append(layer.input)
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_bn_inputs")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_bn_inputs")
 
 
 def reduce_axes(layer, ndim: int):
