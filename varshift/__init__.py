@@ -26,7 +26,11 @@ _LAZY_ATTRS = {
 }
 _LAZY_MODULES = {"layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli"}
 
-__all__ = ["theory", "__version__", *_LAZY_ATTRS, *sorted(_LAZY_MODULES)]
+__all__ = [  # grouped: eager names, lazy names, lazy modules
+    "theory", "__version__",
+    "Uout", "audit", "measure_shift", "recalibrate_bn", "correct_direct", "converged_bn_statistics",
+    "layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli",
+]
 
 
 def __getattr__(name):

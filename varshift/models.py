@@ -160,7 +160,7 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         outs = probe(xb, training=True)
         outs = [outs] if single else outs
         stats = []
-        for bn, t in zip(layers, outs):
+        for bn, t in zip(layers, outs, strict=True):
             mean, var = tf.nn.moments(tf.cast(t, "float32"), axes=reduce_axes(bn, len(t.shape)))
             stats.append((mean, var))  # var is the biased batch variance, as Keras stores
         return stats
@@ -175,14 +175,14 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
             if sums is None:
                 sums = stats
             else:
-                sums = [(sm + m, sv + v) for (sm, sv), (m, v) in zip(sums, stats)]
+                sums = [(sm + m, sv + v) for (sm, sv), (m, v) in zip(sums, stats, strict=True)]
             if progress is not None:
                 progress(i + 1, len(plan))
     finally:
-        for bn, (mean, var) in zip(layers, saved):  # training-mode calls updated them
+        for bn, (mean, var) in zip(layers, saved, strict=True):  # training-mode calls updated them
             bn.moving_mean.assign(mean)
             bn.moving_variance.assign(var)
-    result = {bn.name: (sm / len(plan), sv / len(plan)) for bn, (sm, sv) in zip(layers, sums)}
+    result = {bn.name: (sm / len(plan), sv / len(plan)) for bn, (sm, sv) in zip(layers, sums, strict=True)}
     if assign:
         for bn in layers:
             mean, var = result[bn.name]
