@@ -1,0 +1,197 @@
+"""``python -m reproduce list | run [TARGET ...] | report``: every artefact of the paper.
+
+Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
+``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--seeds K``, ``--data-dir DIR``,
+``--force``. Errors in the arguments print one line and exit with status 2; a failed target
+exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reproduce.profiles import PROFILES, get_profile
+from reproduce.registry import TARGETS, build_target, get_target, plan
+
+USAGE_ERROR, FAILED, INTERRUPTED = 2, 1, 130
+
+
+class _Exit(Exception):
+    def __init__(self, message, code=USAGE_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise _Exit(f"{message} (see `python -m reproduce --help`)")
+
+
+def _parser():
+    p = _Parser(prog="python -m reproduce",
+                description="Regenerate every figure and table of Li et al. (CVPR 2019).")
+    p.add_argument("command", choices=("list", "run", "report"),
+                   help="list the targets, run (train + build) them, or write the report")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help=f"targets (default: all): {', '.join(TARGETS)}")
+    p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+    p.add_argument("--out", default=None, help="output folder (default results/<profile>/)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (profile default)")
+    p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
+    p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
+    return p
+
+
+def _check_args(args):
+    try:
+        profile = get_profile(args.profile)
+    except KeyError as err:
+        raise _Exit(err.args[0]) from None
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
+        profile = profile.with_seeds(args.seeds)
+    if args.jobs < 1:
+        raise _Exit(f"--jobs must be a positive integer; received {args.jobs}")
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        raise _Exit(f"unknown target {unknown[0]!r}; expected one of: {', '.join(TARGETS)}")
+    targets = [t for t in TARGETS if t in args.targets] if args.targets else list(TARGETS)
+    out = Path(args.out) if args.out else Path("results") / profile.name
+    return profile, targets, out
+
+
+def _check_writable(out):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise _Exit(f"cannot write to --out {str(out)!r}: {reason}") from None
+
+
+def _check_data(profile, data_dir):
+    """The paper profile needs CIFAR on disk (or a download that works): fail early, one line."""
+    if not profile.needs_download:
+        return
+    from varshift import data
+
+    for name in profile.data:
+        try:
+            data.load(name, data_dir=data_dir)
+        except Exception as err:  # any failure to find/download the data
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise _Exit(f"profile {profile.name!r} needs {name} but it could not be loaded "
+                        f"(data dir {data_dir or 'default'}): {first}", FAILED) from None
+
+
+def cmd_list(profile, targets):
+    print(f"profile {profile.name}: {profile.description}")
+    for name in PROFILES:
+        mark = "*" if name == profile.name else " "
+        print(f"  {mark} {name}: {PROFILES[name].description}")
+    print("targets (training runs needed at this profile):")
+    try:
+        counts = {t: len(get_target(t).runs(profile)) for t in targets}
+        total = len(plan(profile, targets))
+    except Exception:  # the networks module is not importable: still list the targets
+        counts, total = {}, "?"
+    for t in targets:
+        print(f"  {t:7s} {str(counts.get(t, '?')):>4s} runs  {get_target(t).TITLE}")
+    print(f"distinct training runs in the plan: {total}")
+    return 0
+
+
+def cmd_run(profile, targets, out, args):
+    from tqdm import tqdm
+
+    from reproduce.manifest import write_manifest
+    from reproduce.runs import RunStore, execute_plan
+
+    _check_writable(out)
+    _check_data(profile, args.data_dir)
+    start = time.time()
+    specs = plan(profile, targets)
+    store = RunStore(out)
+    bar = tqdm(total=len(specs) + len(targets), unit="step", file=sys.stderr, dynamic_ncols=True,
+               desc=f"reproduce {profile.name}", smoothing=0.1,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    failures, interrupted = {}, False
+
+    def on_done(spec, wall, cached):
+        bar.set_postfix_str(f"{'cached' if cached else f'{wall:.0f}s'}: {spec.label}"[:60])
+        bar.update(1)
+
+    try:
+        execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
+                     on_done=on_done)
+        for name in targets:
+            bar.set_postfix_str(f"building {name}")
+            try:
+                build_target(name, profile, out, data_dir=args.data_dir)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # one target failing must not hide the others
+                failures[name] = f"{type(err).__name__}: {err}".splitlines()[0]
+                tqdm.write(f"reproduce: target {name} failed: {failures[name]}", file=sys.stderr)
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        write_manifest(out, profile, targets=[t for t in targets if t not in failures],
+                       specs=specs, store=store, started=start, wall_time_s=time.time() - start,
+                       interrupted=interrupted, failures=failures, jobs=args.jobs)
+    if interrupted:
+        done = sum(store.done(s.key) for s in specs)
+        print(f"reproduce: interrupted; {done}/{len(specs)} finished runs kept in {out / 'runs'}; "
+              "run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED
+    print(f"reproduce: {len(targets) - len(failures)}/{len(targets)} targets built in {out} "
+          f"({time.time() - start:.0f} s)", file=sys.stderr)
+    return FAILED if failures else 0
+
+
+def cmd_report(profile, targets, out):
+    from reproduce.report import write_report
+
+    if not out.is_dir():
+        raise _Exit(f"no results in {str(out)!r}; run `python -m reproduce run --profile "
+                    f"{profile.name}` first", FAILED)
+    _check_writable(out)
+    rows = write_report(out, profile, targets)
+    width = max(len(r["target"]) for r in rows)
+    for r in rows:
+        print(f"{r['target']:<{width}}  {r['verdict']:<26}  {r['claim']}")
+    print(f"report: {out / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = _parser().parse_intermixed_args(argv)
+        profile, targets, out = _check_args(args)
+        if args.command == "list":
+            return cmd_list(profile, targets)
+        if args.command == "run":
+            return cmd_run(profile, targets, out, args)
+        return cmd_report(profile, targets, out)
+    except _Exit as err:
+        print(f"reproduce: error: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        print("reproduce: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

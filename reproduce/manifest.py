@@ -1,0 +1,94 @@
+"""``<out>/manifest.json``: what produced the results (versions, commit, seeds, data, timings)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reproduce._io import atomic_write_json, read_json
+
+__all__ = ["package_versions", "git_commit", "write_manifest"]
+
+PACKAGES = ("varshift", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "matplotlib",
+            "scikit-learn", "tqdm")
+
+
+def package_versions():
+    """Installed versions of the packages the results depend on (missing ones omitted)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit(root=None):
+    """``{"commit": sha, "dirty": bool}`` of the checkout, or ``None`` outside git."""
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": dirty}
+
+
+def _data_info(records):
+    seen = {}
+    for rec in records:
+        info = rec.get("record", {}).get("data") or {}
+        name = info.get("name") or rec.get("config", {}).get("data")
+        if name and name not in seen:
+            seen[name] = {k: info.get(k) for k in ("name", "source", "n_train", "n_test", "shape",
+                                                   "num_classes") if k in info}
+    return list(seen.values())
+
+
+def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_time_s,
+                   interrupted=False, failures=None, jobs=1):
+    """Write ``manifest.json``, merging the runs of earlier invocations on the same folder."""
+    path = Path(out_dir) / "manifest.json"
+    old = read_json(path) if path.is_file() else {}
+    runs = dict(old.get("runs", {}))
+    records = []
+    for spec in specs:
+        if store.done(spec.key):
+            rec = store.load(spec.key)
+            records.append(rec)
+            runs[spec.key] = {"label": spec.label, "config": spec.config,
+                              "wall_time_s": rec.get("wall_time_s"),
+                              "finished_at": rec.get("finished_at"),
+                              "record": f"runs/{spec.key}/record.json"}
+    built = sorted(set(old.get("targets", [])) | set(targets))
+    manifest = {
+        "profile": profile.name,
+        "profile_description": profile.description,
+        "budget_note": profile.budget_note,
+        "command": " ".join(["python -m reproduce", *sys.argv[1:]]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_time_s": wall_time_s,
+        "interrupted": interrupted,
+        "failures": failures or {},
+        "jobs": jobs,
+        "seeds": profile.seed_list(),
+        "data": _data_info(records) or [{"name": n} for n in profile.data],
+        "recipe_overrides": profile.recipe,
+        "targets": built,
+        "versions": package_versions(),
+        "git": git_commit(),
+        "platform": {"machine": platform.machine(), "system": platform.system(),
+                     "processor": platform.processor()},
+        "runs": runs,
+        "total_run_time_s": sum((r.get("wall_time_s") or 0.0) for r in runs.values()),
+    }
+    atomic_write_json(path, manifest)
+    return manifest

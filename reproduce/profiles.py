@@ -1,0 +1,147 @@
+"""The three profiles of the reproduction: ``smoke``, ``quick`` and ``paper``.
+
+A profile fixes everything a target needs to plan its work: the data set, the networks and
+their sizes, the training recipe, the grid of drop ratios and the seeds. Targets read only
+the profile, so the same code produces the CI smoke test, the 30-minute CPU version and the
+paper-scale GPU version.
+
+Run budget of ``quick`` (2 shared CPU cores, < 30 min): see :data:`QUICK_BUDGET_NOTE`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+__all__ = ["Profile", "PROFILES", "get_profile", "NETWORKS", "PAPER_NAMES"]
+
+#: the four networks of the paper, in the paper's order (names of ``varshift.nets.build``)
+NETWORKS = ("preresnet", "resnext29", "wrn", "densenet_bc")
+#: network name -> the name the paper's tables use
+PAPER_NAMES = {"preresnet": "PreResNet", "resnext29": "ResNeXt", "wrn": "WRN",
+               "densenet_bc": "DenseNet"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between ``smoke``, ``quick`` and ``paper``.
+
+    Attributes:
+        name: profile name.
+        description: one line for ``list`` and the report.
+        data: data set names for ``varshift.data.load`` (the first is the main one).
+        networks: networks trained by the training targets.
+        size: ``"small"`` for ``varshift.nets.SMALL_SIZES[name]`` or ``"paper"`` for the
+            builder's defaults (the paper's sizes).
+        recipe: overrides of the training recipe (``epochs``, ``batch_size``, ...).
+        seeds: default number of seeds for the key settings (``--seeds`` overrides).
+        fig4_rates: drop ratios of Fig. 4 (0 is the shared no-dropout baseline).
+        fig4_seeded_rates: ratios trained with every seed; the others use the first seed only.
+        table4_rates: drop ratios of the single dropout after all BN (Table 4).
+        table6_betas: Uout's beta in position b (Table 6).
+        table_networks: networks of Tables 4 and 6 (the costliest grids).
+        mc_samples: Monte Carlo samples of the theory targets.
+        keras_samples: samples streamed through the Keras models of the theory targets.
+        needs_download: data must already be on disk (``paper``: CIFAR).
+        budget_note: how the profile's time budget was planned.
+    """
+
+    name: str
+    description: str
+    data: tuple = ("digits",)
+    networks: tuple = NETWORKS
+    size: str = "small"
+    recipe: dict = field(default_factory=dict)
+    seeds: int = 1
+    fig4_rates: tuple = (0.0, 0.1, 0.3, 0.5, 0.7)
+    fig4_seeded_rates: tuple = (0.0, 0.5)
+    table4_rates: tuple = (0.1, 0.2, 0.3, 0.5)
+    table6_betas: tuple = (0.1, 0.2, 0.3, 0.5)
+    table_networks: tuple = NETWORKS
+    mc_samples: int = 200_000
+    keras_samples: int = 20_000
+    needs_download: bool = False
+    budget_note: str = ""
+
+    def with_seeds(self, k):
+        """A copy with ``k`` seeds (the ``--seeds`` option)."""
+        return replace(self, seeds=int(k))
+
+    def seed_list(self):
+        """The seeds ``0 .. seeds-1``."""
+        return list(range(self.seeds))
+
+
+QUICK_BUDGET_NOTE = (
+    "quick: small networks (varshift.nets.SMALL_SIZES) on a subset of Fashion-MNIST; "
+    "3 seeds for the settings the verdicts compare (no dropout, dropout 0.5 in a and b), "
+    "one seed for the other drop ratios and for Tables 4 and 6; the number of runs times "
+    "epochs times training images is sized for about 25 minutes on 2 unshared cores."
+)
+
+PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        description="every target end to end, tiny networks, scikit-learn digits, 1 seed "
+                    "(< 3 min on 2 cores; CI)",
+        data=("digits",),
+        networks=NETWORKS,
+        size="small",
+        recipe={"epochs": 1, "batch_size": 64},
+        seeds=1,
+        fig4_rates=(0.0, 0.5),
+        fig4_seeded_rates=(0.0, 0.5),
+        table4_rates=(0.5,),
+        table6_betas=(0.5,),
+        table_networks=("preresnet",),
+        mc_samples=20_000,
+        keras_samples=4_096,
+        budget_note="smoke: tests the plumbing, not the paper; numbers are meaningless.",
+    ),
+    "quick": Profile(
+        name="quick",
+        description="small versions of the four networks on Fashion-MNIST, 3 seeds for the "
+                    "key settings (CPU, < 30 min on 2 cores)",
+        data=("fashion_mnist",),
+        networks=NETWORKS,
+        size="small",
+        recipe={"epochs": 4, "batch_size": 128, "n_train": 6000, "n_test": 2000},
+        seeds=3,
+        fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
+        fig4_seeded_rates=(0.0, 0.5),
+        table4_rates=(0.1, 0.3, 0.5),
+        table6_betas=(0.1, 0.3, 0.5),
+        table_networks=("preresnet", "wrn"),
+        mc_samples=200_000,
+        keras_samples=20_000,
+        budget_note=QUICK_BUDGET_NOTE,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the paper's networks and recipes on CIFAR-10 and CIFAR-100, 5 seeds "
+                    "(GPUs; days of compute)",
+        data=("cifar10", "cifar100"),
+        networks=NETWORKS,
+        size="paper",
+        recipe={},
+        seeds=5,
+        fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
+        fig4_seeded_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
+        table4_rates=(0.1, 0.2, 0.3, 0.5),
+        table6_betas=(0.1, 0.2, 0.3, 0.5),
+        table_networks=NETWORKS,
+        mc_samples=1_000_000,
+        keras_samples=100_000,
+        needs_download=True,
+        budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
+    ),
+}
+
+
+def get_profile(name):
+    """The profile called ``name``; ``KeyError`` with the known names otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}"
+        ) from None

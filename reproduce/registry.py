@@ -1,0 +1,107 @@
+"""The targets (one module per paper artefact), what runs they need, and building them.
+
+A target module in :mod:`reproduce.targets` defines
+
+- ``TITLE``: one line, with the paper's numbering;
+- ``ARTEFACTS``: the files it writes into ``<out>/<target>/``;
+- ``runs(profile) -> list[RunSpec]``: the training runs it reads (``[]`` for the theory
+  targets, which compute everything themselves);
+- ``build(ctx) -> dict``: reads the runs' records through ``ctx``, writes its artefacts and
+  returns ``{"verdicts": [...], "markdown": "..."}``.
+
+Shared runs are deduplicated over the whole plan by their configuration hash, so a run
+needed by Fig. 4, Fig. 5 and Table 3 is trained once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+from reproduce._io import atomic_write_json, read_json
+from reproduce.runs import RunStore, merge_specs
+
+__all__ = ["TARGETS", "get_target", "plan", "Context", "build_target", "HOLDS", "FAILS",
+           "UNTESTED", "VERDICTS", "verdict"]
+
+#: target name -> module, in the order of the paper (theory first)
+TARGETS = ("eq8", "eq14", "eq15", "fig1", "fig3", "fig4", "fig5", "fig6", "table1", "table3",
+           "table4", "table6")
+
+HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested at this profile"
+VERDICTS = (HOLDS, FAILS, UNTESTED)
+
+
+def verdict(claim, outcome, evidence):
+    """One verdict row; ``outcome`` is a bool (holds / does not hold) or :data:`UNTESTED`."""
+    if not isinstance(outcome, str):  # bool or numpy bool
+        outcome = HOLDS if bool(outcome) else FAILS
+    if outcome not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}; received {outcome!r}")
+    return {"claim": claim, "verdict": outcome, "evidence": evidence}
+
+
+def get_target(name):
+    """The module of target ``name``; ``KeyError`` naming the known targets otherwise."""
+    if name not in TARGETS:
+        raise KeyError(f"unknown target {name!r}; expected one of: {', '.join(TARGETS)}")
+    return importlib.import_module(f"reproduce.targets.{name}")
+
+
+def plan(profile, targets):
+    """The deduplicated training runs that ``targets`` need under ``profile``."""
+    specs = []
+    for name in targets:
+        specs.extend(get_target(name).runs(profile))
+    return merge_specs(specs)
+
+
+class Context:
+    """What a target's ``build`` sees: the profile, folders and the finished runs."""
+
+    def __init__(self, profile, out_dir, name, *, data_dir=None):
+        self.profile = profile
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.data_dir = data_dir
+        self.store = RunStore(out_dir)
+        self.dir = self.out_dir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def record(self, spec):
+        """The trainer's record of ``spec`` (``RuntimeError`` if it was not trained)."""
+        rec = self.store.find(spec)
+        if rec is None:
+            raise RuntimeError(f"run {spec.label} ({spec.key}) has not been trained; "
+                               f"run `python -m reproduce run {self.name}` first")
+        return rec["record"]
+
+    def model_path(self, spec):
+        """Where the run saved its Keras model (``save_model=True`` runs)."""
+        return self.store.model_path(spec.key)
+
+    def seeds(self):
+        return self.profile.seed_list()
+
+
+def build_target(name, profile, out_dir, *, data_dir=None):
+    """Build one target and write ``<out>/<target>/result.json``; return that result."""
+    module = get_target(name)
+    ctx = Context(profile, out_dir, name, data_dir=data_dir)
+    start = time.time()
+    result = module.build(ctx)
+    missing = [a for a in module.ARTEFACTS if not (ctx.dir / a).is_file()]
+    if missing:
+        raise RuntimeError(f"target {name} did not write {', '.join(missing)}")
+    result = {"target": name, "title": module.TITLE, "profile": profile.name,
+              "artefacts": list(module.ARTEFACTS), "build_seconds": time.time() - start,
+              **result}
+    atomic_write_json(ctx.dir / "result.json", result)
+    return result
+
+
+def load_result(out_dir, name):
+    """The saved result of target ``name`` or ``None`` if it was not built."""
+    path = Path(out_dir) / name / "result.json"
+    return read_json(path) if path.is_file() else None

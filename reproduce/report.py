@@ -1,0 +1,88 @@
+"""``report.md`` and ``verdicts.csv`` from the targets' saved results."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from reproduce._io import atomic_write_text, read_json
+from reproduce.registry import TARGETS, UNTESTED, load_result
+
+__all__ = ["write_report", "VERDICT_COLUMNS"]
+
+VERDICT_COLUMNS = ("target", "claim", "verdict", "evidence")
+
+
+def _verdict_rows(out_dir, targets):
+    rows, results = [], {}
+    for name in targets:
+        res = load_result(out_dir, name)
+        results[name] = res
+        if res is None:
+            rows.append({"target": name, "claim": "(target not built)", "verdict": UNTESTED,
+                         "evidence": f"run `python -m reproduce run {name}`"})
+            continue
+        for v in res.get("verdicts", []):
+            rows.append({"target": name, **{k: v[k] for k in ("claim", "verdict", "evidence")}})
+    return rows, results
+
+
+def write_report(out_dir, profile, targets=TARGETS):
+    """Write ``report.md`` and ``verdicts.csv`` in ``out_dir``; return the verdict rows."""
+    out_dir = Path(out_dir)
+    rows, results = _verdict_rows(out_dir, targets)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=VERDICT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "verdicts.csv", buf.getvalue())
+
+    manifest = read_json(out_dir / "manifest.json") if (out_dir / "manifest.json").is_file() else {}
+    lines = [f"# Reproduction report: profile `{profile.name}`", ""]
+    lines.append(f"{profile.description}.")
+    lines.append("")
+    if manifest:
+        git = manifest.get("git") or {}
+        data = ", ".join(f"{d.get('name')} ({d.get('source', 'source not recorded')})"
+                         for d in manifest.get("data", []))
+        lines += [
+            f"- command: `{manifest.get('command', '')}`",
+            f"- git commit: `{git.get('commit', 'unknown')}`"
+            + (" (uncommitted changes)" if git.get("dirty") else ""),
+            f"- data: {data}",
+            f"- seeds: {manifest.get('seeds')}; training runs: {len(manifest.get('runs', {}))}; "
+            f"sum of run times: {manifest.get('total_run_time_s', 0) / 60:.1f} min; "
+            f"last invocation wall time: {(manifest.get('wall_time_s') or 0) / 60:.1f} min",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()),
+        ]
+    lines += ["", f"Budget: {profile.budget_note}", ""]
+    counts = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    lines += ["## Verdicts", "",
+              ", ".join(f"{n} {v}" for v, n in counts.items()), "",
+              "| target | claim | verdict | evidence |", "|---|---|---|---|"]
+    for r in rows:
+        ev = r["evidence"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['target']} | {r['claim']} | **{r['verdict']}** | {ev} |")
+    lines.append("")
+    for name in targets:
+        res = results[name]
+        if res is None:
+            lines += [f"## {name}", "", "Not built at this profile yet.", ""]
+            continue
+        lines += [f"## {name}: {res['title']}", ""]
+        files = ", ".join(f"[`{a}`]({name}/{a})" for a in res.get("artefacts", []))
+        if (out_dir / name / "paper_vs_ours.csv").is_file():
+            files += f", [`paper_vs_ours.csv`]({name}/paper_vs_ours.csv)"
+        lines += [f"Files: {files}", ""]
+        if (out_dir / name / "figure.png").is_file():
+            lines += [f"![{name}]({name}/figure.png)", ""]
+        lines += [res.get("markdown", "").rstrip(), ""]
+        lines += ["Verdicts:", ""]
+        for v in res.get("verdicts", []):
+            lines.append(f"- {v['claim']}: **{v['verdict']}** ({v['evidence']})")
+        lines.append("")
+    atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+    return rows

@@ -1,0 +1,222 @@
+"""Shared training runs: planned by the targets, trained once, cached by their configuration.
+
+A run is one call of ``varshift.train.run(config)``. Its key is a hash of the full
+configuration (network, size, placement, noise, rate, data set, recipe, seed, adjust,
+save_model; not the data folder, which changes where data is read from, not what is
+computed). Fig. 4, Fig. 5 and Table 3 all read the same dropout-(a) 0.5 run, so it is
+trained once.
+
+Layout: ``<out>/runs/<hash>/record.json`` (written atomically when the run has finished, so
+its presence means "done") and ``<out>/runs/<hash>/work/`` (the trainer's own folder:
+checkpoints to resume from, ``model.keras``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from reproduce._io import atomic_write_json, read_json
+
+__all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "execute_plan"]
+
+#: bump when the meaning of a record changes, to invalidate every cache
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: ``config`` is what ``varshift.train.run`` receives (no data_dir)."""
+
+    config: dict = field(hash=False, compare=False)
+    key: str = ""
+
+    @property
+    def label(self):
+        c = self.config
+        noise = "" if c["noise"] == "dropout" else f" {c['noise']}"
+        return (f"{c['net']} {c['placement']}{noise} {c['rate']:g} {c['data']} "
+                f"seed {c['seed']}")
+
+
+def run_key(config):
+    """Hash of a run's full configuration (``data_dir`` excluded): the cache key."""
+    clean = {k: v for k, v in config.items() if k != "data_dir"}
+    blob = json.dumps({"v": CACHE_VERSION, "config": clean}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SIZE_CACHE = {}
+
+
+def _resolve_size(net, size):
+    if size == "paper":
+        return {}
+    if size == "small":
+        if net not in _SIZE_CACHE:
+            from varshift import nets
+
+            _SIZE_CACHE[net] = dict(nets.SMALL_SIZES[net])
+        return dict(_SIZE_CACHE[net])
+    return dict(size)
+
+
+def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", data=None, seed=0,
+             save_model=False, adjust=True):
+    """The :class:`RunSpec` of one training run under ``profile``.
+
+    ``placement="none"`` or ``rate=0`` both mean the no-dropout baseline and give the same
+    run, so Fig. 4's 0 point, Table 4's and Table 6's baselines share one training.
+    """
+    if placement == "none" or float(rate) == 0.0:
+        placement, noise, rate = "none", "dropout", 0.0
+    config = {
+        "net": net,
+        "size": _resolve_size(net, profile.size),
+        "placement": placement,
+        "noise": noise,
+        "rate": float(rate),
+        "data": data or profile.data[0],
+        "recipe": dict(profile.recipe),
+        "seed": int(seed),
+        "adjust": bool(adjust),
+        "save_model": bool(save_model),
+    }
+    return RunSpec(config=config, key=run_key(config))
+
+
+def merge_specs(specs):
+    """Deduplicate specs by key; a run asked for with and without ``save_model`` saves it."""
+    by_key = {}
+    for spec in specs:
+        by_key.setdefault(spec.key, spec)
+    # save_model is part of the key; drop the unsaved twin of a saved run
+    saved = {run_key({**s.config, "save_model": False}) for s in by_key.values()
+             if s.config["save_model"]}
+    return [s for k, s in by_key.items() if not (k in saved and not s.config["save_model"])]
+
+
+class RunStore:
+    """The cache folder ``<out>/runs``: where records live and how they are looked up."""
+
+    def __init__(self, out_dir):
+        self.root = Path(out_dir) / "runs"
+
+    def run_dir(self, key):
+        return self.root / key
+
+    def record_path(self, key):
+        return self.run_dir(key) / "record.json"
+
+    def done(self, key):
+        return self.record_path(key).is_file()
+
+    def load(self, key):
+        return read_json(self.record_path(key))
+
+    def model_path(self, key):
+        return self.run_dir(key) / "work" / "model.keras"
+
+    def find(self, spec):
+        """The record of ``spec``, or of its ``save_model`` twin; ``None`` if not trained."""
+        for cfg in (spec.config, {**spec.config, "save_model": not spec.config["save_model"]}):
+            key = run_key(cfg)
+            if self.done(key):
+                return self.load(key)
+        return None
+
+
+def _train_one(config, key, root, data_dir, force, threads):
+    """Train one run and write its record atomically (runs in a worker or in-process)."""
+    if threads:
+        from varshift._keras import tf
+
+        tfm = tf()
+        try:
+            tfm.config.threading.set_intra_op_parallelism_threads(threads)
+            tfm.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised in this process
+            pass
+    from varshift import train
+    from varshift._keras import keras
+
+    store = RunStore(Path(root).parent)
+    run_dir = store.run_dir(key)
+    work = run_dir / "work"
+    if force and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    record = train.run({**config, "data_dir": data_dir}, out_dir=str(work), progress=False,
+                       resume=not force)
+    wall = time.time() - start
+    keras().backend.clear_session()
+    wrapped = {"key": key, "config": config, "wall_time_s": wall,
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "record": record}
+    atomic_write_json(store.record_path(key), wrapped)
+    return key, wall
+
+
+def _worker_init():
+    # Ctrl-C goes to the whole process group: let the parent decide, workers just stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None):
+    """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
+
+    ``jobs > 1`` trains in that many worker processes (each with ``cpu_count // jobs``
+    TensorFlow threads). A finished run's record is written before the next starts, so an
+    interrupt loses only the runs in flight. Returns ``{key: wall_s}`` of the runs trained now.
+    """
+    store = RunStore(out_dir)
+    store.root.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for spec in specs:
+        if store.done(spec.key) and not force:
+            if on_done:
+                on_done(spec, None, True)
+        else:
+            todo.append(spec)
+    walls = {}
+    if not todo:
+        return walls
+    root = str(store.root)
+    if jobs <= 1:
+        for spec in todo:
+            key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)
+            walls[key] = wall
+            if on_done:
+                on_done(spec, wall, False)
+        return walls
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                               initializer=_worker_init)
+    try:
+        pending = {pool.submit(_train_one, s.config, s.key, root, data_dir, force, threads): s
+                   for s in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                spec = pending.pop(fut)
+                key, wall = fut.result()
+                walls[key] = wall
+                if on_done:
+                    on_done(spec, wall, False)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    pool.shutdown()
+    return walls
