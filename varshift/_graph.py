@@ -8,8 +8,13 @@ entered it, in graph order: one forward pass serves all layers.
 from __future__ import annotations
 
 from varshift._keras import keras as _keras
+from varshift._keras import tf as _tf
 
-__all__ = ["bn_layers", "bn_input_model", "reduce_axes"]
+__all__ = [
+    "bn_layers", "bn_input_model", "reduce_axes", "sub_layers", "all_layers", "leaf_layers",
+    "all_bn_layers", "CallRecord", "record_calls", "model_input_signature", "signature_of",
+    "layer_paths",
+]
 
 
 def _is_bn(layer) -> bool:
@@ -72,3 +77,160 @@ def reduce_axes(layer, ndim: int):
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     axes = {a % ndim for a in axes}
     return [i for i in range(ndim) if i not in axes]
+
+
+# --------------------------------------------------------------------------------------------
+# Call recording: what every layer received and returned in one traced forward pass.
+#
+# Keras' ``Layer.__call__`` ends in ``self.call(...)``, so an instance attribute ``call`` set on
+# a layer object intercepts that layer wherever it sits: in a Sequential or Functional model,
+# in a sub-model, or inside a custom layer's own ``call``. Tracing the model once inside a
+# ``tf.function`` with such wrappers records the symbolic input/output tensors of each call.
+# The wrappers are removed as soon as tracing ends; the traced graph keeps what it recorded.
+# --------------------------------------------------------------------------------------------
+
+
+def sub_layers(layer):
+    """The direct sub-layers of ``layer`` (models' ``layers`` or any layer's tracked ``_layers``)."""
+    subs = getattr(layer, "layers", None)
+    if subs is None:
+        subs = getattr(layer, "_layers", None)
+    try:
+        return list(subs or [])
+    except TypeError:  # pragma: no cover - unusual containers
+        return []
+
+
+def all_layers(model):
+    """Every layer reachable from ``model`` (itself excluded), depth first, each once."""
+    found, seen = [], set()
+
+    def walk(layer):
+        for sub in sub_layers(layer):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            found.append(sub)
+            walk(sub)
+
+    walk(model)
+    return found
+
+
+def leaf_layers(model):
+    """Layers of ``model`` that contain no other layer (the ones that do the computing)."""
+    keras = _keras()
+    return [layer for layer in all_layers(model)
+            if not sub_layers(layer) and not isinstance(layer, keras.layers.InputLayer)]
+
+
+def all_bn_layers(model):
+    """Every BatchNormalization layer reachable from ``model``, including inside custom layers."""
+    return [layer for layer in all_layers(model) if _is_bn(layer)]
+
+
+class CallRecord:
+    """One call of one layer during a trace: the layer, its tensor inputs and outputs."""
+
+    __slots__ = ("layer", "inputs", "outputs", "first_input")
+
+    def __init__(self, layer, inputs, outputs, first_input):
+        self.layer = layer
+        self.inputs = inputs  # flat list of tensors passed in (args and kwargs)
+        self.outputs = outputs  # flat list of tensors returned
+        self.first_input = first_input  # the ``inputs`` argument (BN: the tensor it normalises)
+
+
+def _tensors(structure):
+    tf = _tf()
+    return [t for t in tf.nest.flatten(structure) if isinstance(t, tf.Tensor)]
+
+
+class record_calls:  # noqa: N801  (used as a context manager, reads like a function)
+    """Context manager: while active, each call of ``layers`` appends a :class:`CallRecord`.
+
+    Args:
+        layers: the layer objects to intercept.
+        identity_outputs: pass outputs through ``tf.identity`` so that a layer that returns its
+            input unchanged (Dropout at inference) still produces a tensor of its own.
+
+    The list of records is the context manager's value. Use only while tracing a
+    ``tf.function``: eager calls would record concrete values instead of graph tensors.
+    """
+
+    def __init__(self, layers, *, identity_outputs=False):
+        self.layers = list(layers)
+        self.identity_outputs = identity_outputs
+        self.records = []
+        self._saved = []
+
+    def _wrap(self, layer):
+        tf = _tf()
+        original = layer.call
+        records = self.records
+        identity = self.identity_outputs
+
+        def call(*args, **kwargs):
+            first = args[0] if args else kwargs.get("inputs")
+            outputs = original(*args, **kwargs)
+            if identity:
+                outputs = tf.nest.map_structure(
+                    lambda t: tf.identity(t) if isinstance(t, tf.Tensor) else t, outputs)
+            records.append(CallRecord(layer, _tensors((args, kwargs)), _tensors(outputs), first))
+            return outputs
+
+        return call
+
+    def __enter__(self):
+        for layer in self.layers:
+            had = "call" in layer.__dict__
+            self._saved.append((layer, had, layer.__dict__.get("call")))
+            object.__setattr__(layer, "call", self._wrap(layer))  # bypass Keras' tracking
+        return self.records
+
+    def __exit__(self, *exc):
+        for layer, had, value in reversed(self._saved):
+            if had:
+                object.__setattr__(layer, "call", value)
+            else:
+                object.__delattr__(layer, "call")
+        self._saved = []
+        return False
+
+
+def model_input_signature(model):
+    """``tf.TensorSpec`` structure (batch dimension ``None``) of a built model's inputs."""
+    tf = _tf()
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"Model {model.name!r} has no known input shape: build it with keras.Input (or "
+            "call it once on data) before auditing it."
+        )
+    specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype or "float32") for t in inputs]
+    return specs[0] if len(specs) == 1 else specs
+
+
+def signature_of(batch):
+    """``tf.TensorSpec`` structure of a batch (numpy or tensors) with the batch dimension free."""
+    tf = _tf()
+    return tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype)), batch)
+
+
+def layer_paths(model):
+    """``{id(layer): "outer/inner/name"}`` for every layer reachable from ``model``."""
+    paths = {}
+
+    def walk(layer, prefix):
+        for sub in sub_layers(layer):
+            if id(sub) in paths:
+                continue
+            paths[id(sub)] = f"{prefix}{sub.name}"
+            walk(sub, f"{prefix}{sub.name}/")
+
+    walk(model, "")
+    return paths

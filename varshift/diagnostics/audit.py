@@ -1,0 +1,292 @@
+r"""Static audit: which noise layers feed which BatchNormalization layers, and how.
+
+The paper (Sec. 3) distinguishes two placements of a noise layer in front of BN:
+
+- **case (a)**: the noise reaches BN through shape or element-wise operations only (Eq. 7-8;
+  e.g. ``Dropout -> BN``, ``Dropout -> ReLU -> BN``, ``Dropout -> Add(skip) -> BN``);
+- **case (b)**: through exactly one weight layer, a Dense or convolution with :math:`d` inputs
+  per unit, whose weights enter Eq. 14 through :math:`\cos^2\theta` (Eq. 13);
+- ``deeper``: through two or more weight layers; no closed form, measure it with
+  :func:`varshift.measure_shift`.
+
+:func:`audit` finds every (BN, noise) pair by tracing the model once (no data, no weights
+changed) and walking each BN layer's input upstream until the previous normalisation layer or
+the model input.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import numpy as np
+
+from varshift import theory
+from varshift._graph import (
+    _is_bn,
+    layer_paths,
+    leaf_layers,
+    model_input_signature,
+    record_calls,
+)
+from varshift._keras import keras as _load_keras
+from varshift._keras import tf as _load_tf
+from varshift._keras import to_numpy
+
+__all__ = ["audit", "noise_kind", "AUDIT_COLUMNS"]
+
+log = logging.getLogger("varshift.diagnostics")
+
+AUDIT_COLUMNS = [
+    "bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2",
+    "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "route", "bn_path", "noise_path",
+]
+
+
+def noise_kind(layer):
+    """The kind of a noise layer (``dropout``, ``spatial_dropout``, ``gaussian_dropout``,
+    ``alpha_dropout``, ``gaussian_noise``, ``uout``) or ``None`` for any other layer."""
+    keras = _load_keras()
+    from varshift.layers import Uout
+
+    spatial = tuple(getattr(keras.layers, f"SpatialDropout{k}D") for k in (1, 2, 3))
+    if isinstance(layer, Uout):
+        return "uout"
+    if isinstance(layer, spatial):
+        return "spatial_dropout"
+    if isinstance(layer, keras.layers.GaussianDropout):
+        return "gaussian_dropout"
+    if isinstance(layer, keras.layers.AlphaDropout):
+        return "alpha_dropout"
+    if isinstance(layer, keras.layers.GaussianNoise):
+        return "gaussian_noise"
+    if isinstance(layer, keras.layers.Dropout):
+        return "dropout"
+    return None
+
+
+def _noise_parameter(layer, kind):
+    if kind == "uout":
+        return float(layer.beta)
+    if kind == "gaussian_noise":
+        return float(layer.stddev)
+    return float(layer.rate)
+
+
+def noise_variance(kind, value):
+    r"""Variance :math:`s^2` of the multiplicative factor of a noise layer (NaN if not one).
+
+    Bernoulli (also spatial) dropout and Keras' Gaussian dropout: :math:`\text{rate}/(1-\text{rate})`;
+    Uout: :math:`\beta^2/3`. Alpha dropout (affine) and Gaussian noise (additive) are not
+    multiplicative.
+    """
+    if kind in ("dropout", "spatial_dropout", "gaussian_dropout"):
+        return value / (1.0 - value) if value < 1 else float("inf")
+    if kind == "uout":
+        return value**2 / 3.0
+    return float("nan")
+
+
+def _is_normalization(layer):
+    keras = _load_keras()
+    kinds = tuple(getattr(keras.layers, n) for n in
+                  ("BatchNormalization", "LayerNormalization", "GroupNormalization",
+                   "UnitNormalization") if hasattr(keras.layers, n))
+    return isinstance(layer, kinds) or _is_bn(layer)
+
+
+def _weight_layers_crossed(layer):
+    """How many weight layers ``layer`` counts as (0: shape/element-wise)."""
+    keras = _load_keras()
+    if noise_kind(layer) is not None or _is_normalization(layer):
+        return 0
+    if isinstance(layer, tuple(getattr(keras.layers, n) for n in
+                               ("SeparableConv1D", "SeparableConv2D"))):
+        return 2  # depthwise then pointwise
+    return 1 if layer.trainable_weights or layer.non_trainable_weights else 0
+
+
+def _kernel_matrix(layer):
+    """A ``(d, units)`` matrix of a Dense/Conv layer's weights, or ``None``."""
+    keras = _load_keras()
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        return None
+    w = np.asarray(to_numpy(kernel), dtype=np.float64)
+    if w.ndim < 2:
+        return None
+    if isinstance(layer, tuple(getattr(keras.layers, n) for n in
+                               ("DepthwiseConv1D", "DepthwiseConv2D"))):
+        # (*kernel_size, in_channels, multiplier): each output sees one input channel
+        return w.reshape(int(np.prod(w.shape[:-2])), -1)
+    return w.reshape(theory.fan_in(w), w.shape[-1])
+
+
+def trace_layer_graph(model):
+    """Trace ``model`` once and return ``(records, predecessors)``.
+
+    ``records`` lists every call of a leaf layer in execution order; ``predecessors[i]`` the
+    indices of the records whose outputs reach record ``i``'s inputs, possibly through raw
+    TensorFlow operations done outside any layer (e.g. ``x + y`` in a custom layer).
+    """
+    tf = _load_tf()
+    spec = model_input_signature(model)
+    leaves = leaf_layers(model)
+    holder = {}
+
+    def forward(x):
+        with record_calls(leaves, identity_outputs=True) as records:
+            out = model(x, training=False)
+        holder["records"] = list(records)
+        return out
+
+    tf.function(forward, input_signature=[spec], autograph=False).get_concrete_function()
+    records = holder["records"]
+    producer = {}
+    for i, rec in enumerate(records):
+        for t in rec.outputs:
+            producer[t.ref()] = i
+
+    preds = []
+    for rec in records:
+        found, seen = [], set()
+        stack = list(rec.inputs)
+        while stack:
+            t = stack.pop()
+            if t.ref() in seen:
+                continue
+            seen.add(t.ref())
+            if t.ref() in producer:
+                if producer[t.ref()] not in found:
+                    found.append(producer[t.ref()])
+                continue
+            stack.extend(t.op.inputs)
+        preds.append(found)
+    return records, preds
+
+
+def _empty(message):
+    import pandas as pd
+
+    df = pd.DataFrame({c: [] for c in AUDIT_COLUMNS})
+    df.attrs["message"] = message
+    log.warning("%s", message)
+    return df
+
+
+def audit(model):
+    r"""List every (BatchNormalization, noise layer) pair of a model and classify its path.
+
+    For each BN layer (graph order) the noise layers upstream of it, up to the previous
+    normalisation layer or the model input, are found by tracing the model once. The noise
+    layers recognised are Keras' ``Dropout``, ``SpatialDropout1D/2D/3D``, ``GaussianDropout``,
+    ``AlphaDropout``, ``GaussianNoise`` and :class:`varshift.layers.Uout`. Each pair's path is
+    classified by the number of weight layers it crosses (the route with the fewest is kept):
+
+    - ``a`` (none): Eq. 7-8, shift :math:`p v / (v + (1-p) c^2)`;
+    - ``b`` (exactly one Dense/Conv): Eq. 14, with that layer's fan-in :math:`d` and the mean
+      over its output units of Eq. 13's
+      :math:`\cos^2\theta = (\sum_i w_i)^2 / (d \sum_i w_i^2)` from the current weights;
+    - ``deeper`` (two or more).
+
+    Works for Sequential and Functional models, nested sub-models, and custom layers that call
+    other layers (including raw TensorFlow operations between them). The model must have a
+    known input shape. Nothing is changed.
+
+    Args:
+        model: a built Keras model.
+
+    Returns:
+        A ``pandas.DataFrame``, one row per pair, columns ``bn_layer, noise_layer, noise_kind,
+        rate_or_beta, case, d, mean_cos2`` plus ``d_cos2`` (:math:`d\,\overline{\cos^2\theta}`),
+        ``noise_var`` (:math:`s^2` of the multiplicative noise factor, NaN for alpha dropout
+        and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``route`` (the layers from
+        the noise layer to BN) and the full paths ``bn_path``/``noise_path``. ``d`` and
+        ``mean_cos2`` are NaN unless the case is ``b``. A model with no BN or no noise layer
+        feeding BN gives an empty frame whose ``attrs["message"]`` says so (also logged as a
+        warning); this is not an error.
+
+    Example:
+        >>> from varshift.models import dropout_dense_bn_model
+        >>> audit(dropout_dense_bn_model(8, 4, rate=0.5))[["bn_layer", "case", "d"]].values.tolist()
+        [['bn', 'b', 8.0]]
+    """
+    import pandas as pd
+
+    records, preds = trace_layer_graph(model)
+    bn_calls, seen_bn = [], set()
+    for i, rec in enumerate(records):
+        if _is_bn(rec.layer) and id(rec.layer) not in seen_bn:
+            seen_bn.add(id(rec.layer))
+            bn_calls.append(i)
+    if not bn_calls:
+        return _empty(f"Model {model.name!r} has no BatchNormalization layer: "
+                      "there is no variance shift to audit.")
+    if not any(noise_kind(rec.layer) for rec in records):
+        return _empty(f"Model {model.name!r} has no noise layer (Dropout, SpatialDropout, "
+                      "GaussianDropout, AlphaDropout, GaussianNoise, Uout): no variance shift.")
+
+    paths = layer_paths(model)
+    rows = []
+    for b in bn_calls:
+        bn = records[b].layer
+        best = {}  # noise record index -> (n_weight, weight record, route)
+        queue = collections.deque((p, 0, None, (bn.name,)) for p in preds[b])
+        visited = set()
+        while queue:
+            i, n_weight, weight_rec, route = queue.popleft()
+            layer = records[i].layer
+            if _is_normalization(layer):
+                continue  # the previous normalisation ends the search
+            key = (i, min(n_weight, 2))
+            if key in visited:
+                continue
+            visited.add(key)
+            route = (layer.name, *route)
+            if noise_kind(layer) is not None:
+                if i not in best or n_weight < best[i][0]:
+                    best[i] = (n_weight, weight_rec, route)
+            crossed = _weight_layers_crossed(layer)
+            if crossed:
+                weight_rec = i if n_weight == 0 and crossed == 1 else None
+                n_weight += crossed
+            for p in preds[i]:
+                queue.append((p, n_weight, weight_rec, route))
+        for i in sorted(best):
+            n_weight, weight_rec, route = best[i]
+            noise = records[i].layer
+            kind = noise_kind(noise)
+            value = _noise_parameter(noise, kind)
+            case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
+            d = mean_cos2 = float("nan")
+            weight_name = None
+            if case == "b" and weight_rec is not None:
+                weight = records[weight_rec].layer
+                weight_name = weight.name
+                kernel = _kernel_matrix(weight)
+                if kernel is not None:
+                    d = float(kernel.shape[0])
+                    mean_cos2 = float(np.nanmean(theory.cos2_theta(kernel)))
+            rows.append({
+                "bn_layer": bn.name,
+                "noise_layer": noise.name,
+                "noise_kind": kind,
+                "rate_or_beta": value,
+                "case": case,
+                "d": d,
+                "mean_cos2": mean_cos2,
+                "d_cos2": d * mean_cos2,
+                "noise_var": noise_variance(kind, value),
+                "weight_layer": weight_name,
+                "n_weight_layers": int(n_weight),
+                "route": " -> ".join(route),
+                "bn_path": paths.get(id(bn), bn.name),
+                "noise_path": paths.get(id(noise), noise.name),
+            })
+    if not rows:
+        return _empty(f"Model {model.name!r}: no noise layer lies upstream of a "
+                      "BatchNormalization layer (noise only after the last BN), no variance shift.")
+    df = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    df.attrs["message"] = (f"{len(df)} (BN, noise) pair(s) in model {model.name!r}: "
+                           + ", ".join(f"{c}: {n}" for c, n in df["case"].value_counts().items()))
+    return df
