@@ -1,0 +1,165 @@
+"""Eq. 15: Uout vs Bernoulli dropout vs Gaussian dropout before BN.
+
+Three multiplicative noises with E[m] = 1 and Var[m] = s^2, identity at inference:
+Bernoulli inverted dropout (s^2 = rate / (1 - rate)), Keras' GaussianDropout (the same s^2) and
+Uout (s^2 = beta^2 / 3). For c = 0 every one shifts the variance by 1 / (1 + s^2); Uout's
+3 / (3 + beta^2) is Eq. 15. Left: shift vs each noise's own parameter (rate or beta). Right: shift
+vs the noise variance s^2, where the three coincide: at matched noise variance Uout is no
+better than dropout, so part of Table 6's benefit may be weaker noise.
+
+Formula, Monte Carlo (numpy) and Keras (``noise layer -> BatchNormalization``, the moving
+variance it converges to, x 31/32) for each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reproduce import plotting
+from reproduce._io import atomic_path, md_table
+from reproduce.registry import verdict
+from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, mc_tolerance, noise_mc
+from varshift import theory
+
+TITLE = "Eq. 15: Uout vs Bernoulli vs Gaussian dropout, shift vs noise strength and variance"
+ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
+
+PARAMS = (0.1, 0.2, 0.3, 0.5, 0.7)
+MEAN, VAR = 0.0, 1.0  #: the paper's Eq. 15 assumes c = 0
+NOISES = ("dropout", "gaussian", "uout")
+LABELS = {"dropout": "Bernoulli dropout (rate)", "gaussian": "Gaussian dropout (rate)",
+          "uout": "Uout (beta)"}
+
+
+def runs(profile):
+    return []
+
+
+def noise_var(kind, param):
+    """s^2 of the multiplicative noise ``kind`` at its own parameter (rate or beta)."""
+    return param**2 / 3.0 if kind == "uout" else param / (1.0 - param)
+
+
+def formula(kind, param):
+    if kind == "uout":
+        return float(theory.uout_shift_ratio(MEAN, VAR, param))
+    if kind == "gaussian":
+        return float(theory.gaussian_dropout_shift_ratio(MEAN, VAR, param))
+    return float(theory.shift_ratio(MEAN, VAR, param))
+
+
+def _keras_model(kind, param, seed):
+    from varshift._keras import keras as load
+    from varshift.layers import Uout
+
+    keras = load()
+    inputs = keras.Input(shape=(1,))
+    if kind == "uout":
+        layer = Uout(param, seed=seed)
+    elif kind == "gaussian":
+        layer = keras.layers.GaussianDropout(param, seed=seed)
+    else:
+        layer = keras.layers.Dropout(param, seed=seed)
+    outputs = keras.layers.BatchNormalization()(layer(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def compute(profile, seed=0):
+    rng = np.random.default_rng(seed)
+    x = MEAN + np.sqrt(VAR) * rng.standard_normal(profile.mc_samples)
+    xk = (MEAN + np.sqrt(VAR) * rng.standard_normal((profile.keras_samples, 1))).astype("float32")
+    settings = [(k, p, "own parameter") for k in NOISES for p in PARAMS]
+    # matched noise variance: Uout(beta) against dropout at uout_matched_rate(beta)
+    for beta in (0.1, 0.2, 0.3, 0.5):
+        rate = float(theory.uout_matched_rate(beta))
+        settings += [("dropout", rate, f"matched to Uout {beta:g}"),
+                     ("gaussian", rate, f"matched to Uout {beta:g}")]
+    rows = []
+    test_k = float(xk.astype("float64").var())
+    for kind, param, group in settings:
+        y = noise_mc(x, kind, param, rng)
+        stored = keras_stored_variance(_keras_model(kind, param, seed), xk, seed=seed)[0]
+        rows.append({"noise": kind, "param": param, "group": group,
+                     "noise_var": noise_var(kind, param), "shift_formula": formula(kind, param),
+                     "shift_mc": x.var() / y.var(),
+                     "shift_keras_corrected": test_k / stored * (BATCH - 1) / BATCH})
+    return pd.DataFrame(rows)
+
+
+def claims(df, profile):
+    tol_mc, tol_k = mc_tolerance(profile.mc_samples), mc_tolerance(profile.keras_samples)
+    err_mc = float((abs(df.shift_mc - df.shift_formula) / df.shift_formula).max())
+    err_k = float((abs(df.shift_keras_corrected - df.shift_formula) / df.shift_formula).max())
+    own = df[df.group == "own parameter"]
+    u = own[own.noise == "uout"].set_index("param").shift_mc
+    d = own[own.noise == "dropout"].set_index("param").shift_mc
+    paper = {0.1: 0.996678, 0.2: 0.986842, 0.3: 0.970874, 0.5: 0.923077}
+    err_paper = max(abs(formula("uout", b) - val) for b, val in paper.items())
+    diffs = []
+    for beta in (0.1, 0.2, 0.3, 0.5):
+        us = float(u.loc[beta])
+        for kind in ("dropout", "gaussian"):
+            m = df[(df.group == f"matched to Uout {beta:g}") & (df.noise == kind)].shift_mc.iloc[0]
+            diffs.append(abs(float(m) - us) / us)
+    return [
+        verdict("Eq. 15 (Uout 3/(3+beta^2)) and the dropout formulas match Monte Carlo",
+                err_mc < tol_mc, f"max relative error {fmt(err_mc)} (tolerance {fmt(tol_mc)}); "
+                f"formula vs the paper's Uout values: max difference {err_paper:.1e}"),
+        verdict("Keras' Dropout, GaussianDropout and varshift.Uout before BN store the predicted "
+                "training variance (x (m-1)/m)", err_k < tol_k,
+                f"corrected Keras shift within {fmt(err_k)} of the formulas (tolerance {fmt(tol_k)})"),
+        verdict("Uout shifts far less than dropout at the same parameter value (beta = rate)",
+                bool(all(u.loc[p] > d.loc[p] for p in PARAMS)),
+                "; ".join(f"{p:g}: Uout {fmt(u.loc[p], 3)} vs dropout {fmt(d.loc[p], 3)}"
+                          for p in (0.1, 0.5))),
+        verdict("at matched noise variance the three noises shift the variance equally",
+                max(diffs) < 2 * tol_mc, f"max relative difference {fmt(max(diffs))} "
+                "(so Uout's advantage is its weaker noise, not its shape)"),
+    ]
+
+
+def figure(df, ctx):
+    plt = plotting.style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.2, 3.0))
+    grid = np.linspace(0.0, 0.75, 76)
+    own = df[df.group == "own parameter"]
+    for i, kind in enumerate(NOISES):
+        ls = "--" if kind == "gaussian" else "-"
+        ax1.plot(grid, [formula(kind, g) for g in grid], ls, color=f"C{i}", label=LABELS[kind])
+        sub = own[own.noise == kind]
+        ax1.plot(sub.param, sub.shift_mc, plotting.MARKERS[i], mfc="none", color=f"C{i}")
+        ax1.plot(sub.param, sub.shift_keras_corrected, "x", color=f"C{i}")
+    ax1.set(xlabel="rate (dropouts) or beta (Uout)", ylabel="Var_test / Var_train",
+            title="shift vs noise parameter (c = 0)", ylim=(0.2, 1.02))
+    ax1.legend(loc="lower left")
+    s2 = np.logspace(-3.5, 0.5, 80)
+    ax2.plot(s2, 1.0 / (1.0 + s2), "k-", lw=0.8, label="1 / (1 + s^2)")
+    for i, kind in enumerate(NOISES):
+        sub = df[df.noise == kind]
+        ax2.plot(sub.noise_var, sub.shift_mc, plotting.MARKERS[i], mfc="none", color=f"C{i}",
+                 label=LABELS[kind].split(" (")[0])
+    ax2.set(xscale="log", xlabel="noise variance s^2 = Var[m]", ylabel="Var_test / Var_train",
+            title="matched noise variance", ylim=(0.2, 1.02))
+    ax2.legend(loc="lower left")
+    plotting.stamp(fig, ctx.profile.name, "theory")
+    fig.tight_layout()
+    plotting.save(fig, ctx.dir)
+
+
+def build(ctx):
+    df = compute(ctx.profile)
+    with atomic_path(ctx.dir / "table.csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    figure(df, ctx)
+    u = df[(df.noise == "uout") & (df.group == "own parameter") & (df.param <= 0.5)]
+    paper = pd.DataFrame({"beta": u.param, "paper_shift": [0.996678, 0.986842, 0.970874, 0.923077],
+                          "shift_formula": u.shift_formula, "shift_mc": u.shift_mc,
+                          "shift_keras_corrected": u.shift_keras_corrected})
+    with atomic_path(ctx.dir / "paper_vs_ours.csv") as tmp:
+        paper.assign(source="arXiv:1801.05134 Sec. 5 (Eq. 15 values, via shared/paper/README.md)"
+                     ).to_csv(tmp, index=False, float_format="%.6g")
+    md = ("Uout's shift at c = 0 (paper Sec. 5 values beside ours):\n\n" + md_table(paper)
+          + "\n\nAt matched noise variance (right panel) all three noises give the same shift; "
+          "the paper compares Uout and dropout at equal parameter values only.")
+    return {"verdicts": claims(df, ctx.profile), "markdown": md}
