@@ -1,0 +1,153 @@
+r"""The paper's CIFAR input pipeline as ``tf.data``, deterministic under a seed.
+
+bearpaw/pytorch-classification (the recipes the paper defers to) trains with
+``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()`` and a per-channel
+``Normalize(mean, std)``. :func:`make_dataset` does the same on uint8 NHWC arrays, a whole batch
+at a time:
+
+1. shuffle (a permutation drawn from ``seed``; a new ``seed`` gives a new order),
+2. (training and ``augment``) pad every image with ``pad`` zero pixels per side and crop a
+   random ``H x W`` window; flip it left-right with probability 1/2; crops and flips are
+   drawn with stateless random ops keyed by ``(seed, batch index)``,
+3. normalise: :math:`x \leftarrow (x / 255 - \mu_c) / \sigma_c` per channel ``c``
+   (the zero padding is black, as with PIL, i.e. :math:`-\mu_c/\sigma_c` after normalising),
+4. prefetch.
+
+Because the randomness is a function of ``seed`` alone, one epoch's stream is reproducible on
+its own; :mod:`varshift.train` passes ``seed + epoch`` so a resumed run sees the same data as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["make_dataset", "channel_stats", "augment_batch"]
+
+
+def channel_stats(x):
+    """Per-channel mean and standard deviation of uint8 images on the 0..1 scale.
+
+    Args:
+        x: uint8 array ``(N, H, W, C)``.
+
+    Returns:
+        ``(mean, std)``, two float32 arrays of shape ``(C,)``.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"Argument `x` must be NHWC images (4-D); received shape {x.shape}.")
+    c = x.shape[-1]
+    flat = x.reshape(-1, c)
+    # two-pass moments in float64, chunked over rows to bound memory
+    n = flat.shape[0]
+    s = np.zeros(c)
+    s2 = np.zeros(c)
+    for i in range(0, n, 1 << 22):
+        chunk = flat[i:i + (1 << 22)].astype(np.float64) / 255.0
+        s += chunk.sum(0)
+        s2 += (chunk**2).sum(0)
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+    std[std == 0] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def augment_batch(images, seed, pad=4, flip=True):
+    """Zero-pad by ``pad``, random-crop back to size and randomly flip a batch (stateless).
+
+    Args:
+        images: float tensor ``(B, H, W, C)``.
+        seed: int32 tensor/array of shape ``(2,)``, the stateless seed of this batch.
+        pad: pixels of zero padding per side (4 in the paper's recipe).
+        flip: random horizontal flip with probability 1/2.
+
+    Returns:
+        A tensor of the same shape.
+    """
+    from varshift._keras import tf as _tf
+
+    tf = _tf()
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    if pad > 0:
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = tf.random.stateless_uniform(
+            (b, 2), seeds[0], minval=0, maxval=2 * pad + 1, dtype=tf.int32)
+        rows = offsets[:, :1] + tf.range(h)[None, :]  # (B, H): the rows each crop keeps
+        cols = offsets[:, 1:] + tf.range(w)[None, :]  # (B, W)
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
+    if flip:
+        coin = tf.random.stateless_uniform((b, 1, 1, 1), seeds[1]) < 0.5
+        images = tf.where(coin, tf.reverse(images, axis=[2]), images)
+    return images
+
+
+def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=None, seed=0,
+                 pad=4, flip=True, drop_remainder=False, shuffle=None):
+    """A batched, normalised, (optionally) augmented and prefetched ``tf.data.Dataset``.
+
+    Args:
+        x: uint8 images ``(N, H, W, C)``.
+        y: integer labels ``(N,)``, or ``None`` for an images-only dataset.
+        batch_size: images per batch.
+        training: shuffle and (with ``augment``) augment.
+        augment: pad-and-crop and flip when ``training`` (the CIFAR recipe).
+        mean, std: per-channel statistics on the 0..1 scale; ``None`` computes them from
+            ``x`` (pass the training set's to the test set).
+        seed: integer; the shuffle order and the augmentation are functions of it alone.
+        pad: zero padding before the random crop (4).
+        flip: random horizontal flips (True).
+        drop_remainder: drop a last, smaller batch.
+        shuffle: override whether to shuffle (default: ``training``).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(images float32 (B, H, W, C), labels int32 (B,))`` (or images
+        only when ``y is None``).
+
+    Example:
+
+    >>> ds = make_dataset(x, y, batch_size=128, training=True, seed=3)  # doctest: +SKIP
+    """
+    from varshift._keras import tf as _tf
+    from varshift._validate import check_positive_int
+
+    tf = _tf()
+    check_positive_int("batch_size", batch_size)
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"Argument `x` must be NHWC images (4-D); received shape {x.shape}.")
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"`x` has {len(x)} images but `y` has {len(y)} labels.")
+    if mean is None or std is None:
+        m, s = channel_stats(x)
+        mean = m if mean is None else mean
+        std = s if std is None else std
+    mean = tf.constant(np.asarray(mean, np.float32).reshape(1, 1, 1, -1))
+    std = tf.constant(np.asarray(std, np.float32).reshape(1, 1, 1, -1))
+    n = len(x)
+    shuffle = training if shuffle is None else shuffle
+    order = np.random.default_rng([int(seed), 0x5EED]).permutation(n) if shuffle else np.arange(n)
+    xs = tf.constant(x)
+    ys = None if y is None else tf.constant(y.astype(np.int32))
+    do_aug = bool(training and augment)
+    seed_value = int(seed) % (2**31 - 1)
+
+    def gather(step, idx):
+        images = tf.cast(tf.gather(xs, idx), tf.float32)
+        if do_aug:
+            batch_seed = tf.stack([tf.constant(seed_value, tf.int32), tf.cast(step, tf.int32)])
+            images = augment_batch(images, batch_seed, pad=pad, flip=flip)
+        images = (images / 255.0 - mean) / std
+        if ys is None:
+            return images
+        return images, tf.gather(ys, idx)
+
+    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,157 @@
+r"""The paper's four CIFAR networks, with noise layers in the paper's placements.
+
+:func:`build` makes PreResNet, ResNeXt-29, Wide ResNet and DenseNet-BC at the paper's sizes
+(Table 2) or, with the size keywords, at small sizes that train on a CPU with the same code.
+
+Placements (paper Sec. 4; definitions in :mod:`varshift.nets._blocks`):
+
+- ``"none"``: no noise.
+- ``"a"``: noise right before the last BN of every block, case (a):
+  :math:`\mathrm{Var}^{Test}/\mathrm{Var}^{Train} = p v / (v + (1-p) c^2)` (Eq. 8).
+- ``"b"``: noise right before the last convolution of every block, case (b) (Eq. 14).
+- ``"after_bn"``: one noise layer after the last BN, before the classifier.
+
+Layer names: block ``i`` (counted from 1 over the whole network) owns ``block{i}_bn1``,
+``block{i}_conv1``, ..., ``block{i}_noise``, ``block{i}_add``; the stem is ``conv1`` (and
+``bn1`` for ResNeXt), the end ``final_bn``, ``pool``, ``head_noise``, ``fc``. The model
+returns logits (``fc`` is float32 even under mixed precision).
+
+Parameter / BN-layer counts at the default sizes, ``num_classes=10`` (trainable parameters,
+the number PyTorch and the paper report; Keras' ``count_params`` adds the BN moving
+statistics):
+
+=================  ========================  ===========  =========
+name               network                   parameters   BN layers
+=================  ========================  ===========  =========
+``preresnet``      PreResNet-164 bottleneck  1.70 M       163
+``preresnet``      ``depth=110`` (basic)     1.73 M       109
+``resnext29``      ResNeXt-29 8x64d          34.43 M      31
+``wrn``            WRN-28-10                 36.48 M      25
+``densenet_bc``    DenseNet-BC L=100 k=12    0.77 M       99
+=================  ========================  ===========  =========
+
+PreResNet's block type follows the depth: ``depth=110`` is the basic-block PreResNet-110,
+any other ``9 n + 2`` depth (164, 20, ...) is bottleneck, other ``6 n + 2`` depths are basic;
+``block="basic"`` / ``block="bottleneck"`` forces it.
+
+Example:
+
+>>> from varshift import nets
+>>> model = nets.build("preresnet", placement="a", rate=0.5, **nets.SMALL_SIZES["preresnet"])
+>>> "block1_noise" in [layer.name for layer in model.layers]
+True
+"""
+
+from __future__ import annotations
+
+from varshift.nets._blocks import NOISES, PLACEMENTS
+
+__all__ = ["build", "small", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES", "PLACEMENTS", "NOISES",
+           "trainable_params", "bn_count"]
+
+NAMES = ("preresnet", "resnext29", "wrn", "densenet_bc")
+
+# the paper's sizes (Table 2)
+DEFAULT_SIZES = {
+    "preresnet": {"depth": 164},
+    "resnext29": {"depth": 29, "cardinality": 8, "base_width": 64, "widen_factor": 4},
+    "wrn": {"depth": 28, "widen_factor": 10},
+    "densenet_bc": {"depth": 100, "growth_rate": 12},
+}
+
+# tiny variants for CPU runs and tests: the same code, a few 10k parameters
+SMALL_SIZES = {
+    "preresnet": {"depth": 20, "width": 8},  # bottleneck, 2 blocks per stage, 19 BN layers
+    "resnext29": {"depth": 11, "cardinality": 2, "base_width": 4, "widen_factor": 2,
+                  "stem_width": 16},  # 1 block per stage, 13 BN layers
+    "wrn": {"depth": 10, "widen_factor": 2, "width": 8},  # WRN-10-2 at base 8, 7 BN layers
+    "densenet_bc": {"depth": 16, "growth_rate": 8},  # 2 layers per stage, 15 BN layers
+}
+
+
+def _builder(name):
+    if name == "preresnet":
+        from varshift.nets.preresnet import preresnet as f
+    elif name == "resnext29":
+        from varshift.nets.resnext import resnext29 as f
+    elif name == "wrn":
+        from varshift.nets.wrn import wrn as f
+    elif name == "densenet_bc":
+        from varshift.nets.densenet import densenet_bc as f
+    else:
+        raise ValueError(
+            f"Argument `name` must be one of {', '.join(map(repr, NAMES))}; received name={name!r}."
+        )
+    return f
+
+
+def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *,
+          input_shape=(32, 32, 3), seed=None, **size):
+    """Build one of the paper's CIFAR networks as a functional ``keras.Model`` (logits out).
+
+    Args:
+        name: ``"preresnet"``, ``"resnext29"``, ``"wrn"`` or ``"densenet_bc"`` (:data:`NAMES`).
+        num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
+        placement: ``"none"``, ``"a"``, ``"b"`` or ``"after_bn"`` (see module docstring).
+        noise: ``"dropout"`` (Keras ``Dropout``), ``"uout"`` (:class:`varshift.layers.Uout`,
+            ``rate`` is :math:`\\beta`) or ``"gaussian"`` (Keras ``GaussianDropout``).
+        rate: drop ratio :math:`1 - p` (dropout, gaussian) or Uout's :math:`\\beta`.
+        input_shape: ``(H, W, C)``; 32x32x3 for CIFAR, 28x28x1 for Fashion-MNIST, 8x8x1 for
+            the scikit-learn digits.
+        seed: optional integer; noise layers get ``seed, seed + 1, ...``.
+        **size: architecture sizes: ``depth``, ``width``, ``block`` (PreResNet);
+            ``depth``, ``cardinality``, ``base_width``, ``widen_factor``, ``stem_width``
+            (ResNeXt); ``depth``, ``widen_factor``, ``width`` (WRN); ``depth``,
+            ``growth_rate``, ``compression`` (DenseNet-BC); and ``bn_momentum`` /
+            ``bn_epsilon`` (default 0.9 / 1e-5, PyTorch's BN defaults as in the reference
+            code). Missing keywords take the paper's sizes (:data:`DEFAULT_SIZES`).
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Example:
+
+    >>> model = build("wrn", placement="b", rate=0.3, **SMALL_SIZES["wrn"])
+    >>> model.output_shape
+    (None, 10)
+    """
+    f = _builder(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"Argument `num_classes` must be an integer >= 1; received num_classes={num_classes!r}."
+        )
+    try:
+        return f(num_classes, placement, noise, rate, input_shape=tuple(input_shape), seed=seed,
+                 **size)
+    except TypeError as err:
+        if "unexpected keyword" in str(err):
+            allowed = sorted(set(DEFAULT_SIZES[name]) | set(SMALL_SIZES[name])
+                             | {"bn_momentum", "bn_epsilon", "name"})
+            raise ValueError(
+                f"Unknown size keyword for {name!r}: {err}. Allowed: {', '.join(allowed)}."
+            ) from None
+        raise
+
+
+def small(name, num_classes=10, placement="none", noise="dropout", rate=0.0, **kwargs):
+    """:func:`build` at the tiny CPU size :data:`SMALL_SIZES[name] <SMALL_SIZES>`.
+
+    Keywords in ``kwargs`` override the small sizes or pass through to :func:`build`.
+    """
+    if name not in SMALL_SIZES:
+        _builder(name)  # raises the standard error
+    return build(name, num_classes, placement, noise, rate, **{**SMALL_SIZES[name], **kwargs})
+
+
+def trainable_params(model) -> int:
+    """Number of trainable parameters (PyTorch's and the paper's count)."""
+    import numpy as np
+
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def bn_count(model) -> int:
+    """Number of BatchNormalization layers in ``model``."""
+    from varshift._graph import bn_layers
+
+    return len(bn_layers(model))

@@ -1,0 +1,133 @@
+"""Shared pieces of the CIFAR networks: noise-layer factory, placements, conv/BN helpers.
+
+Every network in :mod:`varshift.nets` is built from these helpers so that the four
+placements of the paper (Sec. 4) mean the same thing everywhere:
+
+- ``"none"``: no noise layer at all.
+- ``"a"`` (Dropout-(a)): one noise layer right before the *last* BatchNormalization of every
+  block (``... conv -> noise -> BN -> ReLU -> conv``), so the noise meets BN directly: the
+  paper's case (a), Eq. 7-8.
+- ``"b"`` (Dropout-(b)): one noise layer right before the *last* convolution of every block
+  (``BN -> ReLU -> noise -> conv``), the Wide ResNet position: case (b), Eq. 9-14.
+- ``"after_bn"``: a single noise layer after the last BN of the network, after global
+  average pooling, right before the classifier (Tables 4 and 5).
+
+Noise kinds: ``"dropout"`` (Keras ``Dropout(rate)``, Bernoulli, inverted), ``"uout"``
+(:class:`varshift.layers.Uout`, ``rate`` is its half-width :math:`\\beta`) and ``"gaussian"``
+(Keras ``GaussianDropout(rate)``, :math:`\\sigma^2 = rate / (1 - rate)`).
+"""
+
+from __future__ import annotations
+
+from varshift._keras import keras as _keras
+
+__all__ = ["PLACEMENTS", "NOISES", "Builder"]
+
+PLACEMENTS = ("none", "a", "b", "after_bn")
+NOISES = ("dropout", "uout", "gaussian")
+
+# bearpaw/pytorch-classification (the recipes the paper points to) uses PyTorch's BN defaults:
+# momentum 0.1 on the new batch statistic (Keras momentum 0.9) and eps 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Argument `{name}` must be one of {', '.join(map(repr, choices))}; "
+            f"received {name}={value!r}."
+        )
+    return value
+
+
+def check_noise_rate(noise, rate):
+    from varshift._validate import check_beta, check_rate
+
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise ValueError(f"Argument `rate` must be a float; received rate={rate!r}.")
+    if noise == "uout":
+        check_beta(rate, "rate")  # Uout: rate is beta, in [0, 1]
+    else:
+        check_rate(rate, "rate")  # Keras drop ratio, in [0, 1)
+    return float(rate)
+
+
+class Builder:
+    """Creates named layers for one network and places the noise layers.
+
+    Args:
+        placement: one of :data:`PLACEMENTS`.
+        noise: one of :data:`NOISES`.
+        rate: drop ratio (``dropout``, ``gaussian``) or Uout's beta (``uout``).
+        seed: optional integer; noise layer ``i`` gets ``seed + i`` so the whole network's
+            noise is reproducible, and each layer draws independent masks.
+        bn_momentum, bn_epsilon: BatchNormalization settings (PyTorch-equivalent defaults).
+    """
+
+    def __init__(self, placement="none", noise="dropout", rate=0.0, seed=None, *,
+                 bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON):
+        self.placement = check_choice("placement", placement, PLACEMENTS)
+        self.noise = check_choice("noise", noise, NOISES)
+        self.rate = check_noise_rate(noise, rate)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"Argument `seed` must be an integer or None; received seed={seed!r}.")
+        self.seed = seed
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self._noise_count = 0
+        self.keras = _keras()
+
+    # -- layers ------------------------------------------------------------------------------
+    def conv(self, x, filters, kernel_size, name, *, strides=1, groups=1):
+        """A bias-free convolution with 'same' padding and He-normal (fan-out) initialisation.
+
+        The initialisation is bearpaw's ``normal(0, sqrt(2 / (k * k * out_channels)))``.
+        """
+        k = self.keras
+        return k.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="same", use_bias=False, groups=groups,
+            kernel_initializer=k.initializers.VarianceScaling(
+                2.0, mode="fan_out", distribution="untruncated_normal"),
+            name=name,
+        )(x)
+
+    def bn(self, x, name):
+        return self.keras.layers.BatchNormalization(
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)(x)
+
+    def relu(self, x, name):
+        return self.keras.layers.ReLU(name=name)(x)
+
+    def noise_layer(self, name):
+        """A fresh noise layer of this network's kind and rate (identity at inference)."""
+        k = self.keras
+        seed = None if self.seed is None else self.seed + self._noise_count
+        self._noise_count += 1
+        if self.noise == "dropout":
+            return k.layers.Dropout(self.rate, seed=seed, name=name)
+        if self.noise == "gaussian":
+            return k.layers.GaussianDropout(self.rate, seed=seed, name=name)
+        from varshift.layers import Uout
+
+        return Uout(self.rate, seed=seed, name=name)
+
+    def maybe_noise(self, x, position, prefix):
+        """Apply ``{prefix}_noise`` if ``position`` ('a', 'b' or 'after_bn') is the placement."""
+        if self.placement == position:
+            return self.noise_layer(f"{prefix}_noise")(x)
+        return x
+
+    def head(self, x, num_classes, prefix=""):
+        """Global average pooling, the optional ``after_bn`` noise, and the linear classifier.
+
+        The classifier returns logits (no softmax) in float32, also under mixed precision.
+        """
+        k = self.keras
+        x = k.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = self.maybe_noise(x, "after_bn", "head")
+        return k.layers.Dense(
+            num_classes, dtype="float32", name="fc",
+            # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            kernel_initializer=k.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        )(x)
