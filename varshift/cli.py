@@ -129,6 +129,34 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
    the output stays off.""")
 
 
+@cli.command("audit")
+@click.argument("model_path", metavar="MODEL.keras", type=click.Path(dir_okay=False))
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="Inputs (.npy, or .npz with --key) to measure the shift on.")
+@click.option("--key", default=None, help="Array name inside the .npz file (default: x).")
+@click.option("--batch-size", type=int, default=256, show_default=True,
+              help="Batch size of the measuring passes.")
+@click.option("--recalibrate", "recalibrate", type=click.Path(dir_okay=False), default=None,
+              metavar="OUT.keras", help="Re-estimate BN statistics on --data and save here.")
+@click.option("--mode", type=click.Choice(["sequential", "simultaneous"]), default="sequential",
+              show_default=True, help="Recalibration: layer by layer (exact) or all at once.")
+def audit_command(model_path, data_path, key, batch_size, recalibrate, mode):
+    """Audit a saved Keras model: noise layers feeding BN and, with --data, the measured shift.
+
+    With --recalibrate, also write a copy whose BN moving statistics were re-estimated on the
+    data in inference mode (the paper's "Adjust BN").
+    """
+    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TensorFlow)
+
+    try:
+        run_audit(model_path, data_path, key=key, batch_size=batch_size,
+                  recalibrate=recalibrate, mode=mode, echo=click.echo)
+    except AuditError as err:
+        _fail(str(err))
+    except (ValueError, TypeError, OSError) as err:
+        _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+
+
 def main(argv=None):
     """Entry point of the ``varshift`` console script."""
     cli.main(args=argv, prog_name="varshift")
