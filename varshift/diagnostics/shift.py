@@ -16,9 +16,10 @@ average: per channel, the *biased* (population) variance :math:`\frac1N\sum_j (x
 over all :math:`N` values of that channel in the pass (every sample, and every spatial position
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
 moving variance is an average of biased batch variances. Batches are combined with Chan et al.'s
-parallel update of (count, mean, sum of squared deviations) in float64; within a batch the
-deviations are taken from the batch mean in float32, the precision of the activations
-themselves, so inputs with a large mean and a small variance lose no accuracy.
+parallel update of (count, mean, sum of squared deviations) in float64. Within a batch the sums
+run in float32 (the precision of the activations themselves) over values shifted by one
+element of the channel, and the squared deviations are taken from the batch mean, so inputs
+with a large mean and a small variance (say 5 +- 0.01) keep their accuracy.
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
 the population variance for training batch size :math:`m`: a perfectly unshifted layer therefore
@@ -216,11 +217,17 @@ def collect_input_moments(model, data, *, layers=None, batch_size=256, progress=
         for rec in records:
             t = tf.cast(rec.first_input, "float32")
             axes = reduce_axes(rec.layer, len(t.shape))
-            mean = tf.reduce_mean(t, axis=axes, keepdims=True)
-            m2 = tf.reduce_sum(tf.square(t - mean), axis=axes)  # centred on the batch mean
+            # shift by one value of each channel (its first element) before summing, so a
+            # large mean does not eat float32 digits: mean = shift + mean(t - shift)
+            shift = t
+            for axis in axes:
+                shift = tf.gather(shift, [0], axis=axis)
+            dev = t - shift
+            mean_dev = tf.reduce_mean(dev, axis=axes, keepdims=True)
+            m2 = tf.reduce_sum(tf.square(dev - mean_dev), axis=axes)  # centred on batch mean
             count = tf.cast(tf.size(t), "float64") / tf.cast(tf.size(m2), "float64")
             order.append(rec.layer)
-            stats.append((count, tf.reshape(mean, [-1]), m2))
+            stats.append((count, tf.reshape(shift, [-1]), tf.reshape(mean_dev, [-1]), m2))
         return stats
 
     fn = tf.function(step, input_signature=[signature_of(first)], autograph=False)
@@ -228,9 +235,9 @@ def collect_input_moments(model, data, *, layers=None, batch_size=256, progress=
     with _progress_bar(progress, total, desc) as bar:
         for xb in _chain(first, batches):
             out = fn(xb)
-            for layer, (count, mean, m2) in zip(order, out, strict=True):
-                summary = (float(count.numpy()), mean.numpy().astype("float64"),
-                           m2.numpy().astype("float64"))
+            for layer, (count, shift, mean_dev, m2) in zip(order, out, strict=True):
+                mean = shift.numpy().astype("float64") + mean_dev.numpy().astype("float64")
+                summary = (float(count.numpy()), mean, m2.numpy().astype("float64"))
                 if summary[0] == 0:
                     continue
                 acc[id(layer)] = _chan(acc.get(id(layer)), *summary)
