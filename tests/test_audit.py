@@ -1,0 +1,136 @@
+"""audit: every (BN, noise) pair, its case, and d / cos^2 from the weights."""
+
+import logging
+
+import numpy as np
+import pytest
+
+import varshift
+from varshift import theory
+from varshift._keras import to_numpy
+
+COLUMNS = ["bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2"]
+
+
+def _pairs(df):
+    return [tuple(r) for r in df[["bn_layer", "noise_layer", "noise_kind", "case"]].values]
+
+
+def test_every_noise_kind_and_case(keras):
+    from varshift.layers import Uout
+
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 4))
+    x = layers.SpatialDropout2D(0.1, name="sd")(inputs)
+    x = layers.Conv2D(6, 3, padding="same", name="conv_b")(x)  # sd -> conv -> bn1: case b
+    x = layers.BatchNormalization(name="bn1")(x)
+    skip = layers.GaussianDropout(0.2, name="gd")(x)
+    y = layers.Conv2D(6, 1, name="c1")(skip)
+    y = layers.ReLU()(y)
+    y = layers.Conv2D(6, 1, name="c2")(y)
+    y = layers.Add(name="add")([y, skip])  # gd -> add -> bn2 directly: case a (shortest route)
+    y = layers.BatchNormalization(name="bn2")(y)
+    z = layers.AlphaDropout(0.1, name="ad")(y)
+    z = layers.Conv2D(6, 1, name="c3")(z)
+    z = layers.Conv2D(6, 1, name="c4")(z)  # ad -> c3 -> c4 -> bn3: deeper
+    z = Uout(0.3, name="uout")(z)  # uout -> bn3 through an activation: case a
+    z = layers.Activation("relu")(z)
+    z = layers.BatchNormalization(name="bn3")(z)
+    z = layers.Flatten()(z)
+    z = layers.Dropout(0.5, name="after_all_bn")(z)  # no BN after it: not reported
+    outputs = layers.Dense(2)(z)
+    model = keras.Model(inputs, outputs)
+
+    df = varshift.audit(model)
+    assert set(COLUMNS) <= set(df.columns)
+    assert _pairs(df) == [
+        ("bn1", "sd", "spatial_dropout", "b"),
+        ("bn2", "gd", "gaussian_dropout", "a"),
+        ("bn3", "ad", "alpha_dropout", "deeper"),
+        ("bn3", "uout", "uout", "a"),
+    ]
+    assert df["rate_or_beta"].tolist() == pytest.approx([0.1, 0.2, 0.1, 0.3])
+    kernel = to_numpy(model.get_layer("conv_b").kernel)
+    b = df.iloc[0]
+    assert b["d"] == theory.fan_in(kernel) == 3 * 3 * 4
+    assert b["mean_cos2"] == pytest.approx(float(np.mean(theory.cos2_theta(kernel))), rel=1e-9)
+    assert b["d_cos2"] == pytest.approx(b["d"] * b["mean_cos2"])
+    assert b["weight_layer"] == "conv_b"
+    assert np.isnan(df["d"][1:]).all() and np.isnan(df["mean_cos2"][1:]).all()
+    assert df["route"][1] == "gd -> add -> bn2"
+    assert df["noise_var"].tolist()[1] == pytest.approx(0.2 / 0.8)
+    assert df["noise_var"].tolist()[3] == pytest.approx(0.3**2 / 3)
+
+
+def test_cos2_follows_the_weights(keras):
+    from varshift.models import dropout_dense_bn_model
+
+    model = dropout_dense_bn_model(10, 3, 0.5, compile=False)
+    kernel = np.ones((10, 3), "float32")
+    kernel[:, 1] = np.linspace(-1.0, 1.0, 10)  # sums to zero: cos^2 = 0
+    model.get_layer("dense").kernel.assign(kernel)
+    row = varshift.audit(model).iloc[0]
+    assert row["case"] == "b" and row["d"] == 10
+    assert row["mean_cos2"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+
+
+def test_nested_models_and_custom_layers(keras):
+    from varshift.layers import Uout
+
+    layers = keras.layers
+
+    class Block(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.noise = layers.Dropout(0.3, name="block_drop")
+            self.bn = layers.BatchNormalization(name="block_bn")
+
+        def call(self, x, training=None):
+            return self.bn(self.noise(x, training=training) * 2.0, training=training)
+
+    inner = keras.Sequential([keras.Input((5,)), Uout(0.2, name="inner_uout"),
+                              layers.Dense(5, name="inner_dense"),
+                              layers.BatchNormalization(name="inner_bn")], name="inner")
+    inputs = keras.Input((5,))
+    h = layers.Dropout(0.4, name="outer_drop")(inputs)
+    h = inner(h)  # outer_drop -> inner_uout -> inner_dense -> inner_bn
+    h = Block(name="block")(h)
+    model = keras.Model(inputs, h)
+    df = varshift.audit(model)
+    assert _pairs(df) == [
+        ("inner_bn", "outer_drop", "dropout", "b"),
+        ("inner_bn", "inner_uout", "uout", "b"),
+        ("block_bn", "block_drop", "dropout", "a"),
+    ]
+    assert df["bn_path"].tolist() == ["inner/inner_bn", "inner/inner_bn", "block/block_bn"]
+    assert df["noise_path"].tolist()[1] == "inner/inner_uout"
+    assert df["d"].tolist()[:2] == [5, 5]
+
+
+def test_no_bn_or_no_noise_is_an_empty_frame_with_a_message(keras, caplog):
+    from varshift.models import bn_model, dropout_model
+
+    with caplog.at_level(logging.WARNING, logger="varshift.diagnostics"):
+        no_bn = varshift.audit(dropout_model(3, 0.5))
+        no_noise = varshift.audit(bn_model(3))
+    assert no_bn.empty and set(COLUMNS) <= set(no_bn.columns)
+    assert "no BatchNormalization" in no_bn.attrs["message"]
+    assert no_noise.empty and "no noise layer" in no_noise.attrs["message"]
+    assert "no BatchNormalization" in caplog.text and "no noise layer" in caplog.text
+
+    inputs = keras.Input((3,))
+    h = keras.layers.BatchNormalization()(inputs)
+    only_after = keras.Model(inputs, keras.layers.Dropout(0.5)(h))
+    df = varshift.audit(only_after)
+    assert df.empty and "after the last BN" in df.attrs["message"]
+
+
+def test_audit_does_not_change_the_model(keras):
+    from varshift.models import dropout_bn_model
+
+    model = dropout_bn_model(4, 0.5)
+    before = [w.copy() for w in model.get_weights()]
+    varshift.audit(model)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert "call" not in model.get_layer("bn").__dict__  # the recording wrapper is gone
