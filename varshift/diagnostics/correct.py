@@ -14,7 +14,8 @@ moving mean estimates :math:`c`, and inverting Eq. 7 gives
 by the *shifted* variance, so the corrected model is not the model one would have trained
 without the shift, and its predictions can stay off (the seed notebook's toy model predicts
 about 1.1 instead of 1 before, and is still off after). It assumes Eq. 7's model: independent
-noise, statistics converged, the Keras :math:`(m-1)/m` batch-variance bias ignored. Cases (b)
+noise, statistics converged, and the Keras :math:`(m-1)/m` batch-variance bias either removed
+(pass the training ``batch_size``) or ignored (the seed's formula). Cases (b)
 and deeper have no such inverse (they depend on correlations); use
 :func:`varshift.recalibrate_bn`, which measures instead of assuming and needs data.
 """
@@ -26,6 +27,7 @@ import numpy as np
 from varshift import theory
 from varshift._graph import all_bn_layers, layer_paths
 from varshift._keras import to_numpy
+from varshift._validate import check_positive_int
 from varshift.diagnostics.audit import audit, trace_layer_graph
 
 __all__ = ["correct_direct"]
@@ -48,7 +50,7 @@ def _transparent(layer):
     return False
 
 
-def correct_direct(model, *, inplace=True):
+def correct_direct(model, *, inplace=True, batch_size=None):
     r"""Apply Eq. 7's inverse to the moving variance of every BN layer fed by noise in case (a).
 
     For each BN layer whose only noise is directly in front of it (possibly through reshapes or
@@ -72,6 +74,12 @@ def correct_direct(model, *, inplace=True):
         model: a Keras model; no data needed.
         inplace: change ``model``'s BN layers (default); ``False`` is a dry run that only
             reports what would change.
+        batch_size: the training batch size :math:`m`, if known. Keras stores the average of
+            *biased* batch variances, :math:`\frac{m-1}{m}\mathrm{Var}^{Train}`; with
+            ``batch_size`` the stored variance is first divided by :math:`\frac{m-1}{m}`.
+            Without it (the seed notebook's formula) the bias is amplified by the inverse when
+            the mean is large: for :math:`c = 5, v = 4`, rate 0.5, :math:`m = 32` the result
+            is about 3.5 instead of 4.
 
     Returns:
         A ``pandas.DataFrame``, one row per BN layer with noise upstream: ``bn_layer``,
@@ -88,6 +96,10 @@ def correct_direct(model, *, inplace=True):
 
     if not isinstance(inplace, bool):
         raise ValueError(f"Argument `inplace` must be True or False; received inplace={inplace!r}.")
+    unbias = 1.0
+    if batch_size is not None:
+        unbias = check_positive_int("batch_size", batch_size, minimum=2)
+        unbias = unbias / (unbias - 1.0)  # m / (m - 1)
     pairs = audit(model)
     paths = layer_paths(model)
     by_path = {paths.get(id(bn), bn.name): bn for bn in all_bn_layers(model)}
@@ -126,7 +138,7 @@ def correct_direct(model, *, inplace=True):
             # independent factors multiply: 1 + s^2 = prod(1 + s_i^2); p = 1 / (1 + s^2)
             second_moment = float(np.prod(1.0 + group["noise_var"].to_numpy()))
             rate = 1.0 - 1.0 / second_moment
-            restored = theory.restore_moving_variance(mean, var, rate)
+            restored = theory.restore_moving_variance(mean, var * unbias, rate)
             if inplace:
                 bn.moving_variance.assign(restored.astype(bn.moving_variance.dtype))
             row.update(rate=rate, action="corrected" if inplace else "would correct",
