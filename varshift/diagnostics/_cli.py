@@ -81,6 +81,7 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     """Print the audit and, with data, the measured shift; optionally save a recalibrated model."""
     from varshift._graph import all_bn_layers
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
+    from varshift.diagnostics.shift import _check_shapes
 
     if recalibrate is not None and data_path is None:
         raise AuditError("--recalibrate needs --data (the statistics are measured on it).")
@@ -92,6 +93,15 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     if not all_bn_layers(model):
         raise AuditError(f"model {model_path!r} has no BatchNormalization layer: "
                          "nothing to audit or recalibrate.")
+    x = None
+    if data_path is not None:  # read and check the data before printing anything
+        x = load_data(data_path, key)
+        if x.ndim == 0 or len(x) == 0:
+            raise AuditError(f"data file {data_path!r} holds no samples (shape {x.shape}).")
+        try:
+            _check_shapes(model, x[:1])
+        except ValueError as err:
+            raise AuditError(str(err)) from None
     try:
         pairs = audit(model)
     except ValueError as err:
@@ -106,9 +116,8 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
                             "mean_cos2", "route"]))
     else:
         echo(f"  {pairs.attrs.get('message', 'none')}")
-    if data_path is None:
+    if x is None:
         return
-    x = load_data(data_path, key)
     echo("")
     echo(f"Measured shift on {data_path} ({len(x)} samples, model in inference mode, exact "
          "one-pass biased variance):")
