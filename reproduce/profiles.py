@@ -32,7 +32,13 @@ class Profile:
         networks: networks trained by the training targets.
         size: ``"small"`` for ``varshift.nets.SMALL_SIZES[name]`` or ``"paper"`` for the
             builder's defaults (the paper's sizes).
-        recipe: overrides of the training recipe (``epochs``, ``batch_size``, ...).
+        recipe_kind: ``"cpu"`` or ``"paper"``: the base recipe of ``varshift.train``.
+        recipe: overrides of the training recipe (``epochs``, ``batch_size``, ``lr``,
+            ``lr_drops``, ...).
+        subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed, class-stratified
+            subset of the data set (Fashion-MNIST only), or ``None`` for all of it.
+        eval_samples: training images of the per-epoch inference-mode accuracy (Fig. 5) and
+            of the final shift measurement / BN adjustment (``None``: all).
         seeds: default number of seeds for the key settings (``--seeds`` overrides).
         fig4_rates: drop ratios of Fig. 4 (0 is the shared no-dropout baseline).
         fig4_seeded_rates: ratios trained with every seed; the others use the first seed only.
@@ -50,7 +56,10 @@ class Profile:
     data: tuple = ("digits",)
     networks: tuple = NETWORKS
     size: str = "small"
+    recipe_kind: str = "cpu"
     recipe: dict = field(default_factory=dict)
+    subset: dict | None = None
+    eval_samples: int | None = None
     seeds: int = 1
     fig4_rates: tuple = (0.0, 0.1, 0.3, 0.5, 0.7)
     fig4_seeded_rates: tuple = (0.0, 0.5)
@@ -86,7 +95,8 @@ PROFILES = {
         data=("digits",),
         networks=NETWORKS,
         size="small",
-        recipe={"epochs": 1, "batch_size": 64},
+        recipe_kind="cpu",
+        recipe={"epochs": 1, "batch_size": 64, "lr_drops": []},
         seeds=1,
         fig4_rates=(0.0, 0.5),
         fig4_seeded_rates=(0.0, 0.5),
@@ -104,7 +114,10 @@ PROFILES = {
         data=("fashion_mnist",),
         networks=NETWORKS,
         size="small",
-        recipe={"epochs": 4, "batch_size": 128, "n_train": 6000, "n_test": 2000},
+        recipe_kind="cpu",
+        recipe={"epochs": 4, "batch_size": 64, "lr_drops": [2, 3]},
+        subset={"n_train": 6000, "n_test": 2000},
+        eval_samples=2000,
         seeds=3,
         fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
         fig4_seeded_rates=(0.0, 0.5),
@@ -122,7 +135,9 @@ PROFILES = {
         data=("cifar10", "cifar100"),
         networks=NETWORKS,
         size="paper",
+        recipe_kind="paper",
         recipe={},
+        eval_samples=10000,
         seeds=5,
         fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
         fig4_seeded_rates=(0.0, 0.1, 0.3, 0.5, 0.7),

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -85,11 +86,16 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", data=
         "noise": noise,
         "rate": float(rate),
         "data": data or profile.data[0],
-        "recipe": dict(profile.recipe),
+        "recipe": profile.recipe_kind,
+        "overrides": dict(profile.recipe),
         "seed": int(seed),
         "adjust": bool(adjust),
         "save_model": bool(save_model),
+        "train_eval_samples": profile.eval_samples,
+        "stats_samples": profile.eval_samples,
     }
+    if profile.subset:
+        config["subset"] = dict(profile.subset)  # ours, not the trainer's: see _subset_dir
     return RunSpec(config=config, key=run_key(config))
 
 
@@ -134,6 +140,67 @@ class RunStore:
         return None
 
 
+def _write_idx(path, array):
+    """Write a uint8 array as a gzip'ed IDX file (the format of the original Fashion-MNIST)."""
+    import gzip
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(header + array.tobytes())
+
+
+def _stratified(y, n, seed):
+    """``n`` indices of ``y``, the same share of every class, from a seeded permutation."""
+    import numpy as np
+
+    rng = np.random.default_rng([int(seed), 0x5B5E7])
+    order = rng.permutation(len(y))
+    classes = np.unique(y)
+    per = {c: order[y[order] == c] for c in classes}
+    take = []
+    for i, c in enumerate(classes):
+        k = n // len(classes) + (1 if i < n % len(classes) else 0)
+        take.extend(per[c][:k].tolist())
+    return np.sort(np.asarray(take))
+
+
+def subset_dir(out_root, data, subset, data_dir):
+    """A folder with a fixed class-stratified subset of ``data`` as IDX files; made once.
+
+    ``varshift.data.load`` reads Fashion-MNIST from the four IDX files of ``data_dir``, so a
+    quick-profile run trains on the subset by pointing ``data_dir`` here. The subset is the same
+    for every seed and run (seed 0 of the selection), so runs differ only in their own seed.
+    """
+    from varshift import data as vdata
+    from varshift.data.fashion_mnist import FASHION_FILES
+
+    if data != "fashion_mnist":
+        raise ValueError(f"subsets are implemented for fashion_mnist only; received data={data!r}")
+    name = f"{data}-train{subset['n_train']}-test{subset['n_test']}"
+    folder = Path(out_root) / "data" / name
+    if folder.is_dir():
+        return folder
+    (x, y), (xt, yt), info = vdata.load(data, data_dir)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    i, j = _stratified(y, subset["n_train"], 0), _stratified(yt, subset["n_test"], 0)
+    for k, arr in (("x_train", x[i, ..., 0]), ("y_train", y[i]), ("x_test", xt[j, ..., 0]),
+                   ("y_test", yt[j])):
+        _write_idx(tmp / FASHION_FILES[k], arr)
+    (tmp / "SOURCE.txt").write_text(
+        f"class-stratified subset (selection seed 0) of {info['source']}: "
+        f"{subset['n_train']} of {info['n_train']} training and {subset['n_test']} of "
+        f"{info['n_test']} test images\n")
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another worker made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def _train_one(config, key, root, data_dir, force, threads):
     """Train one run and write its record atomically (runs in a worker or in-process)."""
     if threads:
@@ -155,8 +222,13 @@ def _train_one(config, key, root, data_dir, force, threads):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    record = train.run({**config, "data_dir": data_dir}, out_dir=str(work), progress=False,
-                       resume=not force)
+    trainer_config = {k: v for k, v in config.items() if k != "subset"}
+    if config.get("subset"):
+        data_dir = str(subset_dir(store.root.parent, config["data"], config["subset"], data_dir))
+    record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
+                       progress=False, resume=not force)
+    if config.get("subset"):
+        record.setdefault("data", {})["subset_of"] = (Path(data_dir) / "SOURCE.txt").read_text().strip()
     wall = time.time() - start
     keras().backend.clear_session()
     wrapped = {"key": key, "config": config, "wall_time_s": wall,
