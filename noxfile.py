@@ -36,3 +36,48 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.4")
     session.run("ruff", "check", "varshift", "reproduce", "tests", "benchmarks", "noxfile.py",
                 *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (every page executed) into ``docs/_build/html``.
+
+    Strict: nitpicky, warnings are errors, a page whose code fails fails the build. Executed
+    pages are cached in ``docs/_build/.jupyter_cache``; with ``CI`` set every page is executed
+    afresh. Extra arguments go to ``sphinx-build``.
+    """
+    session.install("-e", ".[docs]")
+    tmp = tempfile.mkdtemp(prefix="varshift-docs-")
+    env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
+           "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html",
+                *session.posargs, "docs", "docs/_build/html", env=env)
+
+
+@nox.session(name="docs-check")
+def docs_check(session: nox.Session) -> None:
+    """Open every page of the built site in headless Chromium and check it.
+
+    Checks: no console errors, formulas rendered by MathJax, every image loaded, every internal
+    link and anchor resolving. Screenshots of the home and theory pages go to
+    ``docs/_build/screenshots/``. Needs ``nox -s docs`` first. Uses Debian's ``chromium``
+    (installed with apt-get when missing and running as root) driven by Playwright; skips, with
+    a message, only where no browser can be installed.
+    """
+    import shutil
+
+    site = ROOT / "docs" / "_build" / "html"
+    if not (site / "index.html").exists():
+        session.error("docs/_build/html/index.html not found: run `nox -s docs` first.")
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+            session.run("apt-get", "update", "-qq", external=True)
+            session.run("apt-get", "install", "-y", "-qq", "chromium", external=True,
+                        env={"DEBIAN_FRONTEND": "noninteractive"})
+        if not Path(chromium).exists():
+            session.skip("docs-check: no Chromium at /usr/bin/chromium and it cannot be installed "
+                         "here (needs root and apt-get); set CHROMIUM to a Chromium binary.")
+    session.install("playwright>=1.40")  # the Python driver only; never `playwright install`
+    session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
+                "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)

@@ -69,6 +69,7 @@ nb_execution_raise_on_error = True  # a page that fails fails the build
 nb_execution_show_tb = True
 nb_output_stderr = "remove"  # no TensorFlow/absl start-up lines or progress bars in the pages
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs may use directives (dropdown, admonitions)
 nb_kernel_rgx_aliases = {".*": "python3"}
 
 # --- autodoc / napoleon -------------------------------------------------------------------
@@ -88,6 +89,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"(Layer|Model|DataFrame|ndarray|Tensor|Path|PathLike|function)"),
     (r"py:class", r"(default|float|int|str|bool|dict|list|tuple|None|sequence|iterable).*"),
     (r"py:class", r".*\.(Layer|Model|Callback|DataFrame|ndarray)"),
+    (r"py:mod", r"varshift\.(.+\.)?_\w+"),  # private modules are not documented
 ]
 
 # --- bibliography -------------------------------------------------------------------------
@@ -107,5 +109,8 @@ html_theme_options = {
     "home_page_in_toc": True,
 }
 html_show_sourcelink = False
-mathjax3_config = {"tex": {"macros": {"Var": r"\operatorname{Var}", "E": r"\operatorname{E}"}}}
+# MathJax 3 is served from the site itself (docs/_static/mathjax, Apache-2.0): the pages
+# render their formulas offline and without a third-party CDN.
+mathjax_path = "mathjax/es5/tex-chtml-full.js"
+mathjax3_config = {"tex": {"macros": {"Var": r"\operatorname{Var}"}}}
 suppress_warnings = ["mystnb.unknown_mime_type"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import pprint
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -31,8 +33,22 @@ def _importable(name: str) -> bool:
     return True
 
 
+def _data_entry(module: str, name: str, value) -> list[str]:
+    """A ``py:data`` description of a public constant, with its value (these constants have
+    no docstring of their own; autodata would show the docstring of their type)."""
+    text = pprint.pformat(value, width=88, sort_dicts=False)
+    lines = [f".. py:data:: {name}"]  # automodule has set the current module
+    if "\n" not in text and len(text) <= 80:
+        return [*lines, f"   :value: {text}", "", f"   Public constant of :mod:`{module}`.", ""]
+    body = text.splitlines()
+    if len(body) > 40:
+        body = [*body[:40], "..."]
+    return [*lines, "", f"   Public constant of :mod:`{module}`; its value:", "",
+            "   .. code-block:: python", "", *(f"      {line}" for line in body), ""]
+
+
 class AutoModules(SphinxDirective):
-    """Each content line: ``module.name  Title shown as the section heading``."""
+    """Each content line: ``module.name  Title shown as the section heading`` (MyST pages)."""
 
     has_content = True
 
@@ -46,12 +62,23 @@ class AutoModules(SphinxDirective):
             if not _importable(name):
                 missing.append(name)
                 continue
-            lines += [title, "-" * max(len(title), 3), "",
-                      f".. automodule:: {name}", "   :members:", "   :show-inheritance:", ""]
+            # autodoc emits reStructuredText, so it runs inside an eval-rst block. Public
+            # constants (in __all__, not functions/classes) get autodata entries of their own.
+            module = importlib.import_module(name)
+            data = [n for n in getattr(module, "__all__", [])
+                    if hasattr(module, n) and not callable(getattr(module, n))
+                    and not inspect.ismodule(getattr(module, n))]
+            lines += [f"## {title}", "", "```{eval-rst}", f".. automodule:: {name}",
+                      "   :members:", "   :undoc-members:", "   :show-inheritance:"]
+            if data:
+                lines.append(f"   :exclude-members: {', '.join(data)}")
+            lines.append("")
+            for n in data:
+                lines += _data_entry(name, n, getattr(module, n))
+            lines += ["```", ""]
         if missing:
-            lines += [".. note::", "",
-                      "   Not (yet) part of this build: "
-                      + ", ".join(f"``{m}``" for m in missing) + ".", ""]
+            lines += ["```{note}", "Not (yet) part of this build: "
+                      + ", ".join(f"`{m}`" for m in missing) + ".", "```", ""]
         container = nodes.container()
         nested_parse_with_titles(self.state, StringList(lines, source="varshift-automodules"),
                                  container)

@@ -73,8 +73,10 @@ def results() -> tuple[str, Path]:
     for profile in PROFILES:
         if (root / profile / "manifest.json").exists():
             return profile, root / profile
-    subprocess.run([sys.executable, "-m", "reproduce", "run", "--profile", "smoke"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for command in ("run", "report"):
+        subprocess.run([sys.executable, "-m", "reproduce", command, "--profile", "smoke",
+                        "--out", str(root / "smoke")],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not (root / "smoke" / "manifest.json").exists():
         raise FileNotFoundError(f"the smoke reproduction wrote no {root / 'smoke' / 'manifest.json'}")
     return "smoke", root / "smoke"
@@ -88,26 +90,47 @@ def manifest() -> dict:
     return data
 
 
-def verdicts(target: str | None = None) -> pd.DataFrame:
-    """``verdicts.csv`` (target, claim, verdict, evidence), optionally for one target."""
+def target_result(target: str) -> dict:
+    """A target's ``result.json`` (title, verdicts, markdown), or ``{}`` if it has none."""
     _, folder = results()
-    table = pd.read_csv(folder / "verdicts.csv")
+    path = folder / target / "result.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def verdicts(target: str | None = None) -> pd.DataFrame:
+    """``verdicts.csv`` (target, claim, verdict, evidence), optionally for one target.
+
+    Without a ``verdicts.csv`` (``reproduce report`` not run yet) the rows are collected from
+    the targets' ``result.json`` files.
+    """
+    _, folder = results()
+    if (folder / "verdicts.csv").exists():
+        table = pd.read_csv(folder / "verdicts.csv")
+    else:
+        rows = [dict(v, target=p.parent.name)
+                for p in sorted(folder.glob("*/result.json"))
+                for v in json.loads(p.read_text(encoding="utf-8")).get("verdicts", [])]
+        table = pd.DataFrame(rows, columns=["target", "claim", "verdict", "evidence"])
     if target is not None:
         table = table[table["target"] == target]
     return table.reset_index(drop=True)
 
 
 def _describe(profile: str, data: dict) -> str:
+    """One line about the run that produced the results, from its manifest."""
     bits = [f"profile **{profile}**"]
-    for key in ("dataset", "data", "networks", "epochs", "seeds", "created", "finished",
-                "git_commit", "commit", "device", "elapsed_s", "wall_s"):
-        value = data.get(key)
-        if value not in (None, "", [], {}):
-            if isinstance(value, (list, tuple)):
-                value = ", ".join(map(str, value))
-            elif isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            bits.append(f"{key.replace('_', ' ')}: `{value}`")
+    if data.get("profile_description"):
+        bits[0] += f" ({data['profile_description']})"
+    names = [d.get("name", str(d)) if isinstance(d, dict) else str(d) for d in data.get("data", [])]
+    if names:
+        bits.append("data: " + ", ".join(f"`{n}`" for n in names))
+    if data.get("seeds"):
+        bits.append(f"seeds: {', '.join(map(str, data['seeds']))}")
+    if data.get("started_at"):
+        bits.append(f"run started {data['started_at']}")
+    commit = (data.get("git") or {}).get("commit")
+    if commit:
+        bits.append(f"commit `{commit[:10]}`" + (" (with local changes)" if data["git"].get("dirty") else ""))
     return "; ".join(bits)
 
 
@@ -116,11 +139,12 @@ def show_artefact(target: str) -> None:
     profile, folder = results()
     data = manifest()
     glue(f"{target}_profile", profile, display=False)
+    note = data.get("budget_note") or ("The smoke profile checks the pipeline, not the paper."
+                                       if profile == "smoke" else "")
     display(Markdown(
-        f"These results are read from `results/{profile}/{target}/` ({_describe(profile, data)}). "
-        + ("The **smoke** profile is tiny (small networks, scikit-learn's digits, a few epochs): "
-           "it checks the pipeline and the direction of each effect, not the paper's numbers. "
-           "Run `nox -s reproduce` for the `quick` profile. " if profile == "smoke" else "")))
+        f"These results are read from `results/{profile}/{target}/`: {_describe(profile, data)}."
+        + (f" *{note}*" if note else "")
+        + (" Run `nox -s reproduce` for the `quick` profile." if profile == "smoke" else "")))
     tdir = folder / target
     if not tdir.is_dir():
         display(Markdown(f":::{{warning}}\nThe `{profile}` profile did not produce `{target}`.\n:::"))
@@ -133,13 +157,18 @@ def show_artefact(target: str) -> None:
         from IPython.display import SVG  # noqa: PLC0415
 
         display(SVG(filename=str(figure)))
+    table = verdicts(target)
+    if len(table):
+        display(Markdown("**Verdicts**"))
+        display(md_table(table[[c for c in ("claim", "verdict", "evidence") if c in table.columns]]))
+    result = target_result(target)
+    if result.get("markdown"):
+        display(Markdown(result["markdown"]))
     for name, title in (("paper_vs_ours.csv", "Paper vs ours"), ("table.csv", "Our measurements")):
         path = tdir / name
         if path.exists():
-            table = pd.read_csv(path)
-            display(Markdown(f"**{title}** (`{name}`, {len(table)} rows)"))
-            display(md_table(table.head(60)))
-    table = verdicts(target)
-    if len(table):
-        display(Markdown("**Verdicts** (from `verdicts.csv`)"))
-        display(md_table(table[[c for c in ("claim", "verdict", "evidence") if c in table.columns]]))
+            frame = pd.read_csv(path)
+            shown = frame.head(80)
+            more = f", first {len(shown)} shown" if len(frame) > len(shown) else ""
+            display(Markdown(f":::{{dropdown}} {title}: `{name}` ({len(frame)} rows{more})\n"
+                             f"{md_table(shown).data}\n:::"))
