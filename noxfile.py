@@ -81,3 +81,18 @@ def docs_check(session: nox.Session) -> None:
     session.install("playwright>=1.40")  # the Python driver only; never `playwright install`
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """Regenerate every figure and table of the paper, then write the report.
+
+    Runs ``python -m reproduce run`` and ``python -m reproduce report`` with the same arguments,
+    on the ``quick`` profile unless told otherwise, e.g. ``nox -s reproduce -- --profile smoke``
+    or ``nox -s reproduce -- fig4 table3 --jobs 2``. Results go to ``results/<profile>/``.
+    """
+    session.install("-e", ".[reproduce]")
+    tmp = tempfile.mkdtemp(prefix="varshift-reproduce-")
+    env = {**QUIET_ENV, "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
+    session.run("python", "-m", "reproduce", "run", *session.posargs, env=env)
+    session.run("python", "-m", "reproduce", "report", *session.posargs, env=env)
