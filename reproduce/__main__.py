@@ -41,7 +41,8 @@ def _parser():
                    help=f"targets (default: all): {', '.join(TARGETS)}")
     p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
     p.add_argument("--out", default=None, help="output folder (default results/<profile>/)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel training processes (default: the profile's, 2 for smoke/quick)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (profile default)")
     p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
     p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
@@ -57,6 +58,8 @@ def _check_args(args):
         if args.seeds < 1:
             raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
+    if args.jobs is None:
+        args.jobs = profile.jobs
     if args.jobs < 1:
         raise _Exit(f"--jobs must be a positive integer; received {args.jobs}")
     unknown = [t for t in args.targets if t not in TARGETS]

@@ -76,6 +76,7 @@ def figure(ctx, summary, curves):
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
     rates = list(profile.fig4_rates)
+    summary = _with_baseline(summary)
     for di, data in enumerate(datas):
         for j, net in enumerate(nets):
             for pi, placement in enumerate(("a", "b")):
@@ -87,7 +88,7 @@ def figure(ctx, summary, curves):
                             lw=0.9, label=f"{rate:g}")
                 ax.set_title(f"{PAPER_NAMES[net]}, dropout-({placement})")
                 if j == 0:
-                    ax.set_ylabel("max(real/moving, moving/real)")
+                    ax.set_ylabel(f"shift statistic, ({placement})")
                 ax.set_xlabel("BN layer index")
                 if j == 0 and pi == 0:
                     ax.legend(title="drop ratio", loc="upper left")
@@ -100,9 +101,9 @@ def figure(ctx, summary, curves):
                 ax.bar(x, sel.test_error_mean, width, yerr=sel.test_error_std.fillna(0.0),
                        label=f"dropout-({placement})", color=f"C{pi}", capsize=2)
             ax.set_xticks(np.arange(len(rates)), [f"{r:g}" for r in rates])
-            ax.set(xlabel="drop ratio", title=f"{PAPER_NAMES[net]} ({plotting.DATA_LABELS.get(data, data)})")
+            ax.set(xlabel="drop ratio", title=f"{PAPER_NAMES[net]}, test error")
             if j == 0:
-                ax.set_ylabel("test error (%)")
+                ax.set_ylabel(f"test error (%), {data}")
                 ax.legend(loc="upper left")
     plotting.stamp(fig, profile.name, datas)
     fig.tight_layout(rect=(0, 0.015, 1, 1))

@@ -105,7 +105,7 @@ def build(ctx):
     for ax, i in zip(axes[:4], show, strict=True):
         ax.bar(classes - 0.2, tr[i], 0.4, label="training mode")
         ax.bar(classes + 0.2, inf[i], 0.4, label="inference mode")
-        ax.set(title=f"image {i}: label {yb[i]}, {pt[i]} vs {pi[i]}", xlabel="class",
+        ax.set(title=f"label {yb[i]}: train {pt[i]}, inference {pi[i]}", xlabel="class",
                xticks=classes)
         ax.tick_params(axis="x", labelsize=6)
     axes[0].set_ylabel(f"pre-softmax output\n{PAPER_NAMES.get(_net(profile))}, dropout-(a) {RATE:g}")

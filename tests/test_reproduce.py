@@ -1,0 +1,248 @@
+"""Tests of the reproduction package: registry, run cache, atomic writes, CLI errors, paper data.
+
+The full smoke profile (every target, real training) runs in CI through
+``nox -s reproduce -- --profile smoke``, not here; these tests run one cheap theory target end
+to end and exercise the run cache with a fake trainer (a function with ``varshift.train.run``'s
+signature that writes nothing itself), so that caching, ``--force`` and interrupts are checked
+in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reproduce import profiles, registry, runs
+from reproduce._io import atomic_path, atomic_write_json
+from reproduce.registry import TARGETS, VERDICTS, get_target, plan
+from reproduce.runs import RunStore, execute_plan, run_key, run_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_PAPER = ROOT.parent / "shared" / "paper"
+THEORY = {"eq8", "eq14", "eq15"}
+
+
+def _cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "reproduce", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env=env, timeout=120, check=False)
+
+
+# ---------------------------------------------------------------------------------- registry
+@pytest.mark.parametrize("profile_name", sorted(profiles.PROFILES))
+def test_every_target_declares_its_runs(profile_name):
+    profile = profiles.get_profile(profile_name)
+    for name in TARGETS:
+        module = get_target(name)
+        assert module.TITLE and module.ARTEFACTS, name
+        assert callable(module.build), name
+        specs = module.runs(profile)
+        if name in THEORY:
+            assert specs == [], name
+        else:
+            assert specs, f"{name} needs training runs at {profile_name}"
+        for spec in specs:
+            assert spec.key == run_key(spec.config)
+            assert spec.config["data"] in profile.data
+            assert spec.config["seed"] in profile.seed_list()
+
+
+def test_shared_runs_are_planned_once():
+    profile = profiles.get_profile("quick")
+    fig4 = plan(profile, ["fig4"])
+    shared = plan(profile, ["fig1", "fig4", "fig5", "table3"])
+    assert {s.key for s in shared} == {s.key for s in fig4}  # fig1/5, table3 read fig4's runs
+    keys = [s.key for s in plan(profile, TARGETS)]
+    assert len(keys) == len(set(keys))
+    # fig6 needs saved models: the saved run replaces its unsaved twin instead of doubling it
+    everything = plan(profile, TARGETS)
+    saved = [s for s in everything if s.config["save_model"]]
+    assert len(saved) == 2
+    for s in saved:
+        twin = run_key({**s.config, "save_model": False})
+        assert twin not in keys
+
+
+def test_run_key_ignores_data_dir_but_not_the_config():
+    profile = profiles.get_profile("smoke")
+    spec = run_spec(profile, "wrn", "a", 0.5)
+    assert run_key({**spec.config, "data_dir": "/elsewhere"}) == spec.key
+    assert run_spec(profile, "wrn", "a", 0.3).key != spec.key
+    assert run_spec(profile, "wrn", "a", 0.5, seed=1).key != spec.key
+    assert run_spec(profile, "wrn", "none", 0.0).key == run_spec(profile, "wrn", "b", 0.0).key
+
+
+def test_verdict_rejects_unknown_outcomes():
+    assert registry.verdict("c", True, "e")["verdict"] == "holds"
+    assert registry.verdict("c", False, "e")["verdict"] == "does not hold"
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        registry.verdict("c", "maybe", "e")
+
+
+# ------------------------------------------------------------------------- cache, atomicity
+class FakeTrainer:
+    """Stands in for ``varshift.train.run``: counts calls, can raise like a Ctrl-C."""
+
+    def __init__(self, interrupt_on=None):
+        self.calls = []
+        self.interrupt_on = interrupt_on
+
+    def __call__(self, config, *, out_dir=None, progress=True, resume=True):
+        self.calls.append(config["net"])
+        if config["net"] == self.interrupt_on:
+            raise KeyboardInterrupt
+        return {"config": config, "final": {"test_error": 10.0}, "history": []}
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    from varshift import train
+
+    fake = FakeTrainer()
+    monkeypatch.setattr(train, "run", fake)
+    return fake
+
+
+def _specs():
+    profile = profiles.get_profile("smoke")
+    return [run_spec(profile, net, "a", 0.5) for net in ("preresnet", "wrn", "densenet_bc")]
+
+
+def test_second_run_skips_cached_and_force_redoes(tmp_path, fake_trainer):
+    specs = _specs()
+    seen = []
+    execute_plan(specs, tmp_path, on_done=lambda s, w, cached: seen.append(cached))
+    assert len(fake_trainer.calls) == 3 and seen == [False] * 3
+    store = RunStore(tmp_path)
+    rec = store.load(specs[0].key)
+    assert rec["key"] == specs[0].key and rec["config"] == specs[0].config
+    assert rec["record"]["final"]["test_error"] == 10.0
+    seen.clear()
+    execute_plan(specs, tmp_path, on_done=lambda s, w, cached: seen.append(cached))
+    assert len(fake_trainer.calls) == 3 and seen == [True] * 3
+    execute_plan(specs[:1], tmp_path, force=True)
+    assert len(fake_trainer.calls) == 4
+
+
+def test_interrupted_run_leaves_no_record_and_keeps_finished_ones(tmp_path, monkeypatch):
+    from varshift import train
+
+    monkeypatch.setattr(train, "run", FakeTrainer(interrupt_on="wrn"))
+    specs = _specs()
+    with pytest.raises(KeyboardInterrupt):
+        execute_plan(specs, tmp_path)
+    store = RunStore(tmp_path)
+    assert store.done(specs[0].key)  # finished before the interrupt: kept
+    assert not store.done(specs[1].key)  # interrupted: no record
+    assert not store.done(specs[2].key)  # never started
+    leftovers = [p for p in store.root.rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]
+    assert leftovers == []
+    fake = FakeTrainer()
+    monkeypatch.setattr(train, "run", fake)
+    execute_plan(specs, tmp_path)
+    assert fake.calls == ["wrn", "densenet_bc"]  # resumes with the unfinished runs only
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    path = tmp_path / "table.csv"
+    atomic_write_json(path, {"a": 1})
+    with pytest.raises(KeyboardInterrupt), atomic_path(path) as tmp:
+        Path(tmp).write_text("half a fi")
+        raise KeyboardInterrupt
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+# -------------------------------------------------------------------------------- CLI errors
+@pytest.mark.parametrize("args, message", [
+    (["run", "fig99", "--profile", "smoke"], "unknown target 'fig99'"),
+    (["run", "--profile", "huge"], "unknown profile 'huge'"),
+    (["list", "--seeds", "0"], "--seeds must be a positive integer"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_errors_are_one_line(args, message, tmp_path):
+    res = _cli(*args, "--out", str(tmp_path / "out"))
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert message in lines[0] and "Traceback" not in res.stderr
+
+
+def test_cli_unwritable_out_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    res = _cli("run", "eq8", "--profile", "smoke", "--out", str(blocker / "results"))
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write to --out" in lines[0], res.stderr
+
+
+def test_cli_list_names_every_target():
+    res = _cli("list", "--profile", "smoke")
+    assert res.returncode == 0, res.stderr
+    for name in TARGETS:
+        assert f"  {name} " in res.stdout
+
+
+# ------------------------------------------------------------------------ end to end (theory)
+def test_theory_target_end_to_end(tmp_path, capsys):
+    from reproduce.__main__ import main
+
+    out = tmp_path / "smoke"
+    assert main(["run", "eq8", "--profile", "smoke", "--out", str(out)]) == 0
+    for artefact in get_target("eq8").ARTEFACTS:
+        assert (out / "eq8" / artefact).stat().st_size > 0
+    table = pd.read_csv(out / "eq8" / "table.csv")
+    # the worked example of the paper, from the formula column
+    row = table[(table["mean"] == 5) & (table["var"] == 4) & (table.rate == 0.2)].iloc[0]
+    assert row.var_train_formula == pytest.approx(11.25)
+    assert row.shift_formula == pytest.approx(0.355556, abs=1e-6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["profile"] == "smoke" and "numpy" in manifest["versions"]
+    assert manifest["targets"] == ["eq8"]
+    assert main(["report", "eq8", "--profile", "smoke", "--out", str(out)]) == 0
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    assert list(verdicts.columns) == ["target", "claim", "verdict", "evidence"]
+    assert set(verdicts.verdict) <= set(VERDICTS)
+    assert (verdicts.verdict == "holds").all(), verdicts  # formula vs MC vs Keras agree
+    report = (out / "report.md").read_text()
+    assert "## eq8" in report and "figure.png" in report
+    assert "eq8" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------- paper data
+COPIES = {"paper_results.csv": "paper_tables.csv",
+          "paper_table1_cos.csv": "paper_table1_cos.csv",
+          "paper_fig4_bars_approx.csv": "paper_fig4_bars_approx.csv"}
+
+
+@pytest.mark.parametrize("copy, original", sorted(COPIES.items()))
+def test_paper_data_carries_its_source(copy, original):
+    path = ROOT / "reproduce" / "data" / copy
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Source:") and original in first
+    df = pd.read_csv(path, comment="#")
+    assert (df["source"] == original).all()
+
+
+@pytest.mark.skipif(not SHARED_PAPER.is_dir(), reason="shared/paper sources not on this machine")
+@pytest.mark.parametrize("copy, original", sorted(COPIES.items()))
+def test_paper_data_matches_the_shared_sources(copy, original):
+    ours = pd.read_csv(ROOT / "reproduce" / "data" / copy, comment="#").drop(columns="source")
+    theirs = pd.read_csv(SHARED_PAPER / original, comment="#")
+    pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_subset_is_stratified_and_deterministic():
+    import numpy as np
+
+    y = np.repeat(np.arange(10), 100)
+    a = runs._stratified(y, 200, 0)
+    assert len(a) == 200 and np.all(np.bincount(y[a]) == 20)
+    assert np.array_equal(a, runs._stratified(y, 200, 0))
