@@ -50,7 +50,9 @@ def docs(session: nox.Session) -> None:
     tmp = tempfile.mkdtemp(prefix="varshift-docs-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
-    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html",
+    # -E: re-read every page (cheap, executed pages come from the cache) so that warnings are
+    # reported on every build, not only on the build that first met them.
+    session.run("sphinx-build", "-E", "-n", "-W", "--keep-going", "-b", "html",
                 *session.posargs, "docs", "docs/_build/html", env=env)
 
 

@@ -43,7 +43,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
-    "sphinx.ext.viewcode",
     "sphinxcontrib.bibtex",
     "sphinx_copybutton",
     "sphinx_design",
@@ -109,6 +108,7 @@ html_theme_options = {
     "home_page_in_toc": True,
 }
 html_show_sourcelink = False
+html_context = {"default_mode": "light"}  # an explicit mode: the theme logs an error on an empty one
 # MathJax 3 is served from the site itself (docs/_static/mathjax, Apache-2.0): the pages
 # render their formulas offline and without a third-party CDN.
 mathjax_path = "mathjax/es5/tex-chtml-full.js"

@@ -1,0 +1,115 @@
+"""Cheap checks of the documentation's machinery (no Sphinx build, no browser).
+
+The site itself is built by ``nox -s docs`` and checked in Chromium by ``nox -s docs-check``.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
+
+
+def test_cite_bibtex_is_generated_from_citation_cff():
+    import cff_bibtex
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    bib = cff_bibtex.cff_to_bibtex(cff)
+    entries = re.findall(r"^@(\w+)\{([^,]+),", bib, flags=re.M)
+    assert entries[0] == ("software", "varshift")
+    assert entries[1][0] == "inproceedings"
+    assert bib.count("{") == bib.count("}")
+    paper = cff["preferred-citation"]
+    assert f"doi       = {{{paper['doi']}}}" in bib
+    authors = " and ".join(f"{a['family-names']}, {a['given-names']}" for a in paper["authors"])
+    assert authors in bib
+    assert f"version = {{{cff['version']}}}" in bib
+
+
+def test_citation_bib_is_rewritten_only_when_it_changes(tmp_path):
+    import cff_bibtex
+
+    out = tmp_path / "gen" / "citation.bib"
+    assert cff_bibtex.write_citation_bib(ROOT / "CITATION.cff", out) is True
+    assert cff_bibtex.write_citation_bib(ROOT / "CITATION.cff", out) is False
+    assert out.read_text(encoding="utf-8").startswith("@software{varshift,")
+
+
+def _conf_value(name, **env):
+    code = f"import runpy; print(runpy.run_path('docs/conf.py')[{name!r}])"
+    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "VARSHIFT_DOCS_EXECUTE")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, **env}, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_execution_is_cached_locally_and_forced_in_ci():
+    pytest.importorskip("sphinx")
+    assert _conf_value("nb_execution_mode") == "cache"
+    assert _conf_value("nb_execution_mode", CI="true") == "force"
+
+
+def test_every_page_is_in_a_toctree_and_every_toctree_entry_exists():
+    pages = {str(p.relative_to(DOCS).with_suffix("")) for p in DOCS.rglob("*.md")
+             if not {"_build", "_ext", "_static"} & set(p.relative_to(DOCS).parts)}
+    listed = set()
+    for page in pages:
+        text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
+        for block in re.findall(r"```\{toctree\}\n(.*?)```", text, flags=re.S):
+            for line in block.splitlines():
+                if line.strip() and not line.startswith(":"):
+                    folder = str(Path(page).parent)
+                    listed.add(line.strip() if folder == "." else f"{folder}/{line.strip()}")
+    assert listed <= pages, f"toctree entries without a page: {sorted(listed - pages)}"
+    assert pages - listed == {"index"}, f"pages in no toctree: {sorted(pages - listed - {'index'})}"
+    targets = ("eq8 eq14 eq15 fig1 fig3 fig4 fig5 fig6 table1 table3 table4 table6").split()
+    assert {f"reproduction/{t}" for t in targets} <= pages
+
+
+def _write_results(root, profile, target="eq8"):
+    folder = root / profile
+    (folder / target).mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"profile": profile}), encoding="utf-8")
+    (folder / target / "result.json").write_text(json.dumps(
+        {"verdicts": [{"claim": f"{profile} claim", "verdict": "holds", "evidence": "e"}]}),
+        encoding="utf-8")
+
+
+def test_reproduction_pages_prefer_quick_results_over_smoke(tmp_path, monkeypatch):
+    pytest.importorskip("myst_nb")
+    import vsdocs
+
+    monkeypatch.setenv("VARSHIFT_RESULTS", str(tmp_path))
+    _write_results(tmp_path, "smoke")
+    assert vsdocs.results() == ("smoke", tmp_path / "smoke")
+    _write_results(tmp_path, "quick")
+    assert vsdocs.results() == ("quick", tmp_path / "quick")
+    # no verdicts.csv yet: the verdicts come from the targets' result.json
+    table = vsdocs.verdicts("eq8")
+    assert table[["target", "claim", "verdict"]].values.tolist() == [["eq8", "quick claim", "holds"]]
+
+
+def test_site_checker_finds_broken_links_and_anchors(tmp_path):
+    import check_site
+
+    (tmp_path / "index.html").write_text('<a href="page.html#here">ok</a>', encoding="utf-8")
+    (tmp_path / "page.html").write_text('<h1 id="here">x</h1>', encoding="utf-8")
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "skip.html").write_text("", encoding="utf-8")
+    assert check_site.pages(tmp_path) == ["index.html", "page.html"]
+    server, base = check_site.serve(tmp_path)
+    try:
+        links = check_site.LinkChecker()
+        assert links.problem(base + "page.html#here") is None
+        assert "no element with id 'gone'" in links.problem(base + "page.html#gone")
+        assert "HTTP 404" in links.problem(base + "missing.html")
+    finally:
+        server.shutdown()
