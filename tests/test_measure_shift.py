@@ -171,3 +171,29 @@ def test_model_without_bn_is_a_clear_error(keras):
 
     with pytest.raises(ValueError, match="no BatchNormalization"):
         varshift.measure_shift(dropout_model(5, 0.2), np.ones((4, 5), "float32"))
+
+
+def test_subclassed_model_without_inputs(keras, rng):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="net")
+            self.drop = keras.layers.Dropout(0.5)
+            self.bn = keras.layers.BatchNormalization()
+
+        def call(self, x, training=None):
+            return self.bn(self.drop(x, training=training), training=training)
+
+    model = Net()
+    x = rng.normal(5.0, 2.0, (300, 4)).astype("float32")
+    model(x[:2])
+    df = varshift.measure_shift(model, x)
+    np.testing.assert_allclose(df["real_var"][0], x.astype("float64").var(axis=0).mean(),
+                               rtol=1e-6)
+    assert df["moving_var"][0] == pytest.approx(1.0)  # never trained: Keras' initial value
+    with pytest.raises(ValueError, match="input_shape"):
+        varshift.audit(model)
+    assert varshift.audit(model, input_shape=(4,))["case"].tolist() == ["a"]
+    with pytest.raises(TypeError, match="inplace=True"):
+        varshift.recalibrate_bn(model, x)  # an unregistered class cannot be copied
+    assert varshift.recalibrate_bn(model, x, inplace=True) is model
+    np.testing.assert_allclose(varshift.measure_shift(model, x)["ratio"], 1.0, atol=1e-6)

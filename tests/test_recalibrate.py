@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import varshift
+from varshift._graph import all_bn_layers
 from varshift._keras import to_numpy
 
 
@@ -57,7 +58,7 @@ def trained():
 
 def _stats(model):
     return [(to_numpy(bn.moving_mean).copy(), to_numpy(bn.moving_variance).copy())
-            for bn in varshift._graph.all_bn_layers(model)]
+            for bn in all_bn_layers(model)]
 
 
 def _accuracy(model, x, y):

@@ -207,8 +207,8 @@ def model_input_signature(model):
         inputs = None
     if not inputs:
         raise ValueError(
-            f"Model {model.name!r} has no known input shape: build it with keras.Input (or "
-            "call it once on data) before auditing it."
+            f"Model {model.name!r} has no known input shape: build it with keras.Input, or "
+            "pass input_shape= (the shape of one sample)."
         )
     specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype or "float32") for t in inputs]
     return specs[0] if len(specs) == 1 else specs

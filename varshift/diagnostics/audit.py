@@ -122,7 +122,7 @@ def _kernel_matrix(layer):
     return w.reshape(theory.fan_in(w), w.shape[-1])
 
 
-def trace_layer_graph(model):
+def trace_layer_graph(model, input_shape=None):
     """Trace ``model`` once and return ``(records, predecessors)``.
 
     ``records`` lists every call of a leaf layer in execution order; ``predecessors[i]`` the
@@ -130,7 +130,10 @@ def trace_layer_graph(model):
     TensorFlow operations done outside any layer (e.g. ``x + y`` in a custom layer).
     """
     tf = _load_tf()
-    spec = model_input_signature(model)
+    if input_shape is not None:
+        spec = tf.TensorSpec((None, *tuple(input_shape)), "float32")
+    else:
+        spec = model_input_signature(model)
     leaves = leaf_layers(model)
     holder = {}
 
@@ -174,7 +177,7 @@ def _empty(message):
     return df
 
 
-def audit(model):
+def audit(model, *, input_shape=None):
     r"""List every (BatchNormalization, noise layer) pair of a model and classify its path.
 
     For each BN layer (graph order) the noise layers upstream of it, up to the previous
@@ -191,10 +194,12 @@ def audit(model):
 
     Works for Sequential and Functional models, nested sub-models, and custom layers that call
     other layers (including raw TensorFlow operations between them). The model must have a
-    known input shape. Nothing is changed.
+    known input shape, or pass ``input_shape``. Nothing is changed.
 
     Args:
         model: a built Keras model.
+        input_shape: shape of one sample (no batch dimension), for models without
+            ``model.inputs`` (subclassed models); by default taken from the model.
 
     Returns:
         A ``pandas.DataFrame``, one row per pair, columns ``bn_layer, noise_layer, noise_kind,
@@ -213,7 +218,7 @@ def audit(model):
     """
     import pandas as pd
 
-    records, preds = trace_layer_graph(model)
+    records, preds = trace_layer_graph(model, input_shape)
     bn_calls, seen_bn = [], set()
     for i, rec in enumerate(records):
         if _is_bn(rec.layer) and id(rec.layer) not in seen_bn:

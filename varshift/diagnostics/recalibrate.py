@@ -51,8 +51,17 @@ def copy_model(model):
     except Exception:  # noqa: BLE001 - any cloning failure: use the file round trip
         with tempfile.TemporaryDirectory(prefix="varshift-copy-") as tmp:
             path = os.path.join(tmp, "model.keras")
-            model.save(path)
-            return keras.models.load_model(path, compile=bool(getattr(model, "compiled", False)))
+            try:
+                model.save(path)
+                return keras.models.load_model(
+                    path, compile=bool(getattr(model, "compiled", False)))
+            except Exception as err:  # noqa: BLE001
+                raise TypeError(
+                    f"Cannot copy model {model.name!r}: neither keras.models.clone_model nor a "
+                    "save/load round trip works for it (register custom classes with "
+                    "@keras.saving.register_keras_serializable). Pass inplace=True to "
+                    f"recalibrate it in place. Cause: {str(err).splitlines()[0][:200]}"
+                ) from err
     if getattr(model, "compiled", False):
         try:
             clone.compile_from_config(model.get_compile_config())

@@ -17,9 +17,10 @@ over all :math:`N` values of that channel in the pass (every sample, and every s
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
 moving variance is an average of biased batch variances. Batches are combined with Chan et al.'s
 parallel update of (count, mean, sum of squared deviations) in float64. Within a batch the sums
-run in float32 (the precision of the activations themselves) over values shifted by one
-element of the channel, and the squared deviations are taken from the batch mean, so inputs
-with a large mean and a small variance (say 5 +- 0.01) keep their accuracy.
+run in float32, the precision of the activations themselves: sum and sum of squares in one
+cheap pass when the channel's mean is not large against its spread, otherwise (mean^2 > 4
+var, where that would cancel) the values are first centred on the batch mean, so inputs with a
+large mean and a small variance (say 5 +- 0.01) keep their accuracy.
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
 the population variance for training batch size :math:`m`: a perfectly unshifted layer therefore
@@ -49,6 +50,7 @@ from varshift._validate import check_positive_int
 __all__ = ["measure_shift"]
 
 log = logging.getLogger("varshift.diagnostics")
+ILL = 64.0  # centre first when mean^2 > ILL * variance in some channel
 
 
 # ------------------------------------------------------------------------------ data handling
@@ -217,17 +219,28 @@ def collect_input_moments(model, data, *, layers=None, batch_size=256, progress=
         for rec in records:
             t = tf.cast(rec.first_input, "float32")
             axes = reduce_axes(rec.layer, len(t.shape))
-            # shift by one value of each channel (its first element) before summing, so a
-            # large mean does not eat float32 digits: mean = shift + mean(t - shift)
-            shift = t
-            for axis in axes:
-                shift = tf.gather(shift, [0], axis=axis)
-            dev = t - shift
-            mean_dev = tf.reduce_mean(dev, axis=axes, keepdims=True)
-            m2 = tf.reduce_sum(tf.square(dev - mean_dev), axis=axes)  # centred on batch mean
-            count = tf.cast(tf.size(t), "float64") / tf.cast(tf.size(m2), "float64")
+            stage = _two_stage_sum(tf, axes)
+            s1 = stage(t)
+            n = tf.cast(tf.size(t) // tf.size(s1), "float64")  # values per channel
+            mean = s1 / n
+            m2_raw = stage(tf.square(t)) - s1 * mean
+            # Sum and sum of squares need no broadcast pass and are exact enough unless the
+            # mean dwarfs the spread (cancellation). Then, and only then, a second pass
+            # centres the batch on its mean first.
+            ill = tf.reduce_any(tf.square(mean) * n > ILL * m2_raw)
+
+            def centred(t=t, mean=mean, stage=stage, n=n):
+                dev = t - tf.cast(mean, t.dtype)
+                mean_dev = stage(dev) / n
+                return mean, mean_dev, stage(tf.square(dev)) - tf.square(mean_dev) * n
+
+            def direct(mean=mean, m2=m2_raw):
+                return mean, tf.zeros_like(mean), m2
+
+            shift, mean_dev, m2 = tf.cond(ill, centred, direct)
+            flat = [tf.reshape(v, [-1]) for v in (shift, mean_dev, tf.maximum(m2, 0.0))]
             order.append(rec.layer)
-            stats.append((count, tf.reshape(shift, [-1]), tf.reshape(mean_dev, [-1]), m2))
+            stats.append((n, *flat))
         return stats
 
     fn = tf.function(step, input_signature=[signature_of(first)], autograph=False)
@@ -254,6 +267,23 @@ def collect_input_moments(model, data, *, layers=None, batch_size=256, progress=
         log.warning("BatchNormalization layer(s) %s are not called in the forward pass; "
                     "they are not measured.", ", ".join(missing))
     return result
+
+
+def _two_stage_sum(tf, axes):
+    """Sum over ``axes`` (keepdims): float32 within each sample, then float64 over the batch.
+
+    Partial sums of one sample's values (e.g. the 1024 positions of a 32x32 map) stay short,
+    so float32 loses little; adding them up across the batch in float64 loses nothing more.
+    """
+    inner = [a for a in axes if a != 0]
+
+    def stage(t):
+        if inner:
+            t = tf.reduce_sum(t, axis=inner, keepdims=True)
+        t = tf.cast(t, "float64")
+        return tf.reduce_sum(t, axis=[0], keepdims=True) if 0 in axes else t
+
+    return stage
 
 
 def _chain(first, rest):
