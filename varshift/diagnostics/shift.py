@@ -15,12 +15,15 @@ over the data.
 average: per channel, the *biased* (population) variance :math:`\frac1N\sum_j (x_j-\bar x)^2`
 over all :math:`N` values of that channel in the pass (every sample, and every spatial position
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
-moving variance is an average of biased batch variances. Batches are combined with Chan et al.'s
-parallel update of (count, mean, sum of squared deviations) in float64. Within a batch the sums
-run in float32, the precision of the activations themselves: sum and sum of squares in one
-cheap pass when the channel's mean is not large against its spread, otherwise (mean^2 > 4
-var, where that would cancel) the values are first centred on the batch mean, so inputs with a
-large mean and a small variance (say 5 +- 0.01) keep their accuracy.
+moving variance is an average of biased batch variances.
+
+Numerics: per batch and channel, the sum and the sum of squares are accumulated in float32
+over each sample (e.g. the 1024 positions of a 32x32 map) and in float64 across the batch,
+in the same forward pass; batches are merged with Chan et al.'s parallel update of (count,
+mean, sum of squared deviations) in float64. Where that would cancel (a channel whose mean^2
+exceeds 64 times its variance, say 5 +- 0.01), the batch is first centred on its mean in a
+second float32 pass. Measured relative error of the variance against numpy in float64: below
+1e-6 (float32 activations themselves carry about 6e-8).
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
 the population variance for training batch size :math:`m`: a perfectly unshifted layer therefore
@@ -230,9 +233,11 @@ def collect_input_moments(model, data, *, layers=None, batch_size=256, progress=
             ill = tf.reduce_any(tf.square(mean) * n > ILL * m2_raw)
 
             def centred(t=t, mean=mean, stage=stage, n=n):
-                dev = t - tf.cast(mean, t.dtype)
+                centre = tf.cast(mean, t.dtype)  # the deviations are taken from this value
+                dev = t - centre
                 mean_dev = stage(dev) / n
-                return mean, mean_dev, stage(tf.square(dev)) - tf.square(mean_dev) * n
+                return (tf.cast(centre, "float64"), mean_dev,
+                        stage(tf.square(dev)) - tf.square(mean_dev) * n)
 
             def direct(mean=mean, m2=m2_raw):
                 return mean, tf.zeros_like(mean), m2
