@@ -171,3 +171,21 @@ def test_model_without_bn_is_a_clear_error(keras):
 
     with pytest.raises(ValueError, match="no BatchNormalization"):
         varshift.recalibrate_bn(dropout_model(3, 0.5), np.ones((4, 3), "float32"))
+
+
+def test_nested_model_copy_is_recalibrated_layer_by_layer(keras, rng):
+    from varshift.layers import Uout
+
+    layers = keras.layers
+    sub = keras.Sequential([keras.Input((6,)), Uout(0.5, seed=1), layers.Dense(6),
+                            layers.BatchNormalization(name="sub_bn")], name="sub")
+    inputs = keras.Input((6,))
+    h = layers.BatchNormalization(name="first_bn")(layers.Dropout(0.5, seed=1)(inputs))
+    h = layers.BatchNormalization(name="last_bn")(layers.Dense(4)(sub(h)))
+    model = keras.Model(inputs, h)
+    x = rng.normal(3.0, 2.0, (400, 6)).astype("float32")
+    fixed = varshift.recalibrate_bn(model, x, batch_size=128)
+    after = varshift.measure_shift(fixed, x)
+    assert after["path"].tolist() == ["first_bn", "sub/sub_bn", "last_bn"]
+    np.testing.assert_allclose(after["ratio"], 1.0, atol=1e-3)
+    assert (varshift.measure_shift(model, x)["ratio"] > 1.5).all()  # the original kept its own
