@@ -134,3 +134,14 @@ def test_audit_does_not_change_the_model(keras):
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert "call" not in model.get_layer("bn").__dict__  # the recording wrapper is gone
+
+
+def test_elementwise_layers_with_weights_keep_case_a(keras):
+    layers = keras.layers
+    inputs = keras.Input((4,))
+    h = layers.Dropout(0.5, name="drop")(inputs)
+    h = layers.PReLU(name="prelu")(h)  # has weights, but acts per element
+    h = layers.BatchNormalization(name="bn")(h)
+    df = varshift.audit(keras.Model(inputs, h))
+    assert df[["case", "n_weight_layers", "route"]].values.tolist() == [
+        ["a", 0, "drop -> prelu -> bn"]]

@@ -103,7 +103,11 @@ def _weight_layers_crossed(layer):
     if isinstance(layer, tuple(getattr(keras.layers, n) for n in
                                ("SeparableConv1D", "SeparableConv2D"))):
         return 2  # depthwise then pointwise
-    return 1 if layer.trainable_weights or layer.non_trainable_weights else 0
+    elementwise = tuple(getattr(keras.layers, n) for n in ("PReLU", "Rescaling", "Normalization")
+                        if hasattr(keras.layers, n))
+    if isinstance(layer, elementwise):
+        return 0  # per-element (or per-channel) scale/shift: shape/element-wise
+    return 1 if layer.trainable_weights else 0
 
 
 def _kernel_matrix(layer):
