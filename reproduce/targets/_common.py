@@ -25,10 +25,6 @@ SMOKE_NOTE = ("smoke profile: 1 epoch of tiny networks on 8x8 digits tests the p
 PAPER_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
-def _seeds_for(profile, rate):
-    return profile.seed_list() if rate in profile.fig4_seeded_rates else profile.seed_list()[:1]
-
-
 def baseline_specs(profile, networks=None, save_model=False):
     """No-dropout runs, every seed, every data set."""
     return [run_spec(profile, net, "none", 0.0, data=data, seed=s, save_model=save_model)
@@ -46,21 +42,20 @@ def fig4_specs(profile, placements=("a", "b"), networks=None):
                     if rate == 0.0:
                         continue
                     specs += [run_spec(profile, net, placement, rate, data=data, seed=s)
-                              for s in _seeds_for(profile, rate)]
+                              for s in profile.seeds_for(placement, rate)]
     return specs
 
 
 def grid_specs(profile, placement, noise, values):
-    """Tables 4/6: ``placement``/``noise`` at ``values`` on the table networks, seed 0..k-1
-    for the baseline and the first seed for the others (every seed in the paper profile)."""
+    """Tables 4/6: ``placement``/``noise`` at ``values`` on the table networks, every seed for
+    the baseline and the first seed for the others (every seed where ``profile.seeded`` is None)."""
     nets = profile.table_networks
     specs = baseline_specs(profile, nets)
     for data in profile.data:
         for net in nets:
             for v in values:
-                seeds = profile.seed_list() if profile.name == "paper" else profile.seed_list()[:1]
                 specs += [run_spec(profile, net, placement, v, noise=noise, data=data, seed=s)
-                          for s in seeds]
+                          for s in profile.seeds_for(f"{placement}/{noise}", v)]
     return specs
 
 

@@ -43,7 +43,7 @@ def build(ctx):
         axes[1, j].plot(d, np.ones_like(d), "k--", lw=0.8, label="random init (E = 1)")
         axes[1, j].set(xscale="log", yscale="log", xlabel="fan-in d", ylabel="mean d cos^2(theta)")
         axes[0, j].legend(loc="upper right")
-        axes[1, j].legend(loc="upper left")
+        axes[1, j].legend(loc="lower right", ncol=2)
     plotting.stamp(fig, profile.name, datas)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     plotting.save(fig, ctx.dir)

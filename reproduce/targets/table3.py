@@ -24,10 +24,9 @@ COLS = {"test_error": "", "test_error_adjust_sequential": "_adjust",
 
 
 def runs(profile):
-    seeds = profile.seed_list() if RATE in profile.fig4_seeded_rates else profile.seed_list()[:1]
     return [run_spec(profile, net, placement, RATE, data=data, seed=s)
             for data in profile.data for net in profile.networks for placement in ("a", "b")
-            for s in seeds]
+            for s in profile.seeds_for(placement, RATE)]
 
 
 def build(ctx):
