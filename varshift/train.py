@@ -463,6 +463,7 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
         for epoch in range(start_epoch, recipe.epochs):
             lr = recipe.lr_at(epoch)
             model.optimizer.learning_rate = lr
+            _reseed_noise(model, cfg.seed, epoch)
             t0 = time.time()
             logs = model.fit(train_ds(epoch), epochs=1, shuffle=False, verbose=0).history
             seconds = time.time() - t0
@@ -500,6 +501,22 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
             _atomic_save_model(model, paths["model"])
         atomic_write_json(paths["record"], record)
     return record
+
+
+def _reseed_noise(model, seed, epoch):
+    """Set every noise layer's random state to a function of ``(seed, epoch, layer)``.
+
+    Keras keeps a layer's random state (``SeedGenerator``, ``[seed, counter]``) outside the
+    saved weights; re-deriving it at the start of every epoch makes an epoch's noise
+    independent of whether the run was resumed.
+    """
+    for i, layer in enumerate(model.layers):
+        gen = getattr(layer, "seed_generator", None)
+        state = getattr(gen, "state", None)
+        if state is not None:
+            value = np.array([(int(seed) * 1000003 + i) % (2**31 - 1), epoch << 32],
+                             dtype=np.int64)
+            state.assign(keras.ops.cast(value, state.dtype))
 
 
 def _same_config(stored, current, out_dir):

@@ -1,0 +1,144 @@
+"""varshift.train: recipes, the PyTorch-form optimiser, the record, resume, and the shift."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from varshift import nets
+
+train = pytest.importorskip("varshift.train")
+
+
+def test_recipes_are_the_reference_defaults_and_overridable():
+    r = train.RECIPES
+    assert (r["preresnet"].epochs, r["preresnet"].lr_drops, r["preresnet"].weight_decay) == (
+        164, (81, 122), 1e-4)
+    assert (r["wrn"].epochs, r["wrn"].lr_drops, r["wrn"].drop_factor, r["wrn"].weight_decay) == (
+        200, (60, 120, 160), 0.2, 5e-4)
+    assert r["densenet_bc"].batch_size == 64 and r["resnext29"].batch_size == 128
+    assert set(r) == set(nets.NAMES) == set(train.CPU_RECIPES)
+    wrn = r["wrn"]
+    assert [wrn.lr_at(e) for e in (0, 59, 60, 119, 120, 160)] == pytest.approx(
+        [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008])
+    assert train.recipe_for("wrn", "cpu", epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="epochs_typo"):
+        train.recipe_for("wrn", epochs_typo=3)
+    cfg = train.RunConfig.from_any({"net": "wrn", "size": "small", "epochs": 2, "lr": 0.01})
+    size, recipe, augment = cfg.resolved()
+    assert size == nets.SMALL_SIZES["wrn"] and (recipe.epochs, recipe.lr) == (2, 0.01)
+    assert augment is True  # CIFAR's default
+    with pytest.raises(ValueError, match="colour"):
+        train.RunConfig.from_any({"net": "wrn", "colour": "red"})
+
+
+def test_coupled_sgd_is_pytorch_sgd_with_weight_decay(keras):
+    # PyTorch: g += wd * w; b = mu * b + g; w -= lr * b  (also across a learning-rate drop)
+    w0 = np.array([1.0, -2.0, 0.5], dtype="float32")
+    grads = [np.array([0.3, -0.1, 0.2]), np.array([-0.5, 0.4, 0.1]), np.array([0.2, 0.2, -0.3])]
+    lrs = [0.1, 0.1, 0.01]
+    mu, wd = 0.9, 5e-4
+    var = keras.Variable(w0)
+    opt = train.CoupledSGD(learning_rate=0.1, momentum=mu, l2=wd)
+    w, b = w0.astype(np.float64), np.zeros(3)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt.learning_rate = lr
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g.astype("float32")), var)])
+        gg = g + wd * w
+        b = mu * b + gg
+        w = w - lr * b
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w, rtol=1e-6)
+
+
+def _cfg(**kw):
+    base = {"net": "wrn", "size": "small", "data": "digits", "recipe": "cpu", "epochs": 3,
+            "lr_drops": [2], "placement": "b", "rate": 0.3, "seed": 5,
+            "train_eval_samples": 300, "stats_samples": 300, "save_model": True}
+    base.update(kw)
+    return base
+
+
+def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch):
+    full_dir = os.path.join(tmp_path, "full")
+    rec = train.run(_cfg(), out_dir=full_dir, progress=False)
+    with open(os.path.join(full_dir, "record.json")) as fh:
+        assert json.load(fh) == json.loads(json.dumps(rec))  # JSON-serialisable, written
+    assert set(rec) >= {"config", "data", "history", "final", "versions", "wall_time", "seed"}
+    assert rec["data"]["source"] == "sklearn bundled" and rec["config"]["net"] == "wrn"
+    assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
+    assert [h["lr"] for h in rec["history"]] == pytest.approx([0.05, 0.05, 0.01])  # WRN: factor 0.2
+    for h in rec["history"]:
+        assert set(h) == {"epoch", "loss", "train_acc_train_mode", "train_acc_inference_mode",
+                          "test_acc", "lr", "seconds"}
+        assert 0 <= h["train_acc_inference_mode"] <= 1 and 0 <= h["test_acc"] <= 1
+    assert rec["history"][-1]["test_acc"] > 0.5  # it learns (10 classes: chance is 0.1)
+    final = rec["final"]
+    assert final["test_error"] == pytest.approx(100 * (1 - rec["history"][-1]["test_acc"]))
+    for key in ("test_error_adjust_sequential", "test_error_adjust_simultaneous"):
+        assert 0 <= final[key] <= 100
+    model = keras.saving.load_model(os.path.join(full_dir, "model.keras"))
+    assert [r["bn_layer"] for r in final["shift"]] == [
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {"moving_var", "real_var", "ratio"} <= set(final["shift"][0])
+    weight_layers = [layer for layer in model.layers
+                     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    assert [c["layer"] for c in final["cos2"]] == [layer.name for layer in weight_layers]
+    c = final["cos2"][1]
+    assert c["mean_d_cos2"] == pytest.approx(c["d"] * c["mean_cos2"])
+
+    # a finished run is returned from its record, not retrained
+    again = train.run(_cfg(), out_dir=full_dir, progress=False)
+    assert again == json.loads(json.dumps(rec))
+
+    # interrupt after epoch 2 (the progress file is written), then resume: same numbers
+    part_dir = os.path.join(tmp_path, "part")
+    real_write = train.atomic_write_json
+
+    def interrupt_after_two(path, obj):
+        real_write(path, obj)
+        if path.endswith("progress.json") and len(obj["history"]) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "atomic_write_json", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), out_dir=part_dir, progress=False)
+    monkeypatch.setattr(train, "atomic_write_json", real_write)
+    assert not os.path.exists(os.path.join(part_dir, "record.json"))
+    resumed = train.run(_cfg(), out_dir=part_dir, progress=False)
+
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert strip(resumed["history"]) == strip(rec["history"])
+    assert resumed["final"]["test_error"] == rec["final"]["test_error"]
+    with pytest.raises(ValueError, match="different config"):
+        train.run(_cfg(rate=0.2), out_dir=part_dir, progress=False)
+
+
+def test_placement_a_shifts_the_deeper_bn_layers_and_none_does_not(keras):
+    """Small PreResNet on the bundled digits, dropout-(a) 0.5 vs no dropout (paper Fig. 4)."""
+    common = {"net": "preresnet", "size": "small", "data": "digits", "recipe": "cpu",
+              "epochs": 6, "lr_drops": [4, 5], "seed": 0, "train_eval_samples": None,
+              "stats_samples": None}
+    a = train.run({**common, "placement": "a", "rate": 0.5}, progress=False)
+    none = train.run({**common, "placement": "none", "adjust": False}, progress=False)
+
+    ratios_a = {r["bn_layer"]: r["ratio"] for r in a["final"]["shift"]}
+    ratios_none = [r["ratio"] for r in none["final"]["shift"]]
+    case_a = [name for name in ratios_a if name.endswith("_bn3")]  # noise right before them
+    assert len(case_a) == 6
+    # case (a): p = 0.5 gives Var_train >= 2 Var_test, the stored variance is about 2x too large
+    assert all(ratios_a[name] > 1.5 for name in case_a)
+    # deeper layers without noise right in front inherit a shift, larger than without dropout
+    names = list(ratios_a)
+    deeper = [n for n in names[len(names) // 2:] if not n.endswith("_bn3")]
+    ratios_none_by = {r["bn_layer"]: r["ratio"] for r in none["final"]["shift"]}
+    assert np.mean([ratios_a[n] for n in deeper]) > np.mean([ratios_none_by[n] for n in deeper])
+    # without dropout the stored statistics match inference up to the EMA's sampling noise
+    # (BN momentum 0.9 averages about 10 batches of 64 images)
+    assert np.median(ratios_none) < 1.05 and max(ratios_none) < 1.25
+    # Table 3 direction: re-estimating BN on the training data lowers dropout-(a)'s test error
+    assert a["final"]["test_error_adjust_sequential"] < a["final"]["test_error"]
+    # Fig. 5 quantities are recorded per epoch (see the report for their ordering at this size)
+    assert all("train_acc_inference_mode" in h for h in a["history"])
