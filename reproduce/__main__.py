@@ -120,9 +120,10 @@ def cmd_run(profile, targets, out, args):
     from reproduce.runs import RunStore, execute_plan
 
     _check_writable(out)
-    _check_data(profile, args.data_dir)
     start = time.time()
     specs = plan(profile, targets)
+    if specs:  # the theory targets need no data set
+        _check_data(profile, args.data_dir)
     store = RunStore(out)
     bar = tqdm(total=len(specs) + len(targets), unit="step", file=sys.stderr, dynamic_ncols=True,
                desc=f"reproduce {profile.name}", smoothing=0.1,

@@ -9,7 +9,9 @@ from pathlib import Path
 from reproduce._io import atomic_write_text, read_json
 from reproduce.registry import TARGETS, UNTESTED, load_result
 
-__all__ = ["write_report", "VERDICT_COLUMNS"]
+__all__ = ["write_report", "setup_differences", "VERDICT_COLUMNS"]
+
+THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
 VERDICT_COLUMNS = ("target", "claim", "verdict", "evidence")
 
@@ -26,6 +28,27 @@ def _verdict_rows(out_dir, targets):
         for v in res.get("verdicts", []):
             rows.append({"target": name, **{k: v[k] for k in ("claim", "verdict", "evidence")}})
     return rows, results
+
+
+def setup_differences(profile):
+    """One paragraph: how this profile's training setup differs from the paper's."""
+    if profile.name == "paper":
+        return ("Paper profile: the paper's networks (varshift.nets.DEFAULT_SIZES), the bearpaw "
+                "CIFAR recipes (varshift.train.RECIPES), CIFAR-10 and CIFAR-100, "
+                f"{profile.seeds} seeds. Remaining differences: Keras instead of PyTorch (BN "
+                "momentum set to PyTorch's 0.1, but Keras stores the biased batch variance), "
+                "final-epoch errors (the paper does not say final or best), and the paper's "
+                "unstated details (its exact recipes, number of statistics passes).")
+    data = ", ".join(profile.data)
+    subset = (f" (a fixed class-stratified subset: {profile.subset['n_train']} training and "
+              f"{profile.subset['n_test']} test images)" if profile.subset else "")
+    return (f"Paper: CIFAR-10/100, full-size networks (PreResNet-164, ResNeXt-29 8x64d, WRN-28-10, "
+            f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, the small networks "
+            f"of varshift.nets.SMALL_SIZES, the {profile.recipe_kind!r} recipe with overrides "
+            f"{profile.recipe}, {profile.seeds} seed(s) for the no-dropout baseline and "
+            f"{', '.join(f'{p} {r:g}' for p, r in (profile.seeded or ()))} and one seed "
+            "elsewhere. Only the direction of the effects can be compared with the paper, not "
+            "the error levels.")
 
 
 def write_report(out_dir, profile, targets=TARGETS):
@@ -56,7 +79,8 @@ def write_report(out_dir, profile, targets=TARGETS):
             f"last invocation wall time: {(manifest.get('wall_time_s') or 0) / 60:.1f} min",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()),
         ]
-    lines += ["", f"Budget: {profile.budget_note}", ""]
+    lines += ["", f"Budget: {profile.budget_note}", "",
+              "## Setup differences from the paper", "", setup_differences(profile), ""]
     counts = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
@@ -80,6 +104,9 @@ def write_report(out_dir, profile, targets=TARGETS):
         if (out_dir / name / "figure.png").is_file():
             lines += [f"![{name}]({name}/figure.png)", ""]
         lines += [res.get("markdown", "").rstrip(), ""]
+        if name not in THEORY_TARGETS:
+            lines += ["Setup: see *Setup differences from the paper* above "
+                      f"(profile `{profile.name}`).", ""]
         lines += ["Verdicts:", ""]
         for v in res.get("verdicts", []):
             lines.append(f"- {v['claim']}: **{v['verdict']}** ({v['evidence']})")

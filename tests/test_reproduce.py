@@ -246,3 +246,18 @@ def test_subset_is_stratified_and_deterministic():
     a = runs._stratified(y, 200, 0)
     assert len(a) == 200 and np.all(np.bincount(y[a]) == 20)
     assert np.array_equal(a, runs._stratified(y, 200, 0))
+
+
+def test_missing_cifar_in_paper_profile_is_one_line(tmp_path, monkeypatch, capsys):
+    from reproduce.__main__ import main
+    from varshift import data
+
+    def absent(name, data_dir=None, seed=0, **kwargs):
+        raise FileNotFoundError(f"{name} not found offline: put it in {data_dir}\nsecond line")
+
+    monkeypatch.setattr(data, "load", absent)
+    code = main(["run", "fig4", "--profile", "paper", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert "needs cifar10" in err[0] and "not found offline" in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
