@@ -48,6 +48,7 @@ extensions = [
     "sphinx_design",
     "cff_bibtex",  # docs/_ext: BibTeX for the Cite page, generated from CITATION.cff
     "vs_api",  # docs/_ext: autodoc sections for the varshift modules that exist
+    "results_stamp",  # docs/_ext: re-execute reproduction pages when results/ changes
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -80,6 +81,27 @@ def results() -> tuple[str, Path]:
     if not (root / "smoke" / "manifest.json").exists():
         raise FileNotFoundError(f"the smoke reproduction wrote no {root / 'smoke' / 'manifest.json'}")
     return "smoke", root / "smoke"
+
+
+def results_fingerprint() -> str:
+    """A short hash of the results the pages would show (without running anything).
+
+    The reproduction pages carry it in a comment of their code (see ``results_stamp``), so the
+    execution cache re-executes them when the results change and reuses them otherwise.
+    """
+    root = _root()
+    for profile in PROFILES:
+        folder = root / profile
+        if (folder / "manifest.json").exists():
+            digest = hashlib.sha1(profile.encode())
+            files = [folder / "manifest.json", folder / "verdicts.csv",
+                     *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
+            for path in files:
+                if path.exists():
+                    digest.update(str(path.relative_to(folder)).encode())
+                    digest.update(path.read_bytes())
+            return f"{profile}-{digest.hexdigest()[:16]}"
+    return "none"
 
 
 def manifest() -> dict:

@@ -1,0 +1,41 @@
+"""Re-execute the reproduction pages when, and only when, the results they show change.
+
+MyST-NB's execution cache is keyed on a page's code. The reproduction pages' code is constant
+(``show_artefact("fig4")``) while the files it reads in ``results/`` change, so on every read
+this extension replaces the placeholder ``RESULTS_FINGERPRINT`` in those pages with a hash of
+the results (:func:`vsdocs.results_fingerprint`), and marks the pages outdated for Sphinx when
+the hash differs from the previous build's.
+"""
+
+from __future__ import annotations
+
+import vsdocs
+
+PLACEHOLDER = "RESULTS_FINGERPRINT"
+PREFIX = "reproduction/"
+
+
+def _on_source_read(app, docname, source):
+    if docname.startswith(PREFIX) and PLACEHOLDER in source[0]:
+        source[0] = source[0].replace(PLACEHOLDER, app.config.varshift_results_fingerprint)
+
+
+def _on_outdated(app, env, added, changed, removed):
+    current = app.config.varshift_results_fingerprint
+    previous = getattr(env, "varshift_results_fingerprint", None)
+    env.varshift_results_fingerprint = current
+    if previous is None or previous == current:
+        return []
+    return [doc for doc in env.found_docs if doc.startswith(PREFIX) and doc not in added | changed]
+
+
+def _on_config_inited(app, config):
+    config.varshift_results_fingerprint = vsdocs.results_fingerprint()
+
+
+def setup(app):
+    app.add_config_value("varshift_results_fingerprint", "", "")  # not a rebuild trigger itself
+    app.connect("config-inited", _on_config_inited)
+    app.connect("source-read", _on_source_read)
+    app.connect("env-get-outdated", _on_outdated)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
