@@ -105,6 +105,10 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
         train.run(_cfg(), out_dir=part_dir, progress=False)
     monkeypatch.setattr(train, "atomic_write_json", real_write)
     assert not os.path.exists(os.path.join(part_dir, "record.json"))
+    with open(os.path.join(part_dir, "progress.json")) as fh:
+        state = json.load(fh)
+    assert len(state["history"]) == 2 and state["checkpoint"] == "checkpoint_2.keras"
+    assert os.path.isfile(os.path.join(part_dir, "checkpoint_2.keras"))
     resumed = train.run(_cfg(), out_dir=part_dir, progress=False)
 
     def strip(history):
@@ -112,6 +116,8 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
 
     assert strip(resumed["history"]) == strip(rec["history"])
     assert resumed["final"]["test_error"] == rec["final"]["test_error"]
+    assert resumed["deterministic"] is True  # CPU
+    assert not [f for f in os.listdir(part_dir) if f.startswith("checkpoint")]
     with pytest.raises(ValueError, match="different config"):
         train.run(_cfg(rate=0.2), out_dir=part_dir, progress=False)
 

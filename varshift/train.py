@@ -145,7 +145,10 @@ class RunConfig:
         adjust: compute the Table 3 "Adjust BN" test errors (sequential and simultaneous).
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
-        deterministic: call ``tf.config.experimental.enable_op_determinism()``.
+        deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
+            ``None`` (default) does so on CPU-only machines and not where a GPU is visible
+            (deterministic GPU kernels can be slow or missing). The record's
+            ``deterministic`` says what was used.
         eval_batch_size: batch size of the evaluation passes.
         data_kwargs: extra keywords for :func:`varshift.data.load`.
     """
@@ -166,7 +169,7 @@ class RunConfig:
     adjust: bool = True
     save_model: bool = False
     mixed_precision: bool = False
-    deterministic: bool = True
+    deterministic: bool | None = None
     eval_batch_size: int = 500
     data_kwargs: dict = field(default_factory=dict)
 
@@ -376,7 +379,8 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     Args:
         config: a :class:`RunConfig` or a dict of its fields (recipe fields such as
             ``epochs`` may be given at the top level).
-        out_dir: folder for ``checkpoint.keras`` + ``progress.json`` (after every epoch),
+        out_dir: folder for ``checkpoint_{epoch}.keras`` + ``progress.json`` (after every
+            epoch; only the latest checkpoint is kept, and removed once the record is written),
             ``record.json`` (at the end) and, with ``save_model``, ``model.keras``.
         progress: show a tqdm bar over epochs on stderr.
         resume: continue from ``out_dir``'s checkpoint (or return its finished record) when it
@@ -407,31 +411,42 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
         os.makedirs(out_dir, exist_ok=True)
         paths = {k: os.path.join(out_dir, f) for k, f in (
             ("record", "record.json"), ("progress", "progress.json"),
-            ("checkpoint", "checkpoint.keras"), ("model", "model.keras"))}
+            ("model", "model.keras"))}
         if resume and os.path.isfile(paths["record"]):
             with open(paths["record"]) as fh:
                 done = json.load(fh)
             _same_config(done.get("config"), cfg_dict, out_dir)
             return done
+        if not resume:  # start afresh: forget an earlier run's record and progress
+            for key in ("record", "progress"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(paths[key])
 
     (x_train, y_train), (x_test, y_test), info = vdata.load(
         cfg.data, cfg.data_dir, seed=cfg.seed, **cfg.data_kwargs)
     mean, std = vdata.channel_stats(x_train)
 
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
+    deterministic = cfg.deterministic
+    if deterministic is None:
+        deterministic = not tf.config.list_physical_devices("GPU")
+    if deterministic:
         tf.config.experimental.enable_op_determinism()
 
     history, prior_wall, start_epoch, model = [], 0.0, 0, None
-    if paths and resume and os.path.isfile(paths["progress"]) \
-            and os.path.isfile(paths["checkpoint"]):
+    state = None
+    if paths and resume and os.path.isfile(paths["progress"]):
         with open(paths["progress"]) as fh:
             state = json.load(fh)
         _same_config(state.get("config"), cfg_dict, out_dir)
+        if not os.path.isfile(os.path.join(out_dir, state.get("checkpoint", ""))):
+            state = None  # checkpoint gone: start afresh
+    if state is not None:
         import varshift.layers  # noqa: F401  (registers Uout for loading)
 
         with _policy(cfg.mixed_precision):
-            model = keras.saving.load_model(paths["checkpoint"], compile=True)
+            model = keras.saving.load_model(os.path.join(out_dir, state["checkpoint"]),
+                                            compile=True)
         history = state["history"]
         prior_wall = float(state.get("wall_time", 0.0))
         start_epoch = len(history)
@@ -478,10 +493,16 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
                     f"training loss became {row['loss']} in epoch {epoch + 1}; lower `lr`.")
             history.append(row)
             if paths:
-                _atomic_save_model(model, paths["checkpoint"])
+                # the checkpoint of epoch k is checkpoint_k.keras; progress.json names the one
+                # that matches its history, so an interrupt between the two writes is harmless
+                ckpt = f"checkpoint_{epoch + 1}.keras"
+                _atomic_save_model(model, os.path.join(out_dir, ckpt))
                 atomic_write_json(paths["progress"], {
-                    "config": cfg_dict, "history": history,
+                    "config": cfg_dict, "history": history, "checkpoint": ckpt,
                     "wall_time": prior_wall + time.time() - started})
+                if epoch > 0:
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(out_dir, f"checkpoint_{epoch}.keras"))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}",
@@ -494,12 +515,17 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     final = _final(model, cfg, history, x_train, y_train, test_ds, mean, std, augment, recipe)
     record = {"config": cfg_dict, "data": info, "history": history, "final": final,
               "versions": _versions(), "wall_time": prior_wall + time.time() - started,
-              "seed": cfg.seed}
+              "seed": cfg.seed, "deterministic": bool(deterministic)}
     record = _jsonable(record)
     if paths:
         if cfg.save_model:
             _atomic_save_model(model, paths["model"])
         atomic_write_json(paths["record"], record)
+        # the record (and model.keras) now hold the result; drop the last training checkpoint
+        for name in os.listdir(out_dir):
+            if name.startswith("checkpoint_") and name.endswith(".keras"):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(out_dir, name))
     return record
 
 
