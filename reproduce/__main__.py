@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +48,9 @@ def _parser():
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (profile default)")
     p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
     p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: build the targets from the runs cached so far "
+                        "(verdicts say how many runs they rest on)")
     return p
 
 
@@ -122,7 +127,9 @@ def cmd_run(profile, targets, out, args):
     _check_writable(out)
     start = time.time()
     specs = plan(profile, targets)
-    if specs:  # the theory targets need no data set
+    if args.cached_only:
+        specs = [s for s in specs if RunStore(out).find(s) is not None]
+    if specs and not args.cached_only:  # the theory targets need no data set
         _check_data(profile, args.data_dir)
     store = RunStore(out)
     bar = tqdm(total=len(specs) + len(targets), unit="step", file=sys.stderr, dynamic_ncols=True,
@@ -135,12 +142,16 @@ def cmd_run(profile, targets, out, args):
         bar.update(1)
 
     try:
-        execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
-                     on_done=on_done)
+        if args.cached_only:
+            bar.update(len(specs))
+        else:
+            execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
+                         on_done=on_done)
         for name in targets:
             bar.set_postfix_str(f"building {name}")
             try:
-                build_target(name, profile, out, data_dir=args.data_dir)
+                build_target(name, profile, out, data_dir=args.data_dir,
+                             partial=args.cached_only)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # one target failing must not hide the others
@@ -179,8 +190,17 @@ def cmd_report(profile, targets, out):
     return 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Ctrl-C and `kill` both stop cleanly (workers terminated, finished runs kept), also when
+    # started in the background by a shell that ignores SIGINT
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         args = _parser().parse_intermixed_args(argv)
         profile, targets, out = _check_args(args)

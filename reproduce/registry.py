@@ -60,8 +60,9 @@ def plan(profile, targets):
 class Context:
     """What a target's ``build`` sees: the profile, folders and the finished runs."""
 
-    def __init__(self, profile, out_dir, name, *, data_dir=None):
+    def __init__(self, profile, out_dir, name, *, data_dir=None, partial=False):
         self.profile = profile
+        self.partial = partial
         self.out_dir = Path(out_dir)
         self.name = name
         self.data_dir = data_dir
@@ -77,6 +78,12 @@ class Context:
                                f"run `python -m reproduce run {self.name}` first")
         return rec["record"]
 
+    def available(self, specs):
+        """``specs`` with a finished run; all of them (missing ones raise later) unless the
+        target is built from a partial cache (``run --cached-only``)."""
+        specs = list(specs)
+        return [s for s in specs if self.store.find(s) is not None] if self.partial else specs
+
     def model_path(self, spec):
         """Where the run saved its Keras model (``save_model=True`` runs)."""
         return self.store.model_path(spec.key)
@@ -85,18 +92,41 @@ class Context:
         return self.profile.seed_list()
 
 
-def build_target(name, profile, out_dir, *, data_dir=None):
-    """Build one target and write ``<out>/<target>/result.json``; return that result."""
+def build_target(name, profile, out_dir, *, data_dir=None, partial=False):
+    """Build one target and write ``<out>/<target>/result.json``; return that result.
+
+    ``partial=True`` (``run --cached-only``) builds from the runs cached so far: the verdicts
+    say how many of the target's runs they rest on, and a target none of whose runs (or not
+    enough of them) exist is written as "not tested at this profile".
+    """
     module = get_target(name)
-    ctx = Context(profile, out_dir, name, data_dir=data_dir)
+    ctx = Context(profile, out_dir, name, data_dir=data_dir, partial=partial)
     start = time.time()
-    result = module.build(ctx)
-    missing = [a for a in module.ARTEFACTS if not (ctx.dir / a).is_file()]
-    if missing:
-        raise RuntimeError(f"target {name} did not write {', '.join(missing)}")
+    specs = module.runs(profile)
+    have = len(ctx.available(specs)) if partial else len(specs)
+    try:
+        if specs and have == 0:
+            raise RuntimeError("none of its training runs is cached")
+        result = module.build(ctx)
+    except Exception as err:
+        if not partial:
+            raise
+        result = {"verdicts": [verdict("(all claims of this target)", UNTESTED,
+                                       f"partial build: {err}")],
+                  "markdown": f"Not built: {have} of {len(specs)} runs cached ({err})."}
+    else:
+        missing = [a for a in module.ARTEFACTS if not (ctx.dir / a).is_file()]
+        if missing:
+            raise RuntimeError(f"target {name} did not write {', '.join(missing)}")
+        if have < len(specs):
+            note = f" [partial: {have} of {len(specs)} runs]"
+            for v in result["verdicts"]:
+                v["evidence"] += note
+            result["markdown"] = (f"**Partial build: {have} of {len(specs)} runs were cached.**"
+                                  "\n\n" + result["markdown"])
     result = {"target": name, "title": module.TITLE, "profile": profile.name,
               "artefacts": list(module.ARTEFACTS), "build_seconds": time.time() - start,
-              **result}
+              "runs": len(specs), "runs_used": have, **result}
     atomic_write_json(ctx.dir / "result.json", result)
     return result
 

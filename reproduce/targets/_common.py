@@ -79,7 +79,7 @@ def shift_table(final):
 def collect(ctx, specs):
     """One row per run: configuration, test errors and the mean shift statistic."""
     rows = []
-    for spec in specs:
+    for spec in ctx.available(specs):
         c = spec.config
         final = ctx.record(spec).get("final", {})
         shift = shift_table(final)

@@ -40,7 +40,7 @@ def build(ctx):
     profile = ctx.profile
     parts = []
     for placement, rate in (("none", 0.0), ("a", RATE)):
-        for spec in _specs(profile, placement, rate):
+        for spec in ctx.available(_specs(profile, placement, rate)):
             df = shift_table(ctx.record(spec).get("final", {}))
             parts.append(df.assign(layer=np.arange(1, len(df) + 1), setting=f"{placement} {rate:g}",
                                    data=spec.config["data"], seed=spec.config["seed"]))

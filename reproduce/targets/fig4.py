@@ -45,7 +45,7 @@ def paper_data_for(data):
 def layer_curves(ctx, specs):
     """Per-layer statistic, averaged over seeds, per (net, data, placement, rate)."""
     parts = []
-    for spec in specs:
+    for spec in ctx.available(specs):
         c = spec.config
         df = shift_table(ctx.record(spec).get("final", {}))
         if df.empty:

@@ -35,6 +35,8 @@ def runs(profile):
 def history(ctx):
     rows = []
     for rate, spec in _specs(ctx.profile):
+        if not ctx.available([spec]):
+            continue
         c = spec.config
         for h in ctx.record(spec).get("history", []):
             rows.append({"net": c["net"], "network": PAPER_NAMES[c["net"]], "data": c["data"],

@@ -74,6 +74,8 @@ def outputs(ctx, spec, xb):
 def build(ctx):
     profile = ctx.profile
     specs = _specs(profile)
+    if len(ctx.available(specs.values())) < len(specs):
+        raise RuntimeError("fig6 needs both saved models (no dropout, dropout-(a) 0.5, seed 0)")
     xb, yb = training_batch(ctx, specs[RATE])
     results, rows = {}, []
     for rate, spec in specs.items():

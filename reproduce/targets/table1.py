@@ -26,7 +26,7 @@ def runs(profile):
 def cos2_layers(ctx):
     """One row per (run, conv layer) of the no-dropout runs."""
     parts = []
-    for spec in runs(ctx.profile):
+    for spec in ctx.available(runs(ctx.profile)):
         rows = pd.DataFrame(ctx.record(spec).get("final", {}).get("cos2", []))
         if rows.empty:
             continue
