@@ -261,3 +261,13 @@ def test_missing_cifar_in_paper_profile_is_one_line(tmp_path, monkeypatch, capsy
     assert code != 0 and len(err) == 1
     assert "needs cifar10" in err[0] and "not found offline" in err[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_partial_build_without_runs_is_not_tested(tmp_path):
+    profile = profiles.get_profile("smoke")
+    with pytest.raises(RuntimeError, match="has not been trained"):
+        registry.build_target("table4", profile, tmp_path)
+    result = registry.build_target("table4", profile, tmp_path, partial=True)
+    assert result["runs_used"] == 0 and result["runs"] == len(get_target("table4").runs(profile))
+    assert [v["verdict"] for v in result["verdicts"]] == [registry.UNTESTED]
+    assert json.loads((tmp_path / "table4" / "result.json").read_text())["runs_used"] == 0
