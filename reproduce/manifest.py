@@ -48,8 +48,8 @@ def _data_info(records):
         info = rec.get("record", {}).get("data") or {}
         name = info.get("name") or rec.get("config", {}).get("data")
         if name and name not in seen:
-            seen[name] = {k: info.get(k) for k in ("name", "source", "n_train", "n_test", "shape",
-                                                   "num_classes") if k in info}
+            seen[name] = {k: info.get(k) for k in ("name", "source", "subset_of", "n_train",
+                                                   "n_test", "shape", "num_classes") if k in info}
     return list(seen.values())
 
 
