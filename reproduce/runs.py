@@ -113,17 +113,23 @@ _NET_COST = {"wrn": 0, "preresnet": 1, "densenet_bc": 2, "resnext29": 3}
 
 
 def priority(spec):
-    """Sort key of the plan: the runs most verdicts rest on first, extra seeds last.
+    """Sort key of the plan: the runs most verdicts rest on first.
 
     An interrupted or time-limited run of the plan (then ``run --cached-only``) thus covers the
-    most claims: first seed before the others, the baseline and dropout 0.5 before the other
-    ratios, cheap networks before expensive ones.
+    most claims: first seed of the baseline and dropout 0.5 (a, b), then the ratios 0.3 and
+    0.7, the tables' settings, the other seeds, and the ratio 0.1 last; cheap networks first.
     """
     c = spec.config
     setting = (c["placement"], c["noise"], float(c["rate"]))
-    rank = _SETTING_RANK.get(setting, 3 if c["noise"] == "dropout" and c["placement"] in "ab" else 4)
-    return (c["seed"] > 0, rank, _RATE_RANK.get(float(c["rate"]), 3), _NET_COST.get(c["net"], 9),
-            c["data"], c["seed"])
+    first = c["seed"] == 0
+    if setting in _SETTING_RANK:
+        group = 0 if first else 3
+    elif c["noise"] == "dropout" and c["placement"] in ("a", "b"):
+        group = 4 if float(c["rate"]) == 0.1 else (1 if first else 3)
+    else:
+        group = 2 if first else 3
+    return (group, _SETTING_RANK.get(setting, 3), _RATE_RANK.get(float(c["rate"]), 3),
+            _NET_COST.get(c["net"], 9), c["data"], c["seed"])
 
 
 def merge_specs(specs):
