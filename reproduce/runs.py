@@ -320,9 +320,12 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
                 if on_done:
                     on_done(spec, wall, False)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown
+        for proc in procs:  # the in-flight runs: their checkpoints stay, records never started
             proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.join(timeout=10)
         raise
     pool.shutdown()
     return walls
