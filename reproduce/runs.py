@@ -306,6 +306,11 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
                 on_done(spec, wall, False)
         return walls
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
+    # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    old = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{old},{quiet}" if old else quiet
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
                                initializer=_worker_init)
     try:
