@@ -145,8 +145,12 @@ def cmd_run(profile, targets, out, args):
         if args.cached_only:
             bar.update(len(specs))
         else:
+            run_failures = {}
             execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
-                         on_done=on_done)
+                         on_done=on_done, failures=run_failures)
+            for label, message in run_failures.items():
+                failures[f"run {label}"] = message
+                tqdm.write(f"reproduce: run {label} failed: {message}", file=sys.stderr)
         for name in targets:
             bar.set_postfix_str(f"building {name}")
             try:
@@ -170,7 +174,8 @@ def cmd_run(profile, targets, out, args):
         print(f"reproduce: interrupted; {done}/{len(specs)} finished runs kept in {out / 'runs'}; "
               "run the same command again to resume", file=sys.stderr)
         return INTERRUPTED
-    print(f"reproduce: {len(targets) - len(failures)}/{len(targets)} targets built in {out} "
+    built = [t for t in targets if t not in failures]
+    print(f"reproduce: {len(built)}/{len(targets)} targets built in {out} "
           f"({time.time() - start:.0f} s)", file=sys.stderr)
     return FAILED if failures else 0
 

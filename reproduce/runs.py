@@ -259,8 +259,14 @@ def _train_one(config, key, root, data_dir, force, threads):
     trainer_config = {k: v for k, v in config.items() if k != "subset"}
     if config.get("subset"):
         data_dir = str(subset_dir(store.root.parent, config["data"], config["subset"], data_dir))
-    record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
-                       progress=False, resume=not force)
+    try:
+        record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
+                           progress=False, resume=not force)
+    except ValueError as err:  # a checkpoint left by another version of the trainer
+        if "different config" not in str(err):
+            raise
+        record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
+                           progress=False, resume=False)
     if config.get("subset"):
         record.setdefault("data", {})["subset_of"] = (Path(data_dir) / "SOURCE.txt").read_text().strip()
     wall = time.time() - start
@@ -278,13 +284,24 @@ def _worker_init():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None):
+def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None,
+                 failures=None):
     """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
 
     ``jobs > 1`` trains in that many worker processes (each with ``cpu_count // jobs``
     TensorFlow threads). A finished run's record is written before the next starts, so an
-    interrupt loses only the runs in flight. Returns ``{key: wall_s}`` of the runs trained now.
+    interrupt loses only the runs in flight. A run that fails is recorded in ``failures``
+    (``{label: message}``, if given; re-raised otherwise) and the others go on. Returns
+    ``{key: wall_s}`` of the runs trained now.
     """
+
+    def failed(spec, err):
+        if failures is None:
+            raise err
+        failures[spec.label] = f"{type(err).__name__}: {err}".splitlines()[0]
+        if on_done:
+            on_done(spec, 0.0, False)
+
     store = RunStore(out_dir)
     store.root.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -300,7 +317,11 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
     root = str(store.root)
     if jobs <= 1:
         for spec in todo:
-            key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)
+            try:
+                key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)
+            except Exception as err:
+                failed(spec, err)
+                continue
             walls[key] = wall
             if on_done:
                 on_done(spec, wall, False)
@@ -320,7 +341,11 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 spec = pending.pop(fut)
-                key, wall = fut.result()
+                try:
+                    key, wall = fut.result()
+                except Exception as err:
+                    failed(spec, err)
+                    continue
                 walls[key] = wall
                 if on_done:
                     on_done(spec, wall, False)
