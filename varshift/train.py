@@ -151,6 +151,8 @@ class RunConfig:
             ``deterministic`` says what was used.
         eval_batch_size: batch size of the evaluation passes.
         data_kwargs: extra keywords for :func:`varshift.data.load`.
+        train_subset: train on a fixed seeded subset of this many training images (CPU-scale
+            runs on Fashion-MNIST or CIFAR); ``None`` uses all. The record's ``data`` says so.
     """
 
     net: str = "preresnet"
@@ -172,6 +174,7 @@ class RunConfig:
     deterministic: bool | None = None
     eval_batch_size: int = 500
     data_kwargs: dict = field(default_factory=dict)
+    train_subset: int | None = None
 
     @classmethod
     def from_any(cls, config) -> RunConfig:
@@ -424,6 +427,10 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
 
     (x_train, y_train), (x_test, y_test), info = vdata.load(
         cfg.data, cfg.data_dir, seed=cfg.seed, **cfg.data_kwargs)
+    if cfg.train_subset is not None and cfg.train_subset < len(x_train):
+        keep = _subset(len(x_train), cfg.train_subset, cfg.seed + 7919)
+        x_train, y_train = x_train[keep], y_train[keep]
+        info = {**info, "n_train": len(keep), "train_subset": len(keep)}
     mean, std = vdata.channel_stats(x_train)
 
     keras.utils.set_random_seed(cfg.seed)
