@@ -51,7 +51,6 @@ class Profile:
         keras_samples: samples streamed through the Keras models of the theory targets.
         jobs: default number of parallel training processes (``--jobs`` overrides); tiny
             networks use 2 cores better as 2 single-threaded processes than as one.
-        needs_download: data must already be on disk (``paper``: CIFAR).
         budget_note: how the profile's time budget was planned.
     """
 
@@ -73,7 +72,6 @@ class Profile:
     mc_samples: int = 200_000
     keras_samples: int = 20_000
     jobs: int = 1
-    needs_download: bool = False
     budget_note: str = ""
 
     def with_seeds(self, k):
@@ -164,7 +162,6 @@ PROFILES = {
         table_networks=NETWORKS,
         mc_samples=1_000_000,
         keras_samples=100_000,
-        needs_download=True,
         budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
     ),
 }
