@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``.
+"""File helpers of the reproduction: atomic writes (from :mod:`varshift._io`), JSON, Markdown.
 
 An interrupted write (Ctrl-C, a killed process) never leaves a half-written result file: the
 reader sees either the old file or the complete new one.
@@ -6,63 +6,13 @@ reader sees either the old file or the complete new one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from varshift._io import atomic_path, atomic_write_json, atomic_write_text, to_jsonable
+
 __all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "to_jsonable", "read_json", "md_table"]
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success move it onto ``path``.
-
-    The caller writes the temporary file however it likes (``savefig``, ``to_csv``); if the
-    block raises, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-
-def to_jsonable(obj):
-    """Convert numpy scalars/arrays, pandas frames, paths and tuples to plain JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # pandas DataFrame
-        return to_jsonable(obj.to_dict(orient="records"))
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def atomic_write_json(path, data):
-    """Write ``data`` (numpy/pandas values allowed) as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(to_jsonable(data), indent=1, sort_keys=False) + "\n")
 
 
 def read_json(path):

@@ -37,12 +37,12 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from varshift._io import atomic_path, atomic_write_json, to_jsonable
 from varshift._keras import keras as _load_keras
 
 keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
@@ -219,7 +219,7 @@ class RunConfig:
         d["augment"] = augment
         d["recipe_resolved"] = dataclasses.asdict(recipe)
         d["recipe_resolved"]["lr_drops"] = list(recipe.lr_drops)
-        return _jsonable(d)
+        return to_jsonable(d)
 
 
 # ------------------------------------------------------------------------------- optimiser
@@ -280,49 +280,9 @@ def compile_model(model, recipe: Recipe, *, lr=None):
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _jsonable(obj):
-    """Plain-JSON version of ``obj``: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def atomic_write_json(path, obj):
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(obj), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _atomic_save_model(model, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def _versions():
@@ -523,7 +483,7 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     record = {"config": cfg_dict, "data": info, "history": history, "final": final,
               "versions": _versions(), "wall_time": prior_wall + time.time() - started,
               "seed": cfg.seed, "deterministic": bool(deterministic)}
-    record = _jsonable(record)
+    record = to_jsonable(record)
     if paths:
         if cfg.save_model:
             _atomic_save_model(model, paths["model"])
