@@ -46,6 +46,10 @@ def _import_tensorflow():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     with quiet_stderr():
         import tensorflow  # noqa: PLC0415  (lazy on purpose)
+
+        # The CUDA build of TensorFlow reports "failed call to cuInit" on a machine without a
+        # GPU when the devices are first listed, after the import: list them here, silenced.
+        tensorflow.config.list_physical_devices()
     try:  # absl's "WARNING: All log messages before absl::InitializeLog()" and friends
         import absl.logging  # noqa: PLC0415
 
