@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import atomic_path, md_table
+from reproduce._io import md_table
 from reproduce.registry import verdict
+from reproduce.targets._common import write_csv
 from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, mc_tolerance, noise_mc
 from varshift import theory
 
@@ -170,8 +171,7 @@ def figure(df, ctx):
 
 def build(ctx):
     df, n_mc = compute(ctx.profile)
-    with atomic_path(ctx.dir / "table.csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, ctx.dir / "table.csv")
     figure(df, ctx)
     sel = df[df.panel == "d_cos2"][["rho", "d_cos2", "shift_formula", "shift_mc",
                                     "shift_keras_corrected"]]

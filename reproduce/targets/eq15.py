@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import atomic_path, md_table
+from reproduce._io import md_table
 from reproduce.registry import verdict
+from reproduce.targets._common import write_csv
 from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, mc_tolerance, noise_mc
 from varshift import theory
 
@@ -149,16 +150,14 @@ def figure(df, ctx):
 
 def build(ctx):
     df = compute(ctx.profile)
-    with atomic_path(ctx.dir / "table.csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, ctx.dir / "table.csv")
     figure(df, ctx)
     u = df[(df.noise == "uout") & (df.group == "own parameter") & (df.param <= 0.5)]
     paper = pd.DataFrame({"beta": u.param, "paper_shift": [0.996678, 0.986842, 0.970874, 0.923077],
                           "shift_formula": u.shift_formula, "shift_mc": u.shift_mc,
                           "shift_keras_corrected": u.shift_keras_corrected})
-    with atomic_path(ctx.dir / "paper_vs_ours.csv") as tmp:
-        paper.assign(source="arXiv:1801.05134 Sec. 5 (Eq. 15 values, via shared/paper/README.md)"
-                     ).to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(paper.assign(source="arXiv:1801.05134 Sec. 5 (Eq. 15 values, via shared/paper/README.md)"),
+              ctx.dir / "paper_vs_ours.csv")
     md = ("Uout's shift at c = 0 (paper Sec. 5 values beside ours):\n\n" + md_table(paper)
           + "\n\nAt matched noise variance (right panel) all three noises give the same shift; "
           "the paper compares Uout and dropout at equal parameter values only.")
