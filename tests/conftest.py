@@ -27,3 +27,22 @@ def keras():
     k = load()
     k.utils.set_random_seed(1234)
     return k
+
+
+@pytest.fixture
+def case_a_model(keras):
+    """Factory: a Dropout(rate) -> BN model on N(5, 2^2) with converged BN statistics.
+
+    ``case_a_model(rate, features=64, n=8192, seed=0, batch_size=32) -> (model, x)``; the
+    statistics are what ``fit`` at that batch size converges to
+    (:func:`varshift.models.converged_bn_statistics`, assigned into the model).
+    """
+    from varshift.models import converged_bn_statistics, dropout_bn_model, seed_data
+
+    def make(rate, features=64, n=8192, seed=0, batch_size=32):
+        x = seed_data(n, features, seed=seed)
+        model = dropout_bn_model(features, rate, seed=seed)
+        converged_bn_statistics(model, x, batch_size=batch_size, seed=seed, assign=True)
+        return model, x
+
+    return make

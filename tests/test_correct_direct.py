@@ -10,18 +10,9 @@ from varshift._keras import to_numpy
 BATCH = 32
 
 
-def _trained(keras, rate, features=64, n=8192, seed=0):
-    from varshift.models import converged_bn_statistics, dropout_bn_model
-
-    x = np.random.default_rng(seed).normal(5.0, 2.0, (n, features)).astype("float32")
-    model = dropout_bn_model(features, rate, seed=seed)
-    converged_bn_statistics(model, x, batch_size=BATCH, seed=seed, assign=True)
-    return model, x
-
-
-def test_case_a_restores_the_variance_per_channel(keras):
+def test_case_a_restores_the_variance_per_channel(case_a_model):
     rate = 0.5
-    model, x = _trained(keras, rate)
+    model, x = case_a_model(rate, batch_size=BATCH)
     bn = model.get_layer("bn")
     mean, var = to_numpy(bn.moving_mean), to_numpy(bn.moving_variance)
     ratio_before = varshift.measure_shift(model, x)["ratio"][0]
@@ -46,8 +37,8 @@ def test_case_a_restores_the_variance_per_channel(keras):
     np.testing.assert_array_equal(to_numpy(bn.moving_mean), mean)
 
 
-def test_dry_run_changes_nothing(keras):
-    model, _ = _trained(keras, 0.2, features=8, n=512)
+def test_dry_run_changes_nothing(case_a_model):
+    model, _ = case_a_model(0.2, features=8, n=512, batch_size=BATCH)
     var = to_numpy(model.get_layer("bn").moving_variance).copy()
     df = varshift.correct_direct(model, inplace=False)
     assert df["action"].tolist() == ["would correct"]
@@ -96,10 +87,10 @@ def test_other_cases_are_skipped_with_a_reason(keras):
         np.testing.assert_array_equal(to_numpy(model.get_layer(name).moving_variance), before)
 
 
-def test_with_the_batch_size_it_matches_recalibration_but_not_gamma_beta(keras):
+def test_with_the_batch_size_it_matches_recalibration_but_not_gamma_beta(case_a_model):
     """With Keras' (m-1)/m bias removed, the restored variance is what recalibration measures;
     gamma and beta, learned under the shift, are left as they are by both."""
-    model, x = _trained(keras, 0.5, features=16, n=4096)
+    model, x = case_a_model(0.5, features=16, n=4096, batch_size=BATCH)
     bn = model.get_layer("bn")
     bn.gamma.assign(np.full(16, 1.7, "float32"))
     bn.beta.assign(np.full(16, -0.4, "float32"))

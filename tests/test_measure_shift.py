@@ -10,18 +10,9 @@ from varshift._keras import to_numpy
 BATCH = 32  # the "training" batch size m of converged_bn_statistics
 
 
-def _case_a(keras, n=8192, features=64, rate=0.5, seed=0):
-    from varshift.models import converged_bn_statistics, dropout_bn_model
-
-    x = np.random.default_rng(seed).normal(5.0, 2.0, (n, features)).astype("float32")
-    model = dropout_bn_model(features, rate, seed=seed)
-    converged_bn_statistics(model, x, batch_size=BATCH, seed=seed, assign=True)
-    return model, x
-
-
-def test_case_a_against_eq7_and_the_data(keras):
+def test_case_a_against_eq7_and_the_data(case_a_model):
     rate = 0.5
-    model, x = _case_a(keras, rate=rate)
+    model, x = case_a_model(rate, batch_size=BATCH)
     df = varshift.measure_shift(model, x)
     assert list(df["bn_layer"]) == ["bn"] and list(df["index"]) == [1]
     row = df.iloc[0]
