@@ -302,6 +302,11 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
         if on_done:
             on_done(spec, 0.0, False)
 
+    def succeeded(spec, key, wall):
+        walls[key] = wall
+        if on_done:
+            on_done(spec, wall, False)
+
     store = RunStore(out_dir)
     store.root.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -322,9 +327,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
             except Exception as err:
                 failed(spec, err)
                 continue
-            walls[key] = wall
-            if on_done:
-                on_done(spec, wall, False)
+            succeeded(spec, key, wall)
         return walls
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
@@ -346,9 +349,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
                 except Exception as err:
                     failed(spec, err)
                     continue
-                walls[key] = wall
-                if on_done:
-                    on_done(spec, wall, False)
+                succeeded(spec, key, wall)
     except BaseException:
         procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown
         for proc in procs:  # the in-flight runs: their checkpoints stay, records never started
