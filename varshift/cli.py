@@ -29,7 +29,7 @@ def cli():
 
 
 def _row(label, var_train, var_test):
-    ratio = float(theory._ratio(var_test, var_train))
+    ratio = float(theory.variance_ratio(var_test, var_train))
     return f"  {label:<34} {float(var_train):>12.6g} {float(var_test):>12.6g} {ratio:>10.6f}"
 
 

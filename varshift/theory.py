@@ -28,8 +28,10 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
+from varshift.noise import NOISES
 
 __all__ = [
+    "variance_ratio",
     "dropout_train_variance",
     "shift_ratio",
     "shift_ratio_linear",
@@ -46,9 +48,24 @@ __all__ = [
 ]
 
 
-def _ratio(numerator, denominator):
-    """numerator / denominator, with 0/0 read as 1 (a constant unit has no shift)."""
-    numerator, denominator = np.broadcast_arrays(numerator, denominator)
+def variance_ratio(var_test, var_train):
+    r"""The variance shift :math:`\mathrm{Var}^{Test} / \mathrm{Var}^{Train}`, elementwise.
+
+    A constant unit (:math:`0/0`) has no shift: its ratio is 1. Every ``*shift_ratio`` function
+    of this module ends with this division.
+
+    Args:
+        var_test: the variance at inference.
+        var_train: the variance during training.
+
+    Returns:
+        The ratio, broadcast over the arguments (a float for scalars).
+
+    Example:
+        >>> float(variance_ratio(4.0, 11.25)), float(variance_ratio(0.0, 0.0))
+        (0.35555555555555557, 1.0)
+    """
+    numerator, denominator = np.broadcast_arrays(var_test, var_train)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(denominator == 0, 1.0, numerator / np.where(denominator == 0, 1.0, denominator))
     return out[()] if out.ndim == 0 else out
@@ -129,7 +146,7 @@ def shift_ratio(mean, var, rate):
         0.35556
     """
     v = check_var(var)
-    return _ratio(v, dropout_train_variance(mean, var, rate))  # Eq. 8
+    return variance_ratio(v, dropout_train_variance(mean, var, rate))  # Eq. 8
 
 
 def shift_ratio_linear(mean, var, rate, rho, d_cos2):
@@ -166,7 +183,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     r = check_in_range("rho", rho, -1.0, 1.0, meaning="a correlation")
     dc = check_var(d_cos2, "d_cos2")
     correlated = v * r * (dc - 1.0)  # v rho (d cos^2 theta - 1), the cross terms of Eq. 9-12
-    return _ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
+    return variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
 
 def fan_in(kernel) -> int:
@@ -231,7 +248,7 @@ def uout_train_variance(mean, var, beta):
         beta: :math:`\beta \in [0, 1]`.
     """
     b = check_beta(beta)
-    return noise_train_variance(mean, var, b**2 / 3.0)
+    return noise_train_variance(mean, var, NOISES["uout"].noise_var(b))  # beta^2 / 3
 
 
 def uout_shift_ratio(mean, var, beta):
@@ -247,7 +264,7 @@ def uout_shift_ratio(mean, var, beta):
         0.923077
     """
     v = check_var(var)
-    return _ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
+    return variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
 
 
 def gaussian_dropout_train_variance(mean, var, rate):
@@ -261,7 +278,7 @@ def gaussian_dropout_train_variance(mean, var, rate):
         \mathrm{Var}^{Train} = v + \frac{\text{rate}}{1-\text{rate}}(c^2 + v).
     """
     r = check_rate(rate)
-    return noise_train_variance(mean, var, r / (1.0 - r))
+    return noise_train_variance(mean, var, NOISES["gaussian_dropout"].noise_var(r))  # r / (1-r)
 
 
 def gaussian_dropout_shift_ratio(mean, var, rate):
@@ -271,7 +288,7 @@ def gaussian_dropout_shift_ratio(mean, var, rate):
         \Delta = \frac{v}{v + \frac{\text{rate}}{1-\text{rate}}(c^2+v)}.
     """
     v = check_var(var)
-    return _ratio(v, gaussian_dropout_train_variance(mean, var, rate))
+    return variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
 
 
 def uout_matched_rate(beta):

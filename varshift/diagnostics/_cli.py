@@ -112,8 +112,8 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     echo("Noise layers upstream of BN (case a: direct, b: through one Dense/Conv, "
          "deeper: through more):")
     if len(pairs):
-        echo(_table(pairs, ["bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d",
-                            "mean_cos2", "route"]))
+        echo(_table(pairs, ["bn_layer", "noise_layer", "noise_kind", "param", "param_value",
+                            "case", "d", "mean_cos2", "route"]))
     else:
         echo(f"  {pairs.attrs.get('message', 'none')}")
     if x is None:

@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+from varshift import noise as noise_registry
 from varshift import theory
 from varshift._graph import (
     _is_bn,
@@ -38,53 +39,17 @@ __all__ = ["audit", "noise_kind", "AUDIT_COLUMNS"]
 log = logging.getLogger("varshift.diagnostics")
 
 AUDIT_COLUMNS = [
-    "bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2",
+    "bn_layer", "noise_layer", "noise_kind", "param", "param_value", "case", "d", "mean_cos2",
     "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "route", "bn_path", "noise_path",
 ]
 
 
 def noise_kind(layer):
-    """The kind of a noise layer (``dropout``, ``spatial_dropout``, ``gaussian_dropout``,
-    ``alpha_dropout``, ``gaussian_noise``, ``uout``) or ``None`` for any other layer."""
-    keras = _load_keras()
-    from varshift.layers import Uout
-
-    spatial = tuple(getattr(keras.layers, f"SpatialDropout{k}D") for k in (1, 2, 3))
-    if isinstance(layer, Uout):
-        return "uout"
-    if isinstance(layer, spatial):
-        return "spatial_dropout"
-    if isinstance(layer, keras.layers.GaussianDropout):
-        return "gaussian_dropout"
-    if isinstance(layer, keras.layers.AlphaDropout):
-        return "alpha_dropout"
-    if isinstance(layer, keras.layers.GaussianNoise):
-        return "gaussian_noise"
-    if isinstance(layer, keras.layers.Dropout):
-        return "dropout"
-    return None
-
-
-def _noise_parameter(layer, kind):
-    if kind == "uout":
-        return float(layer.beta)
-    if kind == "gaussian_noise":
-        return float(layer.stddev)
-    return float(layer.rate)
-
-
-def noise_variance(kind, value):
-    r"""Variance :math:`s^2` of the multiplicative factor of a noise layer (NaN if not one).
-
-    Bernoulli (also spatial) dropout and Keras' Gaussian dropout: :math:`\text{rate}/(1-\text{rate})`;
-    Uout: :math:`\beta^2/3`. Alpha dropout (affine) and Gaussian noise (additive) are not
-    multiplicative.
-    """
-    if kind in ("dropout", "spatial_dropout", "gaussian_dropout"):
-        return value / (1.0 - value) if value < 1 else float("inf")
-    if kind == "uout":
-        return value**2 / 3.0
-    return float("nan")
+    """The kind of a noise layer (a key of :data:`varshift.noise.NOISES`: ``dropout``,
+    ``spatial_dropout``, ``gaussian_dropout``, ``alpha_dropout``, ``gaussian_noise``,
+    ``uout``) or ``None`` for any other layer."""
+    kind = noise_registry.kind_of(layer)
+    return None if kind is None else kind.name
 
 
 def _is_normalization(layer):
@@ -207,7 +172,9 @@ def audit(model, *, input_shape=None):
 
     Returns:
         A ``pandas.DataFrame``, one row per pair, columns ``bn_layer, noise_layer, noise_kind,
-        rate_or_beta, case, d, mean_cos2`` plus ``d_cos2`` (:math:`d\,\overline{\cos^2\theta}`),
+        param`` (the name of the noise layer's parameter in :data:`varshift.noise.NOISES`:
+        ``rate``, ``beta`` or ``stddev``), ``param_value, case, d, mean_cos2`` plus ``d_cos2``
+        (:math:`d\,\overline{\cos^2\theta}`),
         ``noise_var`` (:math:`s^2` of the multiplicative noise factor, NaN for alpha dropout
         and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``route`` (the layers from
         the noise layer to BN) and the full paths ``bn_path``/``noise_path``. ``d`` and
@@ -264,8 +231,8 @@ def audit(model, *, input_shape=None):
         for i in sorted(best):
             n_weight, weight_rec, route = best[i]
             noise = records[i].layer
-            kind = noise_kind(noise)
-            value = _noise_parameter(noise, kind)
+            kind = noise_registry.kind_of(noise)
+            value = kind.value_of(noise)
             case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
             d = mean_cos2 = float("nan")
             weight_name = None
@@ -279,13 +246,14 @@ def audit(model, *, input_shape=None):
             rows.append({
                 "bn_layer": bn.name,
                 "noise_layer": noise.name,
-                "noise_kind": kind,
-                "rate_or_beta": value,
+                "noise_kind": kind.name,
+                "param": kind.param,
+                "param_value": value,
                 "case": case,
                 "d": d,
                 "mean_cos2": mean_cos2,
                 "d_cos2": d * mean_cos2,
-                "noise_var": noise_variance(kind, value),
+                "noise_var": noise_registry.noise_variance(kind.name, value),
                 "weight_layer": weight_name,
                 "n_weight_layers": int(n_weight),
                 "route": " -> ".join(route),

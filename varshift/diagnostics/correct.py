@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift import theory
+from varshift import noise, theory
 from varshift._graph import all_bn_layers, layer_paths
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
@@ -121,7 +121,7 @@ def correct_direct(model, *, inplace=True, batch_size=None):
             reasons.append("noise reaches BN through a weight layer (case "
                            + "/".join(sorted(set(group["case"]) - {"a"}))
                            + "): Eq. 7 has no inverse there")
-        bad_kind = sorted(set(group["noise_kind"]) & {"alpha_dropout", "gaussian_noise"})
+        bad_kind = sorted(k for k in set(group["noise_kind"]) if not noise.get(k).multiplicative)
         if bad_kind:
             reasons.append(f"{', '.join(bad_kind)} is not multiplicative noise")
         between = set()
