@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from varshift.nets.registry import NETWORKS as _REGISTRY
+
 __all__ = ["Profile", "PROFILES", "get_profile", "NETWORKS", "PAPER_NAMES"]
 
-#: the four networks of the paper, in the paper's order (names of ``varshift.nets.build``)
-NETWORKS = ("preresnet", "resnext29", "wrn", "densenet_bc")
-#: network name -> the name the paper's tables use
-PAPER_NAMES = {"preresnet": "PreResNet", "resnext29": "ResNeXt", "wrn": "WRN",
-               "densenet_bc": "DenseNet"}
+#: the networks of ``varshift.nets.NETWORKS``, in the paper's order
+NETWORKS = tuple(_REGISTRY)
+#: network name -> the name the paper's tables use (from ``varshift.nets.NETWORKS``)
+PAPER_NAMES = {name: net.paper_name for name, net in _REGISTRY.items()}
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Profile:
         recipe: overrides of the training recipe (``epochs``, ``batch_size``, ``lr``,
             ``lr_drops``, ...).
         subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed, class-stratified
-            subset of the data set (Fashion-MNIST only), or ``None`` for all of it.
+            subset of the data set (``varshift.data.take_subset``), or ``None`` for all of it.
         eval_samples: training images of the per-epoch inference-mode accuracy (Fig. 5) and
             of the final shift measurement / BN adjustment (``None``: all).
         seeds: default number of seeds for the key settings (``--seeds`` overrides).

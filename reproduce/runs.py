@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,8 +43,15 @@ class RunSpec:
     def label(self):
         c = self.config
         noise = "" if c["noise"] == "dropout" else f" {c['noise']}"
-        return (f"{c['net']} {c['placement']}{noise} {c['rate']:g} {c['data']} "
+        return (f"{c['net']} {c['placement']}{noise} {noise_value(c):g} {c['data']} "
                 f"seed {c['seed']}")
+
+
+def noise_value(config):
+    """The noise parameter of a run config: ``beta`` for Uout, ``rate`` for the dropout kinds."""
+    from varshift.noise import get
+
+    return float(config.get(get(config["noise"]).param, 0.0))
 
 
 def run_key(config):
@@ -74,25 +80,30 @@ def _resolve_size(net, size):
 ADJUST_SETTINGS = {("a", "dropout", 0.5), ("b", "dropout", 0.5)}
 
 
-def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", data=None, seed=0,
-             save_model=False, adjust=None):
+def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=0.0, data=None,
+             seed=0, save_model=False, adjust=None):
     """The :class:`RunSpec` of one training run under ``profile``.
 
-    ``placement="none"`` or ``rate=0`` both mean the no-dropout baseline and give the same
-    run, so Fig. 4's 0 point, Table 4's and Table 6's baselines share one training.
+    ``placement="none"`` or a zero noise parameter (``rate`` for the dropout kinds, ``beta``
+    for Uout; the config holds that one only) both mean the no-dropout baseline and give the
+    same run, so Fig. 4's 0 point, Table 4's and Table 6's baselines share one training.
     ``adjust=None`` computes the "Adjust BN" errors only where Table 3 reads them
     (:data:`ADJUST_SETTINGS`).
     """
-    if placement == "none" or float(rate) == 0.0:
-        placement, noise, rate = "none", "dropout", 0.0
+    from varshift.noise import get
+
+    param = get(noise).param
+    value = float(beta if param == "beta" else rate)
+    if placement == "none" or value == 0.0:
+        placement, noise, param, value = "none", "dropout", "rate", 0.0
     if adjust is None:
-        adjust = (placement, noise, float(rate)) in ADJUST_SETTINGS
+        adjust = (placement, noise, value) in ADJUST_SETTINGS
     config = {
         "net": net,
         "size": _resolve_size(net, profile.size),
         "placement": placement,
         "noise": noise,
-        "rate": float(rate),
+        param: value,
         "data": data or profile.data[0],
         "recipe": profile.recipe_kind,
         "overrides": dict(profile.recipe),
@@ -103,13 +114,12 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", data=
         "stats_samples": profile.eval_samples,
     }
     if profile.subset:
-        config["subset"] = dict(profile.subset)  # ours, not the trainer's: see _subset_dir
+        config["subset"] = dict(profile.subset)  # RunConfig.subset: varshift.data.take_subset
     return RunSpec(config=config, key=run_key(config))
 
 
 _SETTING_RANK = {("none", "dropout", 0.0): 0, ("a", "dropout", 0.5): 1, ("b", "dropout", 0.5): 2}
 _RATE_RANK = {0.3: 0, 0.7: 1, 0.1: 2}
-_NET_COST = {"wrn": 0, "preresnet": 1, "densenet_bc": 2, "resnext29": 3}
 
 
 def priority(spec):
@@ -119,17 +129,21 @@ def priority(spec):
     most claims: first seed of the baseline and dropout 0.5 (a, b), then the ratios 0.3 and
     0.7, the tables' settings, the other seeds, and the ratio 0.1 last; cheap networks first.
     """
+    from varshift.nets import NETWORKS
+
     c = spec.config
-    setting = (c["placement"], c["noise"], float(c["rate"]))
+    rate = noise_value(c)
+    setting = (c["placement"], c["noise"], rate)
     first = c["seed"] == 0
     if setting in _SETTING_RANK:
         group = 0 if first else 3
     elif c["noise"] == "dropout" and c["placement"] in ("a", "b"):
-        group = 4 if float(c["rate"]) == 0.1 else (1 if first else 3)
+        group = 4 if rate == 0.1 else (1 if first else 3)
     else:
         group = 2 if first else 3
-    return (group, _SETTING_RANK.get(setting, 3), _RATE_RANK.get(float(c["rate"]), 3),
-            _NET_COST.get(c["net"], 9), c["data"], c["seed"])
+    cost = NETWORKS[c["net"]].cost if c["net"] in NETWORKS else float("inf")
+    return (group, _SETTING_RANK.get(setting, 3), _RATE_RANK.get(rate, 3), cost, c["data"],
+            c["seed"])
 
 
 def merge_specs(specs):
@@ -174,67 +188,6 @@ class RunStore:
         return None
 
 
-def _write_idx(path, array):
-    """Write a uint8 array as a gzip'ed IDX file (the format of the original Fashion-MNIST)."""
-    import gzip
-
-    import numpy as np
-
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
-    with gzip.open(path, "wb", compresslevel=1) as fh:
-        fh.write(header + array.tobytes())
-
-
-def _stratified(y, n, seed):
-    """``n`` indices of ``y``, the same share of every class, from a seeded permutation."""
-    import numpy as np
-
-    rng = np.random.default_rng([int(seed), 0x5B5E7])
-    order = rng.permutation(len(y))
-    classes = np.unique(y)
-    per = {c: order[y[order] == c] for c in classes}
-    take = []
-    for i, c in enumerate(classes):
-        k = n // len(classes) + (1 if i < n % len(classes) else 0)
-        take.extend(per[c][:k].tolist())
-    return np.sort(np.asarray(take))
-
-
-def subset_dir(out_root, data, subset, data_dir):
-    """A folder with a fixed class-stratified subset of ``data`` as IDX files; made once.
-
-    ``varshift.data.load`` reads Fashion-MNIST from the four IDX files of ``data_dir``, so a
-    quick-profile run trains on the subset by pointing ``data_dir`` here. The subset is the same
-    for every seed and run (seed 0 of the selection), so runs differ only in their own seed.
-    """
-    from varshift import data as vdata
-    from varshift.data.fashion_mnist import FASHION_FILES
-
-    if data != "fashion_mnist":
-        raise ValueError(f"subsets are implemented for fashion_mnist only; received data={data!r}")
-    name = f"{data}-train{subset['n_train']}-test{subset['n_test']}"
-    folder = Path(out_root) / "data" / name
-    if folder.is_dir():
-        return folder
-    (x, y), (xt, yt), info = vdata.load(data, data_dir)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    i, j = _stratified(y, subset["n_train"], 0), _stratified(yt, subset["n_test"], 0)
-    for k, arr in (("x_train", x[i, ..., 0]), ("y_train", y[i]), ("x_test", xt[j, ..., 0]),
-                   ("y_test", yt[j])):
-        _write_idx(tmp / FASHION_FILES[k], arr)
-    (tmp / "SOURCE.txt").write_text(
-        f"class-stratified subset (selection seed 0) of {info['source']}: "
-        f"{subset['n_train']} of {info['n_train']} training and {subset['n_test']} of "
-        f"{info['n_test']} test images\n")
-    try:
-        os.rename(tmp, folder)
-    except OSError:  # another worker made it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
 def _train_one(config, key, root, data_dir, force, threads):
     """Train one run and write its record atomically (runs in a worker or in-process)."""
     if threads:
@@ -256,19 +209,14 @@ def _train_one(config, key, root, data_dir, force, threads):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    trainer_config = {k: v for k, v in config.items() if k != "subset"}
-    if config.get("subset"):
-        data_dir = str(subset_dir(store.root.parent, config["data"], config["subset"], data_dir))
     try:
-        record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
+        record = train.run({**config, "data_dir": data_dir}, out_dir=str(work),
                            progress=False, resume=not force)
     except ValueError as err:  # a checkpoint left by another version of the trainer
         if "different config" not in str(err):
             raise
-        record = train.run({**trainer_config, "data_dir": data_dir}, out_dir=str(work),
+        record = train.run({**config, "data_dir": data_dir}, out_dir=str(work),
                            progress=False, resume=False)
-    if config.get("subset"):
-        record.setdefault("data", {})["subset_of"] = (Path(data_dir) / "SOURCE.txt").read_text().strip()
     wall = time.time() - start
     keras().backend.clear_session()
     wrapped = {"key": key, "config": config, "wall_time_s": wall,

@@ -9,7 +9,8 @@ import varshift
 from varshift import theory
 from varshift._keras import to_numpy
 
-COLUMNS = ["bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2"]
+COLUMNS = ["bn_layer", "noise_layer", "noise_kind", "param", "param_value", "case", "d",
+           "mean_cos2"]
 
 
 def _pairs(df):
@@ -49,7 +50,7 @@ def test_every_noise_kind_and_case(keras):
         ("bn3", "ad", "alpha_dropout", "deeper"),
         ("bn3", "uout", "uout", "a"),
     ]
-    assert df["rate_or_beta"].tolist() == pytest.approx([0.1, 0.2, 0.1, 0.3])
+    assert df["param_value"].tolist() == pytest.approx([0.1, 0.2, 0.1, 0.3])
     kernel = to_numpy(model.get_layer("conv_b").kernel)
     b = df.iloc[0]
     assert b["d"] == theory.fan_in(kernel) == 3 * 3 * 4

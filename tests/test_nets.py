@@ -38,8 +38,9 @@ def test_small_net_trains_one_epoch_and_round_trips_keras_file(keras, tmp_path, 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 10, size=64)
-    model = nets.small(name, placement=placement, noise=noise, rate=0.3,
-                       input_shape=(16, 16, 3), seed=1)
+    strength = {"beta": 0.3} if noise == "uout" else {"rate": 0.3}  # Uout's parameter is beta
+    model = nets.small(name, placement=placement, noise=noise, input_shape=(16, 16, 3), seed=1,
+                       **strength)
     assert 5_000 < nets.trainable_params(model) < 100_000  # "a few 10k parameters"
     kinds = {type(layer).__name__ for layer in _noise_layers(model)}
     assert kinds == {NOISE_TYPES[noise]}

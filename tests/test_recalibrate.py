@@ -76,7 +76,7 @@ def test_audit_finds_every_pair_of_the_conv_net(trained):
     ]
     kernel = to_numpy(model.get_layer("conv2").kernel)
     row = df.iloc[1]
-    assert row["d"] == 3 * 3 * 8 and row["rate_or_beta"] == 0.5
+    assert row["d"] == 3 * 3 * 8 and row["param"] == "beta" and row["param_value"] == 0.5
     assert row["mean_cos2"] == pytest.approx(np.mean(varshift.theory.cos2_theta(kernel)), rel=1e-9)
 
 

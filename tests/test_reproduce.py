@@ -242,10 +242,12 @@ def test_paper_data_matches_the_shared_sources(copy, original):
 def test_subset_is_stratified_and_deterministic():
     import numpy as np
 
+    from varshift.data import subset_indices
+
     y = np.repeat(np.arange(10), 100)
-    a = runs._stratified(y, 200, 0)
+    a = subset_indices(y, 200, 0)
     assert len(a) == 200 and np.all(np.bincount(y[a]) == 20)
-    assert np.array_equal(a, runs._stratified(y, 200, 0))
+    assert np.array_equal(a, subset_indices(y, 200, 0))
 
 
 def test_missing_cifar_in_paper_profile_is_one_line(tmp_path, monkeypatch, capsys):

@@ -93,17 +93,19 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
 
     # interrupt after epoch 2 (the progress file is written), then resume: same numbers
     part_dir = os.path.join(tmp_path, "part")
-    real_write = train.atomic_write_json
+    from varshift.train import folder  # the run folder writes progress.json
+
+    real_write = folder.atomic_write_json
 
     def interrupt_after_two(path, obj):
         real_write(path, obj)
         if path.endswith("progress.json") and len(obj["history"]) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "atomic_write_json", interrupt_after_two)
+    monkeypatch.setattr(folder, "atomic_write_json", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         train.run(_cfg(), out_dir=part_dir, progress=False)
-    monkeypatch.setattr(train, "atomic_write_json", real_write)
+    monkeypatch.setattr(folder, "atomic_write_json", real_write)
     assert not os.path.exists(os.path.join(part_dir, "record.json"))
     with open(os.path.join(part_dir, "progress.json")) as fh:
         state = json.load(fh)
@@ -163,9 +165,9 @@ def test_placement_a_inference_mode_accuracy_falls_below_training_mode(keras):
         pytest.skip("Fashion-MNIST not available offline (apt-get install dataset-fashion-mnist)")
     rec = train.run({"net": "preresnet", "size": "small", "data": "fashion_mnist",
                      "recipe": "cpu", "epochs": 4, "lr_drops": [3], "placement": "a",
-                     "rate": 0.5, "train_subset": 2000, "train_eval_samples": 500,
+                     "rate": 0.5, "subset": {"n_train": 2000}, "train_eval_samples": 500,
                      "stats_samples": 300, "adjust": False, "seed": 0}, progress=False)
-    assert rec["data"]["n_train"] == 2000 and rec["data"]["train_subset"] == 2000
+    assert rec["data"]["n_train"] == 2000 and rec["data"]["subset"]["n_train"] == 2000
     for h in rec["history"][-2:]:
         assert h["train_acc_inference_mode"] < h["train_acc_train_mode"], h
     # the shift behind it: case-(a) layers' stored variance far above the inference variance

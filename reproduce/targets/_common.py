@@ -15,7 +15,7 @@ import pandas as pd
 from reproduce._io import atomic_path
 from reproduce.profiles import PAPER_NAMES
 from reproduce.registry import UNTESTED, verdict
-from reproduce.runs import run_spec
+from reproduce.runs import noise_value, run_spec
 
 __all__ = ["fig4_specs", "baseline_specs", "grid_specs", "collect", "summarise", "test_error",
            "shift_table", "claim", "write_csv", "paper_table", "mean_std", "SMOKE_NOTE"]
@@ -49,12 +49,15 @@ def fig4_specs(profile, placements=("a", "b"), networks=None):
 def grid_specs(profile, placement, noise, values):
     """Tables 4/6: ``placement``/``noise`` at ``values`` on the table networks, every seed for
     the baseline and the first seed for the others (every seed where ``profile.seeded`` is None)."""
-    nets = profile.table_networks
+    from varshift.noise import get
+
+    nets, param = profile.table_networks, get(noise).param  # "rate" or "beta"
     specs = baseline_specs(profile, nets)
     for data in profile.data:
         for net in nets:
             for v in values:
-                specs += [run_spec(profile, net, placement, v, noise=noise, data=data, seed=s)
+                specs += [run_spec(profile, net, placement, noise=noise, data=data, seed=s,
+                                   **{param: v})
                           for s in profile.seeds_for(f"{placement}/{noise}", v)]
     return specs
 
@@ -85,7 +88,8 @@ def collect(ctx, specs):
         shift = shift_table(final)
         rows.append({
             "net": c["net"], "network": PAPER_NAMES.get(c["net"], c["net"]), "data": c["data"],
-            "placement": c["placement"], "noise": c["noise"], "rate": c["rate"], "seed": c["seed"],
+            "placement": c["placement"], "noise": c["noise"], "value": noise_value(c),
+            "rate": c.get("rate", 0.0), "seed": c["seed"],
             "test_error": test_error(final),
             "test_error_adjust_sequential": test_error(final, "test_error_adjust_sequential"),
             "test_error_adjust_simultaneous": test_error(final, "test_error_adjust_simultaneous"),

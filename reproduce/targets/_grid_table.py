@@ -15,7 +15,7 @@ def build_grid_table(ctx, *, table, placement, noise, values, setting, value_nam
     """Write table.csv / paper_vs_ours.csv and judge "at or below the baseline"."""
     profile = ctx.profile
     df = collect(ctx, grid_specs(profile, placement, noise, values))
-    df = df.assign(value=np.where(df.placement == "none", 0.0, df.rate))
+    df = df.assign(value=np.where(df.placement == "none", 0.0, df.value))
     summary = df.groupby(["network", "data", "value"], as_index=False, sort=False).agg(
         error_mean=("test_error", "mean"),
         error_std=("test_error", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),

@@ -21,7 +21,7 @@ from reproduce._io import md_table
 from reproduce.registry import verdict
 from reproduce.targets._common import write_csv
 from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, mc_tolerance, noise_mc
-from varshift import theory
+from varshift import noise, theory
 
 TITLE = "Eq. 15: Uout vs Bernoulli vs Gaussian dropout, shift vs noise strength and variance"
 ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
@@ -38,8 +38,8 @@ def runs(profile):
 
 
 def noise_var(kind, param):
-    """s^2 of the multiplicative noise ``kind`` at its own parameter (rate or beta)."""
-    return param**2 / 3.0 if kind == "uout" else param / (1.0 - param)
+    """s^2 of the multiplicative noise ``kind`` at its own parameter (``varshift.noise``)."""
+    return noise.get(kind).noise_var(param)
 
 
 def formula(kind, param):
@@ -52,16 +52,10 @@ def formula(kind, param):
 
 def _keras_model(kind, param, seed):
     from varshift._keras import keras as load
-    from varshift.layers import Uout
 
     keras = load()
     inputs = keras.Input(shape=(1,))
-    if kind == "uout":
-        layer = Uout(param, seed=seed)
-    elif kind == "gaussian":
-        layer = keras.layers.GaussianDropout(param, seed=seed)
-    else:
-        layer = keras.layers.Dropout(param, seed=seed)
+    layer = noise.get(kind).make(param, seed=seed)
     outputs = keras.layers.BatchNormalization()(layer(inputs))
     return keras.Model(inputs, outputs)
 

@@ -16,7 +16,7 @@ import pandas as pd
 from reproduce import plotting
 from reproduce._io import md_table
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import run_spec, subset_dir
+from reproduce.runs import run_spec
 from reproduce.targets._common import claim, write_csv
 
 TITLE = "Fig. 6: pre-softmax outputs of training images, training mode vs inference mode"
@@ -45,10 +45,7 @@ def training_batch(ctx, spec):
     from varshift import data as vdata
 
     c = spec.config
-    data_dir = ctx.data_dir
-    if c.get("subset"):
-        data_dir = str(subset_dir(ctx.out_dir, c["data"], c["subset"], data_dir))
-    (x, y), _, _ = vdata.load(c["data"], data_dir, seed=c["seed"])
+    (x, y), _, _ = vdata.load(c["data"], ctx.data_dir, seed=c["seed"], subset=c.get("subset"))
     mean, std = vdata.channel_stats(x)
     idx = np.random.default_rng(1234).permutation(len(x))[:N_IMAGES]
     xb = (x[idx].astype("float32") / 255.0 - mean.reshape(1, 1, 1, -1)) / std.reshape(1, 1, 1, -1)

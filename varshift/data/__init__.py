@@ -21,9 +21,12 @@ from varshift.data.cifar import load_cifar
 from varshift.data.digits import load_digits
 from varshift.data.fashion_mnist import load_fashion_mnist
 from varshift.data.pipeline import channel_stats, make_dataset
+from varshift.data.subset import subset_indices, take_subset
+from varshift.seeds import rng as _rng
 
 __all__ = ["load", "load_cifar", "load_fashion_mnist", "load_digits", "synthetic",
-           "make_dataset", "channel_stats", "DATASETS", "DEFAULT_AUGMENT"]
+           "make_dataset", "channel_stats", "subset_indices", "take_subset", "DATASETS",
+           "DEFAULT_AUGMENT"]
 
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "digits", "synthetic")
 # pad-and-crop + flip by default only where the paper's recipe uses it
@@ -44,7 +47,7 @@ def synthetic(n_train=1024, n_test=256, shape=(32, 32, 3), num_classes=10, seed=
     Returns:
         ``(x_train, y_train), (x_test, y_test)``.
     """
-    rng = np.random.default_rng([int(seed), 0xDA7A])
+    rng = _rng(seed, "synthetic")
     templates = rng.uniform(32, 224, size=(num_classes, *shape))
 
     def draw(n):
@@ -55,7 +58,7 @@ def synthetic(n_train=1024, n_test=256, shape=(32, 32, 3), num_classes=10, seed=
     return draw(int(n_train)), draw(int(n_test))
 
 
-def load(name, data_dir=None, seed=0, **kwargs):
+def load(name, data_dir=None, seed=0, *, subset=None, **kwargs):
     """Load a data set by name and say where it came from.
 
     Args:
@@ -63,11 +66,14 @@ def load(name, data_dir=None, seed=0, **kwargs):
             ``"digits"``, ``"synthetic"``.
         data_dir: folder searched first (CIFAR, Fashion-MNIST).
         seed: split seed (``digits``) or generator seed (``synthetic``); ignored otherwise.
+        subset: ``{"n_train": N, "n_test": M}`` keeps a fixed class-stratified subset
+            (:func:`take_subset`, selection seed 0 whatever ``seed`` is); ``None`` keeps all.
         **kwargs: passed on (``test_fraction`` for digits; sizes for synthetic).
 
     Returns:
         ``((x_train, y_train), (x_test, y_test), info)`` with ``info`` a JSON-ready dict
-        ``{name, source, n_train, n_test, shape, num_classes}``.
+        ``{name, source, n_train, n_test, shape, num_classes}`` (plus ``subset``, the
+        selection and the full sizes, when ``subset`` is given).
 
     Example:
 
@@ -93,6 +99,9 @@ def load(name, data_dir=None, seed=0, **kwargs):
             f"Argument `name` must be one of {', '.join(map(repr, DATASETS))}; "
             f"received name={name!r}."
         )
+    note = None
+    if subset is not None:
+        train, test, note = take_subset(train, test, subset, seed=0)
     info = {
         "name": name,
         "source": str(source),
@@ -101,4 +110,6 @@ def load(name, data_dir=None, seed=0, **kwargs):
         "shape": [int(s) for s in train[0].shape[1:]],
         "num_classes": num_classes,
     }
+    if note is not None:
+        info["subset"] = note
     return train, test, info

@@ -14,13 +14,16 @@ at a time:
 4. prefetch.
 
 Because the randomness is a function of ``seed`` alone, one epoch's stream is reproducible on
-its own; :mod:`varshift.train` passes ``seed + epoch`` so a resumed run sees the same data as an
-uninterrupted one.
+its own; :mod:`varshift.train` passes a seed derived from the run's seed and the epoch
+(:func:`varshift.seeds.derive_seed` ``(seed, "epoch_data", epoch)``), so a resumed run sees the
+same data as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from varshift.seeds import derive_seed, rng
 
 __all__ = ["make_dataset", "channel_stats", "augment_batch"]
 
@@ -39,7 +42,7 @@ def channel_stats(x):
         raise ValueError(f"Argument `x` must be NHWC images (4-D); received shape {x.shape}.")
     c = x.shape[-1]
     flat = x.reshape(-1, c)
-    # two-pass moments in float64, chunked over rows to bound memory
+    # one pass of sums and sums of squares in float64, chunked over rows to bound memory
     n = flat.shape[0]
     s = np.zeros(c)
     s2 = np.zeros(c)
@@ -131,11 +134,11 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
     std = tf.constant(np.asarray(std, np.float32).reshape(1, 1, 1, -1))
     n = len(x)
     shuffle = training if shuffle is None else shuffle
-    order = np.random.default_rng([int(seed), 0x5EED]).permutation(n) if shuffle else np.arange(n)
+    order = rng(seed, "shuffle").permutation(n) if shuffle else np.arange(n)
     xs = tf.constant(x)
     ys = None if y is None else tf.constant(y.astype(np.int32))
     do_aug = bool(training and augment)
-    seed_value = int(seed) % (2**31 - 1)
+    seed_value = derive_seed(seed, "augment")
 
     def gather(step, idx):
         images = tf.cast(tf.gather(xs, idx), tf.float32)

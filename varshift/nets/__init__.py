@@ -45,57 +45,42 @@ True
 from __future__ import annotations
 
 from varshift.nets._blocks import NOISES, PLACEMENTS
+from varshift.nets.registry import NETWORKS, Network
 
-__all__ = ["build", "small", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES", "PLACEMENTS", "NOISES",
-           "trainable_params", "bn_count"]
+__all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
+           "PLACEMENTS", "NOISES", "trainable_params", "bn_count"]
 
-NAMES = ("preresnet", "resnext29", "wrn", "densenet_bc")
-
-# the paper's sizes (Table 2)
-DEFAULT_SIZES = {
-    "preresnet": {"depth": 164},
-    "resnext29": {"depth": 29, "cardinality": 8, "base_width": 64, "widen_factor": 4},
-    "wrn": {"depth": 28, "widen_factor": 10},
-    "densenet_bc": {"depth": 100, "growth_rate": 12},
-}
-
-# tiny variants for CPU runs and tests: the same code, a few 10k parameters
-SMALL_SIZES = {
-    "preresnet": {"depth": 20, "width": 8},  # bottleneck, 2 blocks per stage, 19 BN layers
-    "resnext29": {"depth": 11, "cardinality": 2, "base_width": 4, "widen_factor": 2,
-                  "stem_width": 16},  # 1 block per stage, 13 BN layers
-    "wrn": {"depth": 10, "widen_factor": 2, "width": 8},  # WRN-10-2 at base 8, 7 BN layers
-    "densenet_bc": {"depth": 16, "growth_rate": 8},  # 2 layers per stage, 15 BN layers
-}
+#: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
+NAMES = tuple(NETWORKS)
+#: the paper's sizes (Table 2), from :data:`NETWORKS`
+DEFAULT_SIZES = {name: dict(net.paper_size) for name, net in NETWORKS.items()}
+#: tiny variants for CPU runs and tests (the same code, a few 10k parameters)
+SMALL_SIZES = {name: dict(net.small_size) for name, net in NETWORKS.items()}
 
 
-def _builder(name):
-    if name == "preresnet":
-        from varshift.nets.preresnet import preresnet as f
-    elif name == "resnext29":
-        from varshift.nets.resnext import resnext29 as f
-    elif name == "wrn":
-        from varshift.nets.wrn import wrn as f
-    elif name == "densenet_bc":
-        from varshift.nets.densenet import densenet_bc as f
-    else:
+def _network(name):
+    if name not in NETWORKS:
         raise ValueError(
             f"Argument `name` must be one of {', '.join(map(repr, NAMES))}; received name={name!r}."
         )
-    return f
+    return NETWORKS[name]
 
 
-def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *,
+def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, beta=0.0,
           input_shape=(32, 32, 3), seed=None, **size):
     """Build one of the paper's CIFAR networks as a functional ``keras.Model`` (logits out).
 
     Args:
-        name: ``"preresnet"``, ``"resnext29"``, ``"wrn"`` or ``"densenet_bc"`` (:data:`NAMES`).
+        name: ``"preresnet"``, ``"resnext29"``, ``"wrn"`` or ``"densenet_bc"`` (the keys of
+            :data:`NETWORKS`).
         num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
         placement: ``"none"``, ``"a"``, ``"b"`` or ``"after_bn"`` (see module docstring).
-        noise: ``"dropout"`` (Keras ``Dropout``), ``"uout"`` (:class:`varshift.layers.Uout`,
-            ``rate`` is :math:`\\beta`) or ``"gaussian"`` (Keras ``GaussianDropout``).
-        rate: drop ratio :math:`1 - p` (dropout, gaussian) or Uout's :math:`\\beta`.
+        noise: a kind of :data:`varshift.noise.NOISES` that has a factory: ``"dropout"``
+            (Keras ``Dropout``), ``"gaussian_dropout"`` (alias ``"gaussian"``, Keras
+            ``GaussianDropout``) or ``"uout"`` (:class:`varshift.layers.Uout`).
+        rate: drop ratio :math:`1 - p` of the dropout kinds, in [0, 1).
+        beta: Uout's :math:`\\beta`, in [0, 1]. The argument that is not the noise kind's
+            parameter must stay 0.
         input_shape: ``(H, W, C)``; 32x32x3 for CIFAR, 28x28x1 for Fashion-MNIST, 8x8x1 for
             the scikit-learn digits.
         seed: optional integer; noise layers get ``seed, seed + 1, ...``.
@@ -115,17 +100,17 @@ def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *,
     >>> model.output_shape
     (None, 10)
     """
-    f = _builder(name)
+    network = _network(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(
             f"Argument `num_classes` must be an integer >= 1; received num_classes={num_classes!r}."
         )
     try:
-        return f(num_classes, placement, noise, rate, input_shape=tuple(input_shape), seed=seed,
-                 **size)
+        return network.builder_function()(num_classes, placement, noise, rate, beta=beta,
+                                          input_shape=tuple(input_shape), seed=seed, **size)
     except TypeError as err:
         if "unexpected keyword" in str(err):
-            allowed = sorted(set(DEFAULT_SIZES[name]) | set(SMALL_SIZES[name])
+            allowed = sorted(set(network.paper_size) | set(network.small_size)
                              | {"bn_momentum", "bn_epsilon", "name"})
             raise ValueError(
                 f"Unknown size keyword for {name!r}: {err}. Allowed: {', '.join(allowed)}."
@@ -136,11 +121,11 @@ def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *,
 def small(name, num_classes=10, placement="none", noise="dropout", rate=0.0, **kwargs):
     """:func:`build` at the tiny CPU size :data:`SMALL_SIZES[name] <SMALL_SIZES>`.
 
-    Keywords in ``kwargs`` override the small sizes or pass through to :func:`build`.
+    Keywords in ``kwargs`` (``beta`` included) override the small sizes or pass through to
+    :func:`build`.
     """
-    if name not in SMALL_SIZES:
-        _builder(name)  # raises the standard error
-    return build(name, num_classes, placement, noise, rate, **{**SMALL_SIZES[name], **kwargs})
+    size = _network(name).small_size
+    return build(name, num_classes, placement, noise, rate, **{**size, **kwargs})
 
 
 def trainable_params(model) -> int:

@@ -12,19 +12,22 @@ placements of the paper (Sec. 4) mean the same thing everywhere:
 - ``"after_bn"``: a single noise layer after the last BN of the network, after global
   average pooling, right before the classifier (Tables 4 and 5).
 
-Noise kinds: ``"dropout"`` (Keras ``Dropout(rate)``, Bernoulli, inverted), ``"uout"``
-(:class:`varshift.layers.Uout`, ``rate`` is its half-width :math:`\\beta`) and ``"gaussian"``
-(Keras ``GaussianDropout(rate)``, :math:`\\sigma^2 = rate / (1 - rate)`).
+Noise kinds: the kinds of :data:`varshift.noise.NOISES` with a factory: ``"dropout"`` (Keras
+``Dropout(rate)``, Bernoulli, inverted), ``"gaussian_dropout"`` (alias ``"gaussian"``, Keras
+``GaussianDropout(rate)``, :math:`s^2 = rate / (1 - rate)`) and ``"uout"``
+(:class:`varshift.layers.Uout`, parameter ``beta``, its half-width :math:`\\beta`).
 """
 
 from __future__ import annotations
 
+from varshift import noise as noise_registry
 from varshift._keras import keras as _keras
 
-__all__ = ["PLACEMENTS", "NOISES", "Builder"]
+__all__ = ["PLACEMENTS", "NOISES", "Builder", "resolve_noise"]
 
 PLACEMENTS = ("none", "a", "b", "after_bn")
-NOISES = ("dropout", "uout", "gaussian")
+#: the noise kinds a network can place (those of :data:`varshift.noise.NOISES` with a factory)
+NOISES = noise_registry.buildable()
 
 # bearpaw/pytorch-classification (the recipes the paper points to) uses PyTorch's BN defaults:
 # momentum 0.1 on the new batch statistic (Keras momentum 0.9) and eps 1e-5.
@@ -41,16 +44,28 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_noise_rate(noise, rate):
-    from varshift._validate import check_beta, check_rate
+def resolve_noise(noise, rate=0.0, beta=0.0):
+    """``(NoiseKind, value)`` of a noise given as kind + ``rate`` (dropout kinds) or ``beta``.
 
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-        raise ValueError(f"Argument `rate` must be a float; received rate={rate!r}.")
-    if noise == "uout":
-        check_beta(rate, "rate")  # Uout: rate is beta, in [0, 1]
-    else:
-        check_rate(rate, "rate")  # Keras drop ratio, in [0, 1)
-    return float(rate)
+    The argument that is not the kind's parameter (:attr:`varshift.noise.NoiseKind.param`)
+    must be 0; the other is validated by the registry (rate in [0, 1), beta in [0, 1]).
+    """
+    kind = noise_registry.get(check_choice("noise", noise, (*NOISES, *_aliases())))
+    values = {"rate": rate, "beta": beta}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"Argument `{name}` must be a float; received {name}={value!r}.")
+    other = "beta" if kind.param == "rate" else "rate"
+    if values[other] != 0:
+        raise ValueError(
+            f"Argument `{other}` is not a parameter of noise={noise!r} (its parameter is "
+            f"`{kind.param}`); received {other}={values[other]!r}.")
+    kind.check(values[kind.param], kind.param)
+    return kind, float(values[kind.param])
+
+
+def _aliases():
+    return tuple(a for name in NOISES for a in noise_registry.NOISES[name].aliases)
 
 
 class Builder:
@@ -58,18 +73,18 @@ class Builder:
 
     Args:
         placement: one of :data:`PLACEMENTS`.
-        noise: one of :data:`NOISES`.
-        rate: drop ratio (``dropout``, ``gaussian``) or Uout's beta (``uout``).
+        noise: one of :data:`NOISES` (or an alias).
+        rate: drop ratio of the dropout kinds.
         seed: optional integer; noise layer ``i`` gets ``seed + i`` so the whole network's
             noise is reproducible, and each layer draws independent masks.
+        beta: Uout's half-width (``uout``).
         bn_momentum, bn_epsilon: BatchNormalization settings (PyTorch-equivalent defaults).
     """
 
-    def __init__(self, placement="none", noise="dropout", rate=0.0, seed=None, *,
+    def __init__(self, placement="none", noise="dropout", rate=0.0, seed=None, *, beta=0.0,
                  bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON):
         self.placement = check_choice("placement", placement, PLACEMENTS)
-        self.noise = check_choice("noise", noise, NOISES)
-        self.rate = check_noise_rate(noise, rate)
+        self.noise, self.value = resolve_noise(noise, rate, beta)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"Argument `seed` must be an integer or None; received seed={seed!r}.")
         self.seed = seed
@@ -100,17 +115,10 @@ class Builder:
         return self.keras.layers.ReLU(name=name)(x)
 
     def noise_layer(self, name):
-        """A fresh noise layer of this network's kind and rate (identity at inference)."""
-        k = self.keras
+        """A fresh noise layer of this network's kind and parameter (identity at inference)."""
         seed = None if self.seed is None else self.seed + self._noise_count
         self._noise_count += 1
-        if self.noise == "dropout":
-            return k.layers.Dropout(self.rate, seed=seed, name=name)
-        if self.noise == "gaussian":
-            return k.layers.GaussianDropout(self.rate, seed=seed, name=name)
-        from varshift.layers import Uout
-
-        return Uout(self.rate, seed=seed, name=name)
+        return self.noise.make(self.value, seed=seed, name=name)
 
     def maybe_noise(self, x, position, prefix):
         """Apply ``{prefix}_noise`` if ``position`` ('a', 'b' or 'after_bn') is the placement."""

@@ -22,20 +22,21 @@ __all__ = ["densenet_bc"]
 
 def densenet_bc(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
                 input_shape=(32, 32, 3), seed=None, depth=100, growth_rate=12,
-                compression=0.5, name=None, **bn_kwargs):
+                compression=0.5, name=None, **builder_kwargs):
     """Build a DenseNet-BC.
 
     Args:
         depth: ``6 n + 4`` (100 gives n = 16 bottleneck layers per stage).
         growth_rate: ``k``, channels each dense layer adds (12).
         compression: transition output = ``floor(channels x compression)`` (0.5).
-        Other arguments: see :func:`varshift.nets.build`.
+        Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 100); received depth={depth!r}.")
     n = (depth - 4) // 6
-    b = Builder(placement, noise, rate, seed, **bn_kwargs)
+    b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")
     channels = 2 * growth_rate

@@ -27,7 +27,7 @@ __all__ = ["preresnet"]
 
 def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
               input_shape=(32, 32, 3), seed=None, depth=164, block=None, width=16,
-              name=None, **bn_kwargs):
+              name=None, **builder_kwargs):
     """Build a pre-activation ResNet.
 
     Args:
@@ -39,7 +39,8 @@ def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             ``(depth - 2) % 9 == 0`` (164: the 163 BN layers of Fig. 4), else basic.
         width: channels of the first stage (16); the stages use ``width``, ``2 width``,
             ``4 width`` (times 4 at the bottleneck output).
-        Other arguments: see :func:`varshift.nets.build`.
+        Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
     if block is None:
@@ -52,7 +53,7 @@ def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             f"block={block!r}."
         )
     n = (depth - 2) // per
-    b = Builder(placement, noise, rate, seed, **bn_kwargs)
+    b = Builder(placement, noise, rate, seed, **builder_kwargs)
     expansion = 4 if block == "bottleneck" else 1
 
     inputs = keras.Input(input_shape, name="image")

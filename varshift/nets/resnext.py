@@ -24,7 +24,7 @@ __all__ = ["resnext29"]
 
 def resnext29(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
               input_shape=(32, 32, 3), seed=None, depth=29, cardinality=8, base_width=64,
-              widen_factor=4, stem_width=64, name=None, **bn_kwargs):
+              widen_factor=4, stem_width=64, name=None, **builder_kwargs):
     """Build a CIFAR ResNeXt.
 
     Args:
@@ -33,13 +33,14 @@ def resnext29(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         base_width: channels per group in the first stage (64); doubles per stage.
         widen_factor: stage output channels are ``widen_factor x stem_width x 2^s`` (4).
         stem_width: channels of the first convolution (64).
-        Other arguments: see :func:`varshift.nets.build`.
+        Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"Argument `depth` must be 9n+2 (e.g. 29); received depth={depth!r}.")
     n = (depth - 2) // 9
-    b = Builder(placement, noise, rate, seed, **bn_kwargs)
+    b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")
     x = b.relu(b.bn(b.conv(inputs, stem_width, 3, "conv1"), "bn1"), "relu1")

@@ -22,21 +22,22 @@ __all__ = ["wrn"]
 
 def wrn(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         input_shape=(32, 32, 3), seed=None, depth=28, widen_factor=10, width=16,
-        name=None, **bn_kwargs):
+        name=None, **builder_kwargs):
     """Build a Wide ResNet ``WRN-depth-widen_factor``.
 
     Args:
         depth: ``6 n + 4`` (28 gives n = 4 blocks per stage).
-        widen_factor: ``k`` (10); ``width`` is accepted as an alias keyword in
-            :func:`varshift.nets.build`.
-        width: channels of the stem and the base of each stage (16).
-        Other arguments: see :func:`varshift.nets.build`.
+        widen_factor: ``k`` (10): stage ``s`` has ``width * k * 2^s`` channels.
+        width: channels of the stem, and the base that ``widen_factor`` multiplies (16; the
+            small CPU size uses 8).
+        Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 28); received depth={depth!r}.")
     n = (depth - 4) // 6
-    b = Builder(placement, noise, rate, seed, **bn_kwargs)
+    b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")
     x = b.conv(inputs, width, 3, "conv1")

@@ -1,0 +1,46 @@
+"""Train the paper's CIFAR networks with the reference recipes; one run feeds every artefact.
+
+The package in parts:
+
+- :mod:`varshift.train.recipes`: :class:`Recipe` and :func:`recipe_for` (each network's
+  ``"paper"`` and ``"cpu"`` recipes are written in its :data:`varshift.nets.NETWORKS` entry);
+- :mod:`varshift.train.optim`: :class:`CoupledSGD` (PyTorch's SGD with coupled L2) and
+  :func:`compile_model`;
+- :mod:`varshift.train.config`: :class:`RunConfig`, everything that defines a run;
+- :mod:`varshift.train.folder`: :class:`RunFolder`, a run's record, progress and checkpoint;
+- :mod:`varshift.train.trainer`: :func:`run` as named steps (prepare the data, build or
+  resume, train the epochs with checkpoints, final evaluation) and :func:`cos2_table`;
+- :func:`derive_seed` (:mod:`varshift.seeds`): every seed a run derives from its own.
+
+Importing this package does not import TensorFlow; :func:`run`, :class:`CoupledSGD`,
+:func:`compile_model` and :func:`cos2_table` load it on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from varshift._io import atomic_write_json
+from varshift.seeds import derive_seed
+from varshift.train.config import RunConfig
+from varshift.train.recipes import Recipe, recipe_for, recipes
+
+__all__ = ["Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
+           "CoupledSGD", "cos2_table", "compile_model", "derive_seed", "atomic_write_json"]
+
+_LAZY = {"run": "varshift.train.trainer", "cos2_table": "varshift.train.trainer",
+         "CoupledSGD": "varshift.train.optim", "compile_model": "varshift.train.optim"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "RECIPES":  # derived views of the network registry
+        return recipes("paper")
+    if name == "CPU_RECIPES":
+        return recipes("cpu")
+    raise AttributeError(f"module 'varshift.train' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

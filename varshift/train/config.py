@@ -1,0 +1,128 @@
+"""The run configuration: everything that defines a run, and nothing that does not change it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from varshift._io import to_jsonable
+from varshift.train.recipes import Recipe, recipe_for
+
+__all__ = ["RunConfig"]
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (and nothing that does not change its result).
+
+    Args:
+        net: network name (a key of :data:`varshift.nets.NETWORKS`).
+        size: size keywords for :func:`varshift.nets.build`; ``{}`` is the paper's size and
+            the string ``"small"`` the network's small size (:data:`varshift.nets.SMALL_SIZES`).
+        placement, noise: noise layers (see :func:`varshift.nets.build`).
+        rate: drop ratio of the dropout kinds (``dropout``, ``gaussian_dropout``).
+        beta: Uout's :math:`\\beta` (``noise="uout"``); the parameter the noise kind does not
+            have stays 0 (:data:`varshift.noise.NOISES` names each kind's parameter).
+        data: data set name (:data:`varshift.data.DATASETS`); ``data_dir`` is searched first.
+        recipe: ``"paper"`` or ``"cpu"``; ``overrides`` changes recipe fields (``epochs``,
+            ``batch_size``, ``lr``, ``momentum``, ``lr_drops``, ``drop_factor``,
+            ``weight_decay``).
+        seed: integer seed of weights, noise, data order and augmentation.
+        augment: pad-and-crop + flip; ``None`` uses the data set's default
+            (:data:`varshift.data.DEFAULT_AUGMENT`: on for CIFAR only).
+        train_eval_samples: size of the fixed training subset (first images of a seeded
+            permutation, un-augmented) on which inference-mode training accuracy is measured
+            every epoch; ``None`` uses the whole training set.
+        stats_samples: training images (same seeded subset, augmented as in training) used for
+            the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
+        adjust: compute the Table 3 "Adjust BN" test errors (sequential and simultaneous).
+        save_model: save the final model as ``out_dir/model.keras``.
+        mixed_precision: train under the ``mixed_float16`` policy (GPU).
+        deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
+            ``None`` (default) does so on CPU-only machines and not where a GPU is visible
+            (deterministic GPU kernels can be slow or missing). The record's
+            ``deterministic`` says what was used.
+        eval_batch_size: batch size of the evaluation passes.
+        data_kwargs: extra keywords for :func:`varshift.data.load`.
+        subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed class-stratified
+            subset (:func:`varshift.data.take_subset`, the same images for every seed) of any
+            data set; ``None`` uses all. The record's ``data["subset"]`` says so.
+    """
+
+    net: str = "preresnet"
+    size: dict | str = field(default_factory=dict)
+    placement: str = "none"
+    noise: str = "dropout"
+    rate: float = 0.0
+    beta: float = 0.0
+    data: str = "cifar10"
+    data_dir: str | None = None
+    recipe: str = "paper"
+    overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    augment: bool | None = None
+    train_eval_samples: int | None = 10000
+    stats_samples: int | None = 10000
+    adjust: bool = True
+    save_model: bool = False
+    mixed_precision: bool = False
+    deterministic: bool | None = None
+    eval_batch_size: int = 500
+    data_kwargs: dict = field(default_factory=dict)
+    subset: dict | None = None
+
+    @classmethod
+    def from_any(cls, config) -> RunConfig:
+        """A ``RunConfig`` from itself or a dict; recipe fields may also sit at the top level."""
+        if isinstance(config, cls):
+            return dataclasses.replace(config)
+        if not isinstance(config, dict):
+            raise TypeError(
+                "Argument `config` must be a RunConfig or a dict; "
+                f"received an object of type {type(config).__name__}.")
+        config = dict(config)
+        names = {f.name for f in dataclasses.fields(cls)}
+        recipe_names = {f.name for f in dataclasses.fields(Recipe)}
+        overrides = dict(config.pop("overrides", None) or {})
+        overrides.update(config.pop("recipe_overrides", None) or {})
+        for key in list(config):
+            if key in recipe_names and key not in names:
+                overrides[key] = config.pop(key)
+        bad = sorted(set(config) - names)
+        if bad:
+            raise ValueError(
+                f"Unknown run config key(s) {bad}; expected some of {sorted(names | recipe_names)}.")
+        return cls(**config, overrides=overrides)
+
+    @property
+    def noise_value(self) -> float:
+        """The noise kind's parameter: ``beta`` for Uout, ``rate`` otherwise."""
+        from varshift.nets._blocks import resolve_noise
+
+        return resolve_noise(self.noise, self.rate, self.beta)[1]
+
+    def resolved(self):
+        """``(size dict, Recipe, augment)`` after applying defaults and overrides."""
+        from varshift import nets
+        from varshift.data import DEFAULT_AUGMENT
+        from varshift.data.subset import check_subset
+        from varshift.nets._blocks import resolve_noise
+
+        if self.net not in nets.NETWORKS:
+            raise ValueError(
+                f"Argument `net` must be one of {nets.NAMES}; received net={self.net!r}.")
+        resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
+        check_subset(self.subset)
+        size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
+        recipe = recipe_for(self.net, self.recipe, **self.overrides)
+        augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
+        return size, recipe, bool(augment)
+
+    def to_dict(self) -> dict:
+        size, recipe, augment = self.resolved()
+        d = dataclasses.asdict(self)
+        d["size"] = size
+        d["augment"] = augment
+        d["recipe_resolved"] = dataclasses.asdict(recipe)
+        d["recipe_resolved"]["lr_drops"] = list(recipe.lr_drops)
+        return to_jsonable(d)

@@ -1,0 +1,323 @@
+r"""One training run, in four named steps: prepare the data, build or resume the model, train
+the epochs (with a checkpoint after each), evaluate the final model.
+
+A run (:func:`run`) builds a network of :mod:`varshift.nets` with a noise placement, trains it
+with SGD as the recipes the paper points to (bearpaw/pytorch-classification), and returns one
+JSON-ready record:
+
+- ``history``: per epoch the training loss, the training accuracy **in training mode** (the
+  running accuracy of the training pass itself, noise on, BN on batch statistics), the
+  training-data accuracy **in inference mode** (a separate evaluation pass over a fixed,
+  un-augmented subset of ``train_eval_samples`` training images: the paper's Fig. 5), the test
+  accuracy, the learning rate and the seconds of the training pass;
+- ``final``: test error (%), the test error after "Adjust BN" (Table 3, both
+  :func:`varshift.recalibrate_bn` modes), the per-BN-layer shift (:func:`varshift.measure_shift`,
+  Fig. 4) and :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1);
+- ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
+
+**Reproducibility.** ``keras.utils.set_random_seed(seed)``, seeded noise layers, a data order
+and augmentation that are functions of ``(seed, epoch)`` alone (:func:`varshift.seeds.derive_seed`),
+and (``deterministic=True``) ``tf.config.experimental.enable_op_determinism()``: the same
+config gives the same record on the same machine. With ``out_dir`` a checkpoint (model +
+optimiser state) and the history are written atomically after every epoch
+(:class:`varshift.train.folder.RunFolder`), so an interrupted run resumes at its last finished
+epoch and continues exactly as if it had not been interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from varshift._io import to_jsonable
+from varshift._keras import keras as _load_keras
+from varshift.seeds import derive_seed
+from varshift.train.config import RunConfig
+from varshift.train.folder import RunFolder
+from varshift.train.optim import compile_model
+
+keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
+
+__all__ = ["run", "cos2_table"]
+
+
+@dataclass
+class _Data:
+    """The training and test arrays of a run, their info and the normalisation statistics."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    info: dict
+    mean: np.ndarray
+    std: np.ndarray
+    augment: bool
+
+
+@dataclass
+class _State:
+    """The model being trained and what it has done so far."""
+
+    model: object
+    history: list
+    prior_wall: float
+
+
+# --------------------------------------------------------------------------------- the run
+def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
+    """Train one network and return its result record (also ``out_dir/record.json``).
+
+    Args:
+        config: a :class:`RunConfig` or a dict of its fields (recipe fields such as
+            ``epochs`` may be given at the top level).
+        out_dir: folder for ``checkpoint_{epoch}.keras`` + ``progress.json`` (after every
+            epoch; only the latest checkpoint is kept, and removed once the record is written),
+            ``record.json`` (at the end) and, with ``save_model``, ``model.keras``.
+        progress: show a tqdm bar over epochs on stderr.
+        resume: continue from ``out_dir``'s checkpoint (or return its finished record) when it
+            holds the same config; ``False`` starts afresh and overwrites.
+
+    Returns:
+        The record: ``{config, data, history, final, versions, wall_time, seed}``; errors in %.
+
+    Example:
+
+    >>> rec = run({"net": "preresnet", "size": "small", "data": "digits", "recipe": "cpu",
+    ...            "epochs": 2, "placement": "a", "rate": 0.5})  # doctest: +SKIP
+    >>> rec["final"]["test_error"]  # doctest: +SKIP
+    """
+    cfg = RunConfig.from_any(config)
+    size, recipe, augment = cfg.resolved()
+    started = time.time()
+    folder = None if out_dir is None else RunFolder(out_dir, cfg.to_dict())
+    done = folder.start(resume) if folder is not None else None
+    if done is not None:
+        return done
+
+    data = prepare_data(cfg, augment)
+    deterministic = _seed_and_determinism(cfg)
+    state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None)
+    train_eval_ds, test_ds = _eval_datasets(cfg, data)
+    train_epochs(state, cfg, recipe, data, (train_eval_ds, test_ds), folder=folder,
+                 started=started, progress=progress)
+    final = final_evaluation(state, cfg, recipe, data, test_ds)
+    record = to_jsonable({
+        "config": cfg.to_dict(), "data": data.info, "history": state.history, "final": final,
+        "versions": _versions(), "wall_time": state.prior_wall + time.time() - started,
+        "seed": cfg.seed, "deterministic": bool(deterministic)})
+    if folder is not None:
+        folder.finish(record, state.model if cfg.save_model else None)
+    return record
+
+
+# ------------------------------------------------------------------------------ the steps
+def prepare_data(cfg, augment) -> _Data:
+    """Load the data set (its subset, if any) and its per-channel statistics."""
+    from varshift import data as vdata
+
+    (x_train, y_train), (x_test, y_test), info = vdata.load(
+        cfg.data, cfg.data_dir, seed=cfg.seed, subset=cfg.subset, **cfg.data_kwargs)
+    mean, std = vdata.channel_stats(x_train)
+    return _Data(x_train, y_train, x_test, y_test, info, mean, std, augment)
+
+
+def _seed_and_determinism(cfg):
+    from varshift._keras import tf as _tf
+
+    tf = _tf()
+    keras.utils.set_random_seed(cfg.seed)
+    deterministic = cfg.deterministic
+    if deterministic is None:
+        deterministic = not tf.config.list_physical_devices("GPU")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return deterministic
+
+
+def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
+    """The model from ``folder``'s last checkpoint, or a freshly built and compiled one."""
+    from varshift import nets
+
+    saved = folder.progress() if folder is not None else None
+    if saved is not None:
+        import varshift.layers  # noqa: F401  (registers Uout for loading)
+
+        checkpoint, history, prior_wall = saved
+        with _policy(cfg.mixed_precision):
+            model = keras.saving.load_model(checkpoint, compile=True)
+        return _State(model, history, prior_wall)
+    with _policy(cfg.mixed_precision):
+        model = nets.build(cfg.net, info["num_classes"], cfg.placement, cfg.noise, cfg.rate,
+                           beta=cfg.beta, input_shape=tuple(info["shape"]), seed=cfg.seed,
+                           **size)
+        compile_model(model, recipe)
+    return _State(model, [], 0.0)
+
+
+def _eval_datasets(cfg, data):
+    """The fixed inference-mode training subset and the test set, un-augmented."""
+    from varshift import data as vdata
+
+    idx = vdata.subset_indices(data.y_train, cfg.train_eval_samples, cfg.seed, stratified=False)
+    common = {"batch_size": cfg.eval_batch_size, "training": False, "mean": data.mean,
+              "std": data.std}
+    return (vdata.make_dataset(data.x_train[idx], data.y_train[idx], **common),
+            vdata.make_dataset(data.x_test, data.y_test, **common))
+
+
+def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress):
+    """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after each epoch."""
+    from varshift import data as vdata
+
+    bar = _progress_bar(cfg, recipe, len(state.history)) if progress else None
+    try:
+        for epoch in range(len(state.history), recipe.epochs):
+            train_ds = vdata.make_dataset(
+                data.x_train, data.y_train, batch_size=recipe.batch_size, training=True,
+                augment=data.augment, mean=data.mean, std=data.std,
+                seed=derive_seed(cfg.seed, "epoch_data", epoch))
+            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets)
+            state.history.append(row)
+            if folder is not None:
+                folder.save_epoch(state.model, state.history,
+                                  state.prior_wall + time.time() - started)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}",
+                                inf=f"{row['train_acc_inference_mode']:.3f}",
+                                test=f"{row['test_acc']:.3f}")
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
+    """One pass over the training data, then the two evaluations: the epoch's history row."""
+    train_eval_ds, test_ds = eval_sets
+    lr = recipe.lr_at(epoch)
+    model.optimizer.learning_rate = lr
+    _reseed_noise(model, cfg.seed, epoch)
+    t0 = time.time()
+    logs = model.fit(train_ds, epochs=1, shuffle=False, verbose=0).history
+    seconds = time.time() - t0
+    _, train_inf = model.evaluate(train_eval_ds, verbose=0)
+    _, test_acc = model.evaluate(test_ds, verbose=0)
+    row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
+           "train_acc_train_mode": float(logs["accuracy"][-1]),
+           "train_acc_inference_mode": float(train_inf), "test_acc": float(test_acc),
+           "lr": lr, "seconds": seconds}
+    if not math.isfinite(row["loss"]):
+        raise FloatingPointError(
+            f"training loss became {row['loss']} in epoch {epoch + 1}; lower `lr`.")
+    return row
+
+
+def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
+    """Test errors (plain and after Adjust BN), the per-BN-layer shift and cos^2 per layer."""
+    from varshift import data as vdata
+
+    try:
+        from varshift.diagnostics import measure_shift, recalibrate_bn
+    except ImportError as err:  # pragma: no cover - diagnostics ship with varshift
+        raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
+
+    model, history = state.model, state.history
+    idx = vdata.subset_indices(data.y_train, cfg.stats_samples, cfg.seed, stratified=False)
+    # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
+    # identical on every iteration, so sequential recalibration sees the same images per layer
+    stats_ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx],
+                                  batch_size=cfg.eval_batch_size, training=True,
+                                  augment=data.augment, mean=data.mean, std=data.std,
+                                  seed=derive_seed(cfg.seed, "stats_data"))
+    test_acc = history[-1]["test_acc"] if history else float(model.evaluate(test_ds, verbose=0)[1])
+    final = {
+        "test_error": 100.0 * (1.0 - test_acc),
+        "best_test_error": 100.0 * (1.0 - max((h["test_acc"] for h in history),
+                                              default=test_acc)),
+        "test_error_adjust_sequential": None,
+        "test_error_adjust_simultaneous": None,
+        "stats_samples": len(idx),
+    }
+    shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
+    final["shift"] = shift.to_dict("records")
+    if cfg.adjust:
+        for mode in ("sequential", "simultaneous"):
+            fixed = recalibrate_bn(model, stats_ds, mode=mode, batch_size=cfg.eval_batch_size)
+            compile_model(fixed, recipe)
+            acc = fixed.evaluate(test_ds, verbose=0)[1]
+            final[f"test_error_adjust_{mode}"] = 100.0 * (1.0 - float(acc))
+    final["cos2"] = cos2_table(model)
+    return final
+
+
+# ---------------------------------------------------------------------------------- helpers
+def cos2_table(model):
+    r"""Mean :math:`\cos^2\theta` (Eq. 13) and :math:`d\cos^2\theta` of every Conv/Dense layer.
+
+    Returns:
+        A list of dicts ``{layer, d, mean_cos2, mean_d_cos2}`` in layer order, with ``d`` the
+        fan-in (:func:`varshift.theory.fan_in`) and the means taken over output units.
+    """
+    from varshift import theory
+    from varshift._keras import to_numpy
+
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            w = to_numpy(layer.kernel)
+            c = theory.cos2_theta(w)
+            d = theory.fan_in(w)
+            rows.append({"layer": layer.name, "d": d, "mean_cos2": float(np.nanmean(c)),
+                         "mean_d_cos2": float(d * np.nanmean(c))})
+    return rows
+
+
+def _reseed_noise(model, seed, epoch):
+    """Set every noise layer's random state to a function of ``(seed, epoch, layer)``.
+
+    Keras keeps a layer's random state (``SeedGenerator``, ``[seed, counter]``) outside the
+    saved weights; re-deriving it at the start of every epoch makes an epoch's noise
+    independent of whether the run was resumed.
+    """
+    for i, layer in enumerate(model.layers):
+        gen = getattr(layer, "seed_generator", None)
+        state = getattr(gen, "state", None)
+        if state is not None:
+            value = np.array([derive_seed(seed, "noise_layer", i), epoch << 32], dtype=np.int64)
+            state.assign(keras.ops.cast(value, state.dtype))
+
+
+def _progress_bar(cfg, recipe, initial):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=recipe.epochs, initial=initial, file=sys.stderr, leave=False,
+                desc=f"{cfg.net} {cfg.placement} {cfg.noise} {cfg.noise_value:g}", unit="epoch")
+
+
+def _versions():
+    from varshift import __version__
+    from varshift._keras import keras, tf
+
+    t = tf()
+    gpus = [d.name for d in t.config.list_physical_devices("GPU")]
+    return {"varshift": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "tensorflow": t.__version__, "keras": keras().__version__,
+            "platform": platform.platform(), "gpus": gpus}
+
+
+@contextlib.contextmanager
+def _policy(mixed):
+    old = keras.mixed_precision.global_policy().name
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
