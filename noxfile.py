@@ -16,7 +16,9 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
-# Keep Keras' and matplotlib's caches out of the user's home during tests and builds.
+# Silence TensorFlow's C++ start-up lines and DeprecationWarnings in every session; the
+# sessions add KERAS_HOME / MPLCONFIGDIR in their temporary folder themselves, so Keras' and
+# matplotlib's caches stay out of the user's home.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
 
 
