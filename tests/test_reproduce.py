@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reproduce import profiles, registry, runs
+from reproduce import profiles, registry
 from reproduce._io import atomic_path, atomic_write_json
 from reproduce.registry import TARGETS, VERDICTS, get_target, plan
 from reproduce.runs import RunStore, execute_plan, run_key, run_spec
