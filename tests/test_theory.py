@@ -64,6 +64,25 @@ def test_constant_unit_has_no_shift():
     assert theory.uout_shift_ratio(0.0, 0.0, 0.5) == 1.0
 
 
+def test_variance_ratio_is_the_division_every_shift_ends_with():
+    assert theory.variance_ratio(4.0, 11.25) == pytest.approx(4.0 / 11.25)
+    assert theory.variance_ratio(0.0, 0.0) == 1.0  # a constant unit
+    out = theory.variance_ratio(np.array([1.0, 0.0, 2.0]), np.array([2.0, 0.0, 8.0]))
+    assert out.tolist() == [0.5, 1.0, 0.25]
+    assert theory.shift_ratio(5.0, 4.0, 0.2) == theory.variance_ratio(
+        4.0, theory.dropout_train_variance(5.0, 4.0, 0.2))
+
+
+def test_uout_and_gaussian_training_variances_use_the_noise_registry():
+    from varshift.noise import NOISES
+
+    assert theory.uout_train_variance(2.0, 3.0, 0.6) == pytest.approx(
+        theory.noise_train_variance(2.0, 3.0, 0.6**2 / 3.0))
+    assert float(NOISES["gaussian_dropout"].noise_var(0.2)) == pytest.approx(0.25)
+    assert theory.gaussian_dropout_train_variance(1.0, 1.0, 0.2) == pytest.approx(
+        theory.dropout_train_variance(1.0, 1.0, 0.2))
+
+
 # --- Monte Carlo, written independently of the formulas ----------------------------------------
 
 @pytest.mark.parametrize(("c", "v", "rate"), [(5.0, 4.0, 0.2), (1.0, 1.0, 0.5), (-2.0, 0.5, 0.7)])

@@ -7,6 +7,8 @@
   labels.
 - :func:`load` returns the same plus an ``info`` dict naming the source, which every result
   record of :mod:`varshift.train` carries.
+- :func:`take_subset` / :func:`subset_indices` (``load(..., subset=...)``) keep a fixed,
+  seeded, class-stratified part of any data set: the one subset mechanism of the package.
 - :func:`make_dataset` is the ``tf.data`` pipeline: per-channel normalisation, 4-pixel zero
   pad + random crop + horizontal flip, deterministic under a seed, prefetching.
 
