@@ -122,6 +122,10 @@ class NoiseKind:
     aliases: tuple = ()
     label: str = ""
 
+    def __repr__(self):
+        return (f"NoiseKind({self.name!r}, param={self.param!r}, "
+                f"multiplicative={self.multiplicative}, buildable={self.factory is not None})")
+
     @property
     def multiplicative(self) -> bool:
         """Whether the noise is :math:`x\\,m` with :math:`E[m] = 1` (it has an :math:`s^2`)."""

@@ -41,8 +41,8 @@ __all__ = ["derive_seed", "rng", "PURPOSES"]
 
 _INT31 = 2**31 - 1
 
-#: purpose -> derivation ``f(seed, index)``: an int, or a list of ints (numpy seed entropy)
-PURPOSES = {
+# purpose -> derivation f(seed, index): an int, or a list of ints (numpy seed entropy)
+_DERIVATIONS = {
     "epoch_data": lambda seed, index: seed * 100003 + index,
     "stats_data": lambda seed, index: seed * 100003 + 99991,
     "noise_layer": lambda seed, index: (seed * 1000003 + index) % _INT31,
@@ -52,6 +52,8 @@ PURPOSES = {
     "stratified_subset": lambda seed, index: [seed, 0x5B5E7],
     "synthetic": lambda seed, index: [seed, 0xDA7A],
 }
+#: the purposes :func:`derive_seed` knows (their derivations: the module's table)
+PURPOSES = tuple(_DERIVATIONS)
 
 
 def derive_seed(seed, purpose, index=0):
@@ -68,7 +70,7 @@ def derive_seed(seed, purpose, index=0):
     if purpose not in PURPOSES:
         raise ValueError(f"Argument `purpose` must be one of {', '.join(map(repr, PURPOSES))}; "
                          f"received purpose={purpose!r}.")
-    return PURPOSES[purpose](int(seed), int(index))
+    return _DERIVATIONS[purpose](int(seed), int(index))
 
 
 def rng(seed, purpose, index=0) -> np.random.Generator:
