@@ -468,10 +468,14 @@ def _traced_step(model, layers, bn, noise, noise_list):
     def step(x):
         with _intercept(everything, measured, bn, noise, noise_list) as records:
             model(x, training=False)
-        order[:] = [(layer, shape) for layer, shape, _ in records]
-        stats = [(n, tf.reshape(c + d, [-1]), tf.reshape(m2, [-1]))
-                 for _, _, (n, c, d, m2) in records]
-        return _finite_check(tf, x), stats
+        count, first = _finite_check(tf, x)
+        parts = [tf.cast(tf.stack([count, first]), "float64")]
+        order.clear()
+        for layer, shape, (n, c, d, m2) in records:
+            mean = tf.reshape(c + d, [-1])
+            order.append((layer, shape, int(mean.shape[0])))
+            parts += [tf.reshape(n, [1]), mean, tf.reshape(m2, [-1])]
+        return tf.concat(parts, axis=0)  # one transfer per batch
 
     return step, order
 
@@ -535,20 +539,23 @@ def _accumulate(fn, order, batches, total, progress, on_batch, desc):
     acc = {}
     with _progress_bar(progress, total, desc) as bar:
         for done, (offset, xb) in enumerate(batches, 1):
-            (count, first), out = fn(xb)
-            if int(count) > 0:
+            out = fn(xb).numpy()
+            if out[0] > 0:
                 raise ValueError(
-                    f"Argument `data` must be finite; it holds {int(count)} NaN or infinite "
+                    f"Argument `data` must be finite; it holds {int(out[0])} NaN or infinite "
                     f"value(s) in the batch starting at sample {offset}, the first in sample "
-                    f"{offset + int(first)}.")
-            for (layer, shape), (count_t, mean, m2) in zip(order, out, strict=True):
-                n = float(count_t.numpy())
+                    f"{offset + int(out[1])}.")
+            at = 2
+            for layer, shape, channels in order:
+                n, mean, m2 = out[at], out[at + 1:at + 1 + channels], \
+                    out[at + 1 + channels:at + 1 + 2 * channels]
+                at += 1 + 2 * channels
                 if n == 0:
                     continue
                 if id(layer) not in acc:
                     acc[id(layer)] = LayerMoments(layer)
                     acc[id(layer)].input_shape = shape
-                acc[id(layer)].add(n, mean.numpy().astype("float64"), m2.numpy())
+                acc[id(layer)].add(float(n), mean, m2)
             bar.update(1)
             if on_batch is not None:
                 on_batch(done, total)
@@ -557,7 +564,7 @@ def _accumulate(fn, order, batches, total, progress, on_batch, desc):
 
 def _finish(acc, order, layers):
     result, seen = [], set()
-    for layer, _ in order:
+    for layer, *_ in order:
         if id(layer) in seen or id(layer) not in acc:
             continue
         seen.add(id(layer))
