@@ -59,9 +59,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import varshift
-    from varshift.bnstats import bn_layers
     from varshift._keras import keras as load_keras
     from varshift._keras import tf as load_tf
+    from varshift.bnstats import bn_layers
 
     keras, tf = load_keras(), load_tf()
     keras.utils.set_random_seed(0)

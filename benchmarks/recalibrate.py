@@ -75,7 +75,10 @@ def main(argv=None):
     keras = load_keras()
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
-    prep = (lambda a: (a.astype("float32")[..., None] / 255.0 - 0.286) / 0.353)
+    def prep(a):
+        a = a.astype("float32") / (255.0 if a.max() > 1.5 else 1.0)
+        return ((a if a.ndim == 4 else a[..., None]) - 0.286) / 0.353
+
     x_train, x_test = prep(x_train), prep(x_test)
     x = x_train[:args.images]
     model = residual_net(keras, args.blocks, args.rate, seed=args.seed)

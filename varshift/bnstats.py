@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from varshift._graph import all_layers, signature_of
+from varshift._graph import CallPatches, all_layers, signature_of
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
 from varshift._keras import to_numpy
@@ -358,7 +358,7 @@ class _intercept:  # noqa: N801  (a context manager that reads like a function)
         self.bn, self.measured, self.bn_mode, self.noise = bn, measured, bn_mode, noise
         self.noise_list = noise_list
         self.records = []
-        self._saved = []
+        self._patches = CallPatches()
 
     def _bn_call(self, layer, original):
         tf, records, measure = _load_tf(), self.records, id(layer) in self.measured
@@ -378,22 +378,13 @@ class _intercept:  # noqa: N801  (a context manager that reads like a function)
 
     def __enter__(self):
         for layer in self.bn:
-            self._set(layer, self._bn_call(layer, layer.call))
+            self._patches.set(layer, self._bn_call(layer, layer.call))
         for layer in self.noise_list:
-            self._set(layer, _forced(layer.call, self.noise))
+            self._patches.set(layer, _forced(layer.call, self.noise))
         return self.records
 
-    def _set(self, layer, fn):
-        self._saved.append((layer, "call" in layer.__dict__, layer.__dict__.get("call")))
-        object.__setattr__(layer, "call", fn)  # bypass Keras' attribute tracking
-
     def __exit__(self, *exc):
-        for layer, had, value in reversed(self._saved):
-            if had:
-                object.__setattr__(layer, "call", value)
-            else:
-                object.__delattr__(layer, "call")
-        self._saved = []
+        self._patches.restore()
         return False
 
 
@@ -409,18 +400,13 @@ def _forced(original, on: bool):
 def force_noise(model, on: bool):
     """Context manager: every noise layer of ``model`` runs as if ``training=on`` on each call,
     whatever the model is called with (eager calls, ``predict``, new traces)."""
-    saved = []
+    patches = CallPatches()
     for layer in noise_layers(model):
-        saved.append((layer, "call" in layer.__dict__, layer.__dict__.get("call")))
-        object.__setattr__(layer, "call", _forced(layer.call, on))
+        patches.set(layer, _forced(layer.call, on))
     try:
         yield
     finally:
-        for layer, had, value in reversed(saved):
-            if had:
-                object.__setattr__(layer, "call", value)
-            else:
-                object.__delattr__(layer, "call")
+        patches.restore()
 
 
 def _finite_check(tf, x):
