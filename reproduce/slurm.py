@@ -123,10 +123,9 @@ class _Queue:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, self.entries)
 
-    def log_path(self, key):
-        from submitit.core.utils import JobPaths
-
-        return JobPaths(self.logs, self.entries[key]["task"], task_id=0).stderr
+    def log_path(self, key, kind="log.err"):
+        """submitit's file of the task of ``key``: ``<logs>/<task>_0_<kind>``."""
+        return self.logs / f"{self.entries[key]['task']}_0_{kind}"
 
 
 def active_tasks():
@@ -199,10 +198,8 @@ def submit(specs, out_dir, options, *, data_dir=None, job_name="varshift"):
 def _failure(queue, key):
     """One line on why the task of ``key`` ended without a record, with its log's path."""
     entry = queue.entries[key]
-    from submitit.core.utils import JobPaths
-
     reason = "ended without a record (cancelled or killed)"
-    result = JobPaths(queue.logs, entry["task"], task_id=0).result_pickle
+    result = queue.log_path(key, "result.pkl")
     if result.is_file():
         import pickle
 
