@@ -201,3 +201,43 @@ def test_plan_prints_runs_epochs_and_marked_gpu_hour_estimate(capsys):
     total = next(line for line in out.splitlines() if line.startswith("total")).split()
     assert total[1:4] == [str(len(specs)), str(epochs), f"{hours:.0f}"]
     assert "ESTIMATE" in out and "V100" in out
+
+
+def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch):
+    import socket
+
+    from reproduce.manifest import write_manifest
+    from varshift import train
+    from varshift._keras import tf
+
+    def fake_run(config, out_dir=None, progress=False, resume=True):
+        return {"config": config, "final": {"test_error": 1.0}, "history": []}
+
+    monkeypatch.setattr(train, "run", fake_run)
+    spec = _spec()
+    runs.execute_plan([spec], tmp_path)
+    manifest = write_manifest(tmp_path, get_profile("smoke"), targets=[], specs=[spec],
+                              store=RunStore(tmp_path), started=0.0, wall_time_s=1.0,
+                              executor="local")
+    where = manifest["runs"][spec.key]["where"]
+    gpus = tf().config.list_physical_devices("GPU")
+    assert where["host"] == socket.gethostname()
+    assert (where["device"] == "CPU") == (not gpus)
+    assert manifest["executor"] == "local"
+    build = manifest["platform"]["tensorflow_build"]
+    assert build["is_cuda_build"] == tf().sysconfig.get_build_info()["is_cuda_build"]
+    assert isinstance(manifest["platform"]["gpus"], list)
+
+
+def test_ctrl_c_leaves_the_jobs_and_says_how_to_attach_or_cancel(tmp_path, monkeypatch, capsys):
+    fake = FakeSlurm(monkeypatch)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slurm, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        slurm.execute_slurm([_spec(0), _spec(1)], tmp_path, slurm.SlurmOptions())
+    out = capsys.readouterr().out
+    assert fake.active == {"100_0": "PENDING", "100_1": "PENDING"}  # nothing cancelled
+    assert "--attach" in out and "scancel 100" in out
