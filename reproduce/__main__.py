@@ -91,6 +91,9 @@ def _check_executor(args):
         return
     from reproduce import slurm
 
+    if args.force:
+        raise _Exit("--force is not supported with --executor slurm; delete <out>/runs/<key> "
+                    "of the runs to retrain")
     if args.gpus_per_run < 0:
         raise _Exit(f"--gpus-per-run must be 0 or more; received {args.gpus_per_run}")
     if args.max_parallel < 1:
@@ -197,7 +200,7 @@ def _execute(specs, out, args, on_done, on_poll):
                                 attach=args.attach, on_done=on_done, failures=failures,
                                 on_poll=on_poll, job_name=f"varshift-{args.profile}")
         except slurm.SlurmUnavailable as err:
-            raise _Exit(str(err)) from None
+            raise _Exit(str(err), FAILED) from None
     else:
         execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
                      on_done=on_done, failures=failures, gpus=args.gpu_ids)

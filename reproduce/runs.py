@@ -367,6 +367,12 @@ def gpu_slots(jobs, gpus):
 
 def _local_pool(jobs, gpus):
     """``jobs`` spawned worker processes; with ``gpus``, each takes one slot of :func:`gpu_slots`."""
+    # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
+    # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    old = os.environ.get("PYTHONWARNINGS")
+    if quiet not in (old or ""):
+        os.environ["PYTHONWARNINGS"] = f"{old},{quiet}" if old else quiet
     ctx = get_context("spawn")
     slots = gpu_slots(jobs, gpus)
     queue = None
@@ -427,11 +433,6 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
             succeeded(spec, key, wall)
         return walls
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
-    # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
-    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
-    old = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = f"{old},{quiet}" if old else quiet
     pool = _local_pool(jobs, detect_gpus() if gpus is None else gpus)
     try:
         pending = {pool.submit(_train_one, s.config, s.key, root, data_dir, force, threads): s

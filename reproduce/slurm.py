@@ -130,8 +130,14 @@ class _Queue:
 
 def active_tasks():
     """``{"<array>_<i>": state}`` of this user's tasks in ``squeue`` (one call, arrays expanded)."""
-    out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    except subprocess.CalledProcessError as err:
+        last = (err.stderr or "").strip().splitlines()[-1:] or [f"exit status {err.returncode}"]
+        raise SlurmUnavailable(f"squeue failed: {last[0]}") from None
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise SlurmUnavailable(f"squeue failed: {err}") from None
     return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
 
 
@@ -226,7 +232,13 @@ def wait(specs, out_dir, *, on_done=None, failures=None, on_poll=None, poll_s=No
     left = {s.key: s for s in specs if s.key in queue.entries}
     counts = {"done": 0, "failed": 0}
     while left:
-        active = active_tasks()
+        try:
+            active = active_tasks()
+        except SlurmUnavailable as err:  # a busy controller: look again later
+            if on_poll:
+                on_poll(f"{err}; retrying")
+            time.sleep(poll_s)
+            continue
         for key, spec in list(left.items()):
             task = queue.entries[key]["task"]
             if store.done(key):

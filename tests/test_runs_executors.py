@@ -178,6 +178,7 @@ def test_parse_time(text, minutes):
     (["run", "--executor", "slurm", "--slurm-arg", "account"], "--slurm-arg must be KEY=VALUE"),
     (["run", "--executor", "slurm", "--max-parallel", "0"], "--max-parallel must be"),
     (["run", "--executor", "slurm", "--slurm-arg", "cpus-per-task=x"], "cpus-per-task"),
+    (["run", "--executor", "slurm", "--force"], "--force is not supported"),
 ])
 def test_bad_executor_options_are_one_line_and_exit_2(args, message, capsys, tmp_path):
     assert main([*args, "--profile", "smoke", "--out", str(tmp_path)]) == 2
