@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,19 +241,19 @@ def wait(specs, out_dir, *, on_done=None, failures=None, on_poll=None, poll_s=No
             time.sleep(poll_s)
             continue
         for key, spec in list(left.items()):
-            task = queue.entries[key]["task"]
             if store.done(key):
-                rec = store.load(key)
                 counts["done"] += 1
-                on_done and on_done(spec, rec.get("wall_time_s") or 0.0, False)
-            elif task not in active:
+                wall = store.load(key).get("wall_time_s") or 0.0
+            elif queue.entries[key]["task"] not in active:
                 counts["failed"] += 1
+                wall = 0.0
                 if failures is not None:
                     failures[spec.label] = _failure(queue, key)
-                on_done and on_done(spec, 0.0, False)
             else:
                 continue
             del left[key]
+            if on_done:
+                on_done(spec, wall, False)
         running = sum(active.get(queue.entries[k]["task"]) in RUNNING_STATES for k in left)
         if on_poll:
             on_poll(f"done {counts['done']}, failed {counts['failed']}, running {running}, "
@@ -275,14 +276,16 @@ def execute_slurm(specs, out_dir, options, *, data_dir=None, force=False, attach
     store, queue = RunStore(out_dir), _Queue(out_dir)
     cached, queued, todo = partition_specs(specs, store, queue.entries, active_tasks())
     for spec in cached:
-        on_done and on_done(spec, None, True)
+        if on_done:
+            on_done(spec, None, True)
     if todo and not attach:
         submit(todo, out_dir, options, data_dir=data_dir, job_name=job_name)
         queued = queued + todo
     elif todo and failures is not None:
         for spec in todo:
             failures[spec.label] = "not queued (--attach submits nothing)"
-            on_done and on_done(spec, 0.0, False)
+            if on_done:
+                on_done(spec, 0.0, False)
     try:
         return wait(queued, out_dir, on_done=on_done, failures=failures, on_poll=on_poll)
     except KeyboardInterrupt:
@@ -290,5 +293,5 @@ def execute_slurm(specs, out_dir, options, *, data_dir=None, force=False, attach
         arrays = sorted({tasks[s.key]["task"].split("_")[0] for s in queued})
         print(f"reproduce: stopped waiting; the SLURM jobs keep running ({', '.join(arrays)}). "
               "Follow them again with the same command and --attach, or cancel them with "
-              f"`scancel {' '.join(arrays)}`", flush=True)
+              f"`scancel {' '.join(arrays)}`", file=sys.stderr, flush=True)
         raise

@@ -239,6 +239,6 @@ def test_ctrl_c_leaves_the_jobs_and_says_how_to_attach_or_cancel(tmp_path, monke
     monkeypatch.setattr(slurm, "wait", interrupted)
     with pytest.raises(KeyboardInterrupt):
         slurm.execute_slurm([_spec(0), _spec(1)], tmp_path, slurm.SlurmOptions())
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert fake.active == {"100_0": "PENDING", "100_1": "PENDING"}  # nothing cancelled
     assert "--attach" in out and "scancel 100" in out
