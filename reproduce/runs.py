@@ -388,13 +388,13 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
                  failures=None, gpus=None):
     """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
 
-    ``jobs > 1`` trains in that many worker processes (each with ``cpu_count // jobs``
-    TensorFlow threads). With GPUs (``gpus``: ids, default :func:`detect_gpus`) each worker
-    owns one (:func:`gpu_slots`): ``CUDA_VISIBLE_DEVICES`` is set in the worker before it
-    imports TensorFlow, with memory growth on; each record names its host and device. A
-    finished run's record is written before the next starts, so an interrupt loses only the
-    runs in flight. A run that fails is recorded in ``failures`` (``{label: message}``, if
-    given; re-raised otherwise) and the others go on. Returns
+    ``jobs > 1`` (or ``gpus`` given) trains in that many worker processes (each with
+    ``cpu_count // jobs`` TensorFlow threads). With GPUs (``gpus``: ids, default
+    :func:`detect_gpus`) each worker owns one (:func:`gpu_slots`): ``CUDA_VISIBLE_DEVICES`` is
+    set in the worker before it imports TensorFlow, with memory growth on; each record names
+    its host and device. A finished run's record is written before the next starts, so an
+    interrupt loses only the runs in flight. A run that fails is recorded in ``failures``
+    (``{label: message}``, if given; re-raised otherwise) and the others go on. Returns
     ``{key: wall_s}`` of the runs trained now.
     """
 
@@ -423,7 +423,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
     if not todo:
         return walls
     root = str(store.root)
-    if jobs <= 1:
+    if jobs <= 1 and not gpus:  # in this process (an explicit GPU gets its own worker)
         for spec in todo:
             try:
                 key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)

@@ -242,3 +242,19 @@ def test_ctrl_c_leaves_the_jobs_and_says_how_to_attach_or_cancel(tmp_path, monke
     out = capsys.readouterr().err
     assert fake.active == {"100_0": "PENDING", "100_1": "PENDING"}  # nothing cancelled
     assert "--attach" in out and "scancel 100" in out
+
+
+def test_one_explicit_gpu_still_gets_its_own_worker(tmp_path, monkeypatch):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def pool(jobs, gpus):
+        seen.append((jobs, gpus))
+        raise Stop
+
+    monkeypatch.setattr(runs, "_local_pool", pool)
+    with pytest.raises(Stop):
+        runs.execute_plan([_spec()], tmp_path, jobs=1, gpus=["5"])
+    assert seen == [(1, ["5"])]  # CUDA_VISIBLE_DEVICES=5 in a worker, not this process
