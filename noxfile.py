@@ -1,4 +1,5 @@
-"""Developer and user sessions: ``nox -s tests``, ``lint``, ``docs``, ``docs-check``, ``reproduce``.
+"""Developer and user sessions: ``nox -s tests``, ``lint``, ``docs``, ``docs-check``, ``reproduce``,
+``cluster-check``.
 
 Every session installs what it needs into its own virtual environment, so on a fresh machine
 with Python and pip, ``python3 -m pip install nox`` is the only manual step.
@@ -37,7 +38,7 @@ def lint(session: nox.Session) -> None:
     """Static checks with ruff."""
     session.install("ruff>=0.4")
     session.run("ruff", "check", "varshift", "reproduce", "tests", "benchmarks", "noxfile.py",
-                *session.posargs)
+                ".ci/cluster_check.py", *session.posargs)
 
 
 @nox.session
@@ -102,6 +103,37 @@ def reproduce(session: nox.Session) -> None:
     env = {**QUIET_ENV, "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
     session.run("python", "-m", "reproduce", "run", *session.posargs, env=env)
     session.run("python", "-m", "reproduce", "report", *session.posargs, env=env)
+
+
+@nox.session(name="cluster-check")
+def cluster_check(session: nox.Session) -> None:
+    """The reproduction on a real one-node SLURM cluster started on this machine.
+
+    Installs Debian's ``slurm-wlm`` and ``munge`` when missing (needs root and apt-get), starts
+    ``munged``, ``slurmctld`` and ``slurmd`` in a temporary folder, runs part of the smoke
+    profile through ``--executor slurm`` and checks its records against a local run, preempts
+    one array task and checks that it resumed from its checkpoint, then stops the daemons
+    (``.ci/cluster_check.py``). Skips, with one line saying why, where SLURM cannot be run.
+    """
+    import shutil
+
+    daemons = ("munged", "slurmctld", "slurmd", "sbatch")
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not root:
+        session.skip("cluster-check: needs root to start munged, slurmctld and slurmd here")
+    if not all(shutil.which(d) for d in daemons):
+        if not shutil.which("apt-get"):
+            session.skip("cluster-check: SLURM is not installed and there is no apt-get to "
+                         "install slurm-wlm and munge")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "slurm-wlm", "munge", external=True,
+                    env=env)
+    session.install("-e", ".[cluster]")
+    tmp = tempfile.mkdtemp(prefix="varshift-cluster-")
+    env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
+           "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
+    session.run("python", ".ci/cluster_check.py", env=env)
 
 
 def _profile(args) -> str:

@@ -1,8 +1,10 @@
-"""``python -m reproduce list | run [TARGET ...] | report``: every artefact of the paper.
+"""``python -m reproduce list | plan | run [TARGET ...] | report``: every artefact of the paper.
 
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
-``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--seeds K``, ``--data-dir DIR``,
-``--force``. Errors in the arguments print one line and exit with status 2; a failed target
+``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
+``--data-dir DIR``, ``--force``; on a SLURM cluster ``--executor slurm`` with ``--partition``,
+``--gpus-per-run``, ``--time-per-run``, ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``.
+Errors in the arguments print one line and exit with status 2; a failed target
 exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
 """
 
@@ -38,8 +40,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(prog="python -m reproduce",
                 description="Regenerate every figure and table of Li et al. (CVPR 2019).")
-    p.add_argument("command", choices=("list", "run", "report"),
-                   help="list the targets, run (train + build) them, or write the report")
+    p.add_argument("command", choices=("list", "plan", "run", "report"),
+                   help="list the targets, print the plan's cost, run (train + build) them, or "
+                        "write the report")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"targets (default: all): {', '.join(TARGETS)}")
     p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
@@ -52,7 +55,60 @@ def _parser():
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: build the targets from the runs cached so far "
                         "(verdicts say how many runs they rest on)")
+    _executor_arguments(p)
     return p
+
+
+def _executor_arguments(p):
+    g = p.add_argument_group("where the runs train")
+    g.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local worker processes (default) or one SLURM job array (submitit)")
+    g.add_argument("--gpus", default=None,
+                   help="local: GPU ids, one worker each, e.g. 0,1,2,3 (default: every GPU "
+                        "visible, shared round-robin by --jobs workers)")
+    g.add_argument("--partition", default=None, help="slurm: partition (default: the cluster's)")
+    g.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs per task (default 1)")
+    g.add_argument("--time-per-run", default="24:00:00",
+                   help="slurm: time limit of one task, [D-]HH:MM:SS (a longer run requeues "
+                        "and resumes); default 24:00:00")
+    g.add_argument("--max-parallel", type=int, default=64,
+                   help="slurm: array tasks running at once (default 64)")
+    g.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: any further sbatch option, e.g. account=abc, cpus-per-task=8")
+    g.add_argument("--attach", action="store_true",
+                   help="slurm: submit nothing, follow the runs queued by an earlier `run`")
+
+
+def _check_executor(args):
+    """Parse ``--gpus`` and the SLURM options into ``args.gpu_ids`` / ``args.slurm``."""
+    args.gpu_ids, args.slurm = None, None
+    if args.gpus is not None:
+        ids = [g.strip() for g in args.gpus.split(",") if g.strip()]
+        if not ids or not all(g.isdigit() for g in ids):
+            raise _Exit(f"--gpus must be GPU ids such as 0,1,2,3; received {args.gpus!r}")
+        args.gpu_ids = ids
+    if args.executor != "slurm":
+        return
+    from reproduce import slurm
+
+    if args.force:
+        raise _Exit("--force is not supported with --executor slurm; delete <out>/runs/<key> "
+                    "of the runs to retrain")
+    if args.gpus_per_run < 0:
+        raise _Exit(f"--gpus-per-run must be 0 or more; received {args.gpus_per_run}")
+    if args.max_parallel < 1:
+        raise _Exit(f"--max-parallel must be a positive integer; received {args.max_parallel}")
+    try:
+        minutes = slurm.parse_time(args.time_per_run)
+        extra = slurm.parse_slurm_args(args.slurm_arg)
+    except ValueError as err:
+        raise _Exit(str(err)) from None
+    cpus = extra.pop("cpus_per_task", None)
+    if cpus is not None and not (cpus.isdigit() and int(cpus) > 0):
+        raise _Exit(f"--slurm-arg cpus-per-task must be a positive integer; received {cpus!r}")
+    args.slurm = slurm.SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run,
+                                    time_per_run=minutes, max_parallel=args.max_parallel,
+                                    extra=extra, cpus_per_run=int(cpus) if cpus else None)
 
 
 def _check_args(args):
@@ -64,8 +120,9 @@ def _check_args(args):
         if args.seeds < 1:
             raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
+    _check_executor(args)
     if args.jobs is None:
-        args.jobs = profile.jobs
+        args.jobs = len(args.gpu_ids) if args.gpu_ids else profile.jobs
     if args.jobs < 1:
         raise _Exit(f"--jobs must be a positive integer; received {args.jobs}")
     unknown = [t for t in args.targets if t not in TARGETS]
@@ -123,11 +180,38 @@ def cmd_list(profile, targets):
     return 0
 
 
+def cmd_plan(profile, targets):
+    from reproduce.cost import format_cost
+
+    print("\n".join(format_cost(profile, plan(profile, targets))))
+    return 0
+
+
+def _execute(specs, out, args, on_done, on_poll):
+    """Train the runs not cached yet, locally or as a SLURM job array; ``{label: message}``."""
+    from reproduce.runs import execute_plan
+
+    failures = {}
+    if args.executor == "slurm":
+        from reproduce import slurm
+
+        try:
+            slurm.execute_slurm(specs, out, args.slurm, data_dir=args.data_dir, force=args.force,
+                                attach=args.attach, on_done=on_done, failures=failures,
+                                on_poll=on_poll, job_name=f"varshift-{args.profile}")
+        except slurm.SlurmUnavailable as err:
+            raise _Exit(str(err), FAILED) from None
+    else:
+        execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
+                     on_done=on_done, failures=failures, gpus=args.gpu_ids)
+    return failures
+
+
 def cmd_run(profile, targets, out, args):
     from tqdm import tqdm
 
     from reproduce.manifest import write_manifest
-    from reproduce.runs import RunStore, execute_plan
+    from reproduce.runs import RunStore
 
     _check_writable(out)
     start = time.time()
@@ -150,9 +234,7 @@ def cmd_run(profile, targets, out, args):
         if args.cached_only:
             bar.update(len(specs))
         else:
-            run_failures = {}
-            execute_plan(specs, out, data_dir=args.data_dir, jobs=args.jobs, force=args.force,
-                         on_done=on_done, failures=run_failures)
+            run_failures = _execute(specs, out, args, on_done, bar.set_postfix_str)
             for label, message in run_failures.items():
                 failures[f"run {label}"] = message
                 tqdm.write(f"reproduce: run {label} failed: {message}", file=sys.stderr)
@@ -173,7 +255,8 @@ def cmd_run(profile, targets, out, args):
         bar.close()
         write_manifest(out, profile, targets=[t for t in targets if t not in failures],
                        specs=specs, store=store, started=start, wall_time_s=time.time() - start,
-                       interrupted=interrupted, failures=failures, jobs=args.jobs)
+                       interrupted=interrupted, failures=failures, jobs=args.jobs,
+                       executor=args.executor)
     if interrupted:
         done = sum(store.done(s.key) for s in specs)
         print(f"reproduce: interrupted; {done}/{len(specs)} finished runs kept in {out / 'runs'}; "
@@ -216,6 +299,8 @@ def main(argv=None):
         profile, targets, out = _check_args(args)
         if args.command == "list":
             return cmd_list(profile, targets)
+        if args.command == "plan":
+            return cmd_plan(profile, targets)
         if args.command == "run":
             return cmd_run(profile, targets, out, args)
         return cmd_report(profile, targets, out)

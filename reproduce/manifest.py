@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
 
-__all__ = ["package_versions", "git_commit", "write_manifest"]
+__all__ = ["package_versions", "git_commit", "gpu_info", "build_info", "write_manifest"]
 
 PACKAGES = ("varshift", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "matplotlib",
             "scikit-learn", "tqdm")
@@ -42,6 +43,35 @@ def git_commit(root=None):
     return {"commit": sha, "dirty": dirty}
 
 
+def gpu_info():
+    """``[{"index", "name", "driver", "memory"}]`` of this machine's NVIDIA GPUs (``nvidia-smi``)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[f.strip() for f in line.split(",")] for line in out.splitlines() if line.strip()]
+    return [dict(zip(("index", "name", "driver", "memory"), r, strict=False)) for r in rows]
+
+
+def build_info():
+    """CUDA/cuDNN versions TensorFlow was built with (``tf.sysconfig.get_build_info()``).
+
+    ``is_cuda_build`` false (and no versions) for a CPU build; ``{}`` without TensorFlow.
+    """
+    try:
+        from varshift._keras import tf
+
+        info = dict(tf().sysconfig.get_build_info())
+    except ImportError:
+        return {}
+    keep = ("is_cuda_build", "cuda_version", "cudnn_version", "is_rocm_build")
+    return {k: info[k] for k in keep if k in info}
+
+
 def _data_info(records):
     seen = {}
     for rec in records:
@@ -54,7 +84,7 @@ def _data_info(records):
 
 
 def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_time_s,
-                   interrupted=False, failures=None, jobs=1):
+                   interrupted=False, failures=None, jobs=1, executor="local"):
     """Write ``manifest.json``, merging the runs of earlier invocations on the same folder."""
     path = Path(out_dir) / "manifest.json"
     old = read_json(path) if path.is_file() else {}
@@ -67,6 +97,7 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
             runs[spec.key] = {"label": spec.label, "config": spec.config,
                               "wall_time_s": rec.get("wall_time_s"),
                               "finished_at": rec.get("finished_at"),
+                              "where": rec.get("where"),
                               "record": f"runs/{spec.key}/record.json"}
     built = sorted(set(old.get("targets", [])) | set(targets))
     manifest = {
@@ -79,6 +110,7 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
         "interrupted": interrupted,
         "failures": failures or {},
         "jobs": jobs,
+        "executor": executor,
         "seeds": profile.seed_list(),
         "data": _data_info(records) or [{"name": n} for n in profile.data],
         "recipe_overrides": profile.recipe,
@@ -86,7 +118,8 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
         "versions": package_versions(),
         "git": git_commit(),
         "platform": {"machine": platform.machine(), "system": platform.system(),
-                     "processor": platform.processor()},
+                     "processor": platform.processor(), "node": platform.node(),
+                     "gpus": gpu_info(), "tensorflow_build": build_info()},
         "runs": runs,
         "total_run_time_s": sum((r.get("wall_time_s") or 0.0) for r in runs.values()),
     }

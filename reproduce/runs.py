@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
 
-__all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "execute_plan"]
+__all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "execute_plan", "detect_gpus", "gpu_slots",
+           "device_info"]
 
 #: bump when the meaning of a record changes, to invalidate every cache
 CACHE_VERSION = 1
@@ -188,17 +190,68 @@ class RunStore:
         return None
 
 
-def _train_one(config, key, root, data_dir, force, threads):
-    """Train one run and write its record atomically (runs in a worker or in-process)."""
-    if threads:
-        from varshift._keras import tf
+def _configure_tf(threads):
+    """Thread counts and GPU memory growth of this process (before any op runs)."""
+    from varshift._keras import tf
 
-        tfm = tf()
-        try:
+    tfm = tf()
+    try:
+        if threads:
             tfm.config.threading.set_intra_op_parallelism_threads(threads)
             tfm.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # already initialised in this process
-            pass
+        for gpu in tfm.config.list_physical_devices("GPU"):
+            tfm.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # already initialised in this process
+        pass
+    return tfm
+
+
+def device_info():
+    """Where this process trains: host, the GPU TensorFlow uses (or CPU), slot and SLURM task."""
+    import socket
+
+    from varshift._keras import tf
+
+    gpus = tf().config.list_physical_devices("GPU")
+    device = "CPU"
+    if gpus:
+        details = tf().config.experimental.get_device_details(gpus[0])
+        device = details.get("device_name") or gpus[0].name
+    info = {"host": socket.gethostname(), "device": device,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    if os.environ.get("SLURM_JOB_ID"):
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        info["slurm_job"] = (f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{task}" if task
+                             else os.environ["SLURM_JOB_ID"])
+    return info
+
+
+def _resume_state(work, trainer_config):
+    """``(resume, epochs_done)`` of the trainer's folder ``work``, decided from its own records.
+
+    The trainer resumes from ``progress.json`` (or returns ``record.json``) only when the config
+    stored there equals this run's; a folder left by another version of the trainer (a stored
+    ``config`` field that differs) is started afresh instead of failing.
+    """
+    from varshift import train
+
+    current = train.RunConfig.from_any(trainer_config).to_dict()
+    for name in ("record.json", "progress.json"):
+        path = Path(work) / name
+        if path.is_file():
+            try:
+                stored = read_json(path)
+            except (OSError, ValueError):  # a torn file of a killed process: start afresh
+                return False, 0
+            if stored.get("config") != current:
+                return False, 0
+            return True, len(stored.get("history", []))
+    return True, 0
+
+
+def _train_one(config, key, root, data_dir, force, threads):
+    """Train one run and write its record atomically (runs in a worker, a SLURM task or in-process)."""
+    _configure_tf(threads)
     from varshift import train
     from varshift._keras import keras
 
@@ -209,35 +262,85 @@ def _train_one(config, key, root, data_dir, force, threads):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    try:
-        record = train.run({**config, "data_dir": data_dir}, out_dir=str(work),
-                           progress=False, resume=not force)
-    except ValueError as err:  # a checkpoint left by another version of the trainer
-        if "different config" not in str(err):
-            raise
-        record = train.run({**config, "data_dir": data_dir}, out_dir=str(work),
-                           progress=False, resume=False)
+    trainer_config = {**config, "data_dir": data_dir}
+    resume, epochs_done = _resume_state(work, trainer_config) if not force else (False, 0)
+    record = train.run(trainer_config, out_dir=str(work), progress=False, resume=resume)
     wall = time.time() - start
     keras().backend.clear_session()
     wrapped = {"key": key, "config": config, "wall_time_s": wall,
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "where": device_info(), "resumed_from_epoch": epochs_done,
                "record": record}
     atomic_write_json(store.record_path(key), wrapped)
     return key, wall
 
 
-def _worker_init():
+def _worker_init(slots=None):
     # Ctrl-C goes to the whole process group: let the parent decide, workers just stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if slots is not None:  # this worker's GPU, before TensorFlow is imported here
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slots.get())
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+
+
+def detect_gpus():
+    """The GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi``.
+
+    Returns a list of strings (``[]`` on a machine without an NVIDIA GPU or driver).
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def gpu_slots(jobs, gpus):
+    """The GPU of each of ``jobs`` workers: round-robin over ``gpus`` (``None`` without GPUs).
+
+    One worker per GPU is the intended use (``--gpus 0,1,2,3``); more workers than GPUs share
+    them (memory growth on), fewer leave some idle.
+    """
+    if not gpus:
+        return None
+    return [str(gpus[i % len(gpus)]) for i in range(jobs)]
+
+
+def _local_pool(jobs, gpus):
+    """``jobs`` spawned worker processes; with ``gpus``, each takes one slot of :func:`gpu_slots`."""
+    # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
+    # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    old = os.environ.get("PYTHONWARNINGS")
+    if quiet not in (old or ""):
+        os.environ["PYTHONWARNINGS"] = f"{old},{quiet}" if old else quiet
+    ctx = get_context("spawn")
+    slots = gpu_slots(jobs, gpus)
+    queue = None
+    if slots:
+        queue = ctx.Queue()
+        for slot in slots:
+            queue.put(slot)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(queue,))
 
 
 def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None,
-                 failures=None):
+                 failures=None, gpus=None):
     """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
 
-    ``jobs > 1`` trains in that many worker processes (each with ``cpu_count // jobs``
-    TensorFlow threads). A finished run's record is written before the next starts, so an
+    ``jobs > 1`` (or ``gpus`` given) trains in that many worker processes (each with
+    ``cpu_count // jobs`` TensorFlow threads). With GPUs (``gpus``: ids, default
+    :func:`detect_gpus`) each worker owns one (:func:`gpu_slots`): ``CUDA_VISIBLE_DEVICES`` is
+    set in the worker before it imports TensorFlow, with memory growth on; each record names
+    its host and device. A finished run's record is written before the next starts, so an
     interrupt loses only the runs in flight. A run that fails is recorded in ``failures``
     (``{label: message}``, if given; re-raised otherwise) and the others go on. Returns
     ``{key: wall_s}`` of the runs trained now.
@@ -268,7 +371,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
     if not todo:
         return walls
     root = str(store.root)
-    if jobs <= 1:
+    if jobs <= 1 and not gpus:  # in this process (an explicit GPU gets its own worker)
         for spec in todo:
             try:
                 key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)
@@ -278,13 +381,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
             succeeded(spec, key, wall)
         return walls
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
-    # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
-    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
-    old = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = f"{old},{quiet}" if old else quiet
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                               initializer=_worker_init)
+    pool = _local_pool(jobs, detect_gpus() if gpus is None else gpus)
     try:
         pending = {pool.submit(_train_one, s.config, s.key, root, data_dir, force, threads): s
                    for s in todo}
