@@ -25,7 +25,8 @@ def _with_baseline(table: int, settings: list[str]) -> pd.DataFrame:
     rows = paper[(paper.table == table) & paper.setting.isin(settings)]
     wide = rows.pivot_table(index=["dataset", "network", "x"], columns="setting",
                             values="error_pct").reset_index()
-    wide["baseline"] = [base.loc[(d, n), "error_pct"] for d, n in zip(wide.dataset, wide.network)]
+    pairs = zip(wide.dataset, wide.network, strict=True)
+    wide["baseline"] = [base.loc[(d, n), "error_pct"] for d, n in pairs]
     return wide
 
 
@@ -74,6 +75,7 @@ def facts() -> dict[str, str]:
         out[f"pf_{name}_worse"] = str(int((frame.error > frame.baseline).sum()))
         out[f"pf_{name}_better"] = str(int((frame.error < frame.baseline).sum()))
         out[f"pf_{name}_equal"] = str(int((frame.error == frame.baseline).sum()))
+        out[f"pf_{name}_max_diff"] = f"{(frame.error - frame.baseline).abs().max():.2f}"
         worst = frame.assign(diff=frame.error - frame.baseline).nlargest(3, "diff")
         out[f"pf_{name}_worst_cases"] = _cases(worst, worst.index == worst.index, "error", x=True)
         best = frame.assign(diff=frame.error - frame.baseline).nsmallest(1, "diff")
