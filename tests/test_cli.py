@@ -76,4 +76,4 @@ def test_demo_text_shows_the_no_bn_control(keras):
     result = CliRunner().invoke(cli, ["demo", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "no-BN control: Dropout -> Dense(1)" in result.output
-    assert "undoing (m-1)/m first gives" in result.output
+    assert "Undoing (m-1)/m first gives" in result.output

@@ -133,8 +133,8 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
    gamma / sqrt(v) = {learned:.3f} (learned; gamma {r.gamma:.3f}, beta {r.beta:.3f}) times
    sqrt(v / V) = {r.measured_shift ** 0.5:.3f} (the variance shift). The restore removes only the latter.
 5. The restore gives variance {r.restored_var:.3f} against the data's {r.data_var:.3f}: it ignores
-   Keras' (m-1)/m and comes out p V / (m-1) low; undoing (m-1)/m first gives
-   {r.restored_var_unbiased:.3f}.""")
+   that Keras stored (m-1)/m of V. Undoing (m-1)/m first gives {r.restored_var_unbiased:.3f}
+   (p V / (m-1) more).""")
 
 
 @cli.command("audit")
