@@ -70,3 +70,10 @@ def test_demo_json(keras):
     assert numbers["rate"] == 0.2 and numbers["epochs"] == 3
     assert numbers["eq7_train_var"] == pytest.approx(
         theory.dropout_train_variance(numbers["data_mean"], numbers["data_var"], 0.2), rel=0.01)
+
+
+def test_demo_text_shows_the_no_bn_control(keras):
+    result = CliRunner().invoke(cli, ["demo", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "no-BN control: Dropout -> Dense(1)" in result.output
+    assert "Undoing (m-1)/m first gives" in result.output

@@ -113,3 +113,37 @@ def test_site_checker_finds_broken_links_and_anchors(tmp_path):
         assert "HTTP 404" in links.problem(base + "missing.html")
     finally:
         server.shutdown()
+
+
+def test_classic_bibtex_apa_and_ieee_are_generated_from_citation_cff(tmp_path):
+    import cff_bibtex
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    classic = cff_bibtex.cff_to_classic_bibtex(cff)
+    entries = re.findall(r"^@(\w+)\{([^,]+),", classic, flags=re.M)
+    assert [kind for kind, _ in entries] == ["misc", "misc"]   # classic BibTeX: no @software
+    assert f"note   = {{Version {cff['version']}}}" in classic
+    assert "eprint        = {1801.05134}" in classic and "abs/1801.05134v1" in classic
+    assert classic.count("{") == classic.count("}")
+    apa, ieee = cff_bibtex.cff_to_apa(cff), cff_bibtex.cff_to_ieee(cff)
+    paper = cff["preferred-citation"]
+    assert apa.startswith("Li, X., Chen, S., Hu, X., & Yang, J. (2019). Understanding the disharmony")
+    assert f"https://doi.org/{paper['doi']}" in apa
+    assert f"(Version {cff['version']}) [Computer software]." in apa
+    assert ieee.startswith("X. Li, S. Chen, X. Hu, and J. Yang, \u201cUnderstanding the Disharmony")
+    assert f"version {cff['version']}" in ieee
+    # the software URL comes only from a software key of [project.urls] (not the paper's link)
+    assert cff_bibtex.software_url(ROOT / "pyproject.toml") != "https://arxiv.org/abs/1801.05134"
+    (tmp_path / "pyproject.toml").write_text(
+        '[project.urls]\nPaper = "https://arxiv.org/abs/1"\nRepository = "https://example.org/vs"\n')
+    assert cff_bibtex.software_url(tmp_path / "pyproject.toml") == "https://example.org/vs"
+    written = cff_bibtex.write_citation_files(ROOT / "CITATION.cff", tmp_path / "gen",
+                                              tmp_path / "pyproject.toml")
+    assert sorted(written) == ["citation-apa.txt", "citation-classic.bib", "citation-ieee.txt",
+                               "citation-result.txt", "citation.bib"]
+    result = (tmp_path / "gen" / "citation-result.txt").read_text(encoding="utf-8")
+    assert f"(Version {cff['version']})" in result and "results of commit <commit>" in result
+    assert "howpublished = {\\url{https://example.org/vs}}" in (
+        tmp_path / "gen" / "citation-classic.bib").read_text(encoding="utf-8")
+    assert "[Computer software]. https://example.org/vs" in (
+        tmp_path / "gen" / "citation-apa.txt").read_text(encoding="utf-8")

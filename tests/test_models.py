@@ -132,3 +132,26 @@ def test_restore_helps_but_is_not_enough(demo):
     assert demo.pred_ones_restored - 1 > 0.5
     assert demo.mse_restored > 10 * demo.mse_bn_only
     assert demo.restored_var == pytest.approx(demo.data_var, rel=0.06)
+
+
+def test_no_bn_control_gives_the_same_answer(demo):
+    # Dropout -> Dense(1) without BN, trained on the same task, reaches the regression optimum
+    # c + Delta (x - c): the slope is Eq. 8's Delta, and its answer for ones is the BN model's.
+    c, delta = demo.data_mean, demo.eq8_shift
+    assert demo.no_bn_slope == pytest.approx(delta, abs=0.02)
+    assert demo.no_bn_intercept == pytest.approx(c * (1 - delta), abs=0.1)
+    assert demo.pred_ones_no_bn == pytest.approx(c + delta * (1 - c), abs=0.05)
+    assert demo.pred_ones_no_bn == pytest.approx(demo.pred_ones_dropout_bn, abs=0.08)
+    # ... while the BN model's factor Delta is sqrt(Delta) learned (gamma / sqrt(v)) times
+    # sqrt(Delta) of variance shift (sqrt(v / V)).
+    assert demo.gamma / demo.data_var ** 0.5 == pytest.approx(delta ** 0.5, rel=0.05)
+
+
+def test_restore_is_low_by_the_biased_variance(demo):
+    # the seed's restore ignores Keras' (m-1)/m, which costs exactly p V / (m-1) (V the stored
+    # variance): about 6% of v here. Undoing (m-1)/m first lands within 2% of the data's variance.
+    m, p = demo.batch_size, 1 - demo.rate
+    assert demo.restored_var_unbiased - demo.restored_var == pytest.approx(
+        p * demo.stored_moving_var / (m - 1), rel=1e-4)
+    assert 0.9 < demo.restored_var / demo.data_var < 0.97
+    assert demo.restored_var_unbiased == pytest.approx(demo.data_var, rel=0.02)

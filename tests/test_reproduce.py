@@ -199,7 +199,7 @@ def test_theory_target_end_to_end(tmp_path, capsys):
     for artefact in get_target("eq8").ARTEFACTS:
         assert (out / "eq8" / artefact).stat().st_size > 0
     table = pd.read_csv(out / "eq8" / "table.csv")
-    # the worked example of the paper, from the formula column
+    # the worked example (the seed notebook's setting, ours), from the formula column
     row = table[(table["mean"] == 5) & (table["var"] == 4) & (table.rate == 0.2)].iloc[0]
     assert row.var_train_formula == pytest.approx(11.25)
     assert row.shift_formula == pytest.approx(0.355556, abs=1e-6)

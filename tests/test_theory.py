@@ -1,4 +1,4 @@
-"""varshift.theory against the paper's worked values and independent Monte Carlo simulations."""
+"""varshift.theory against worked values (ours: the paper gives formulas only) and Monte Carlo."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from varshift import theory
 N_MC = 2_000_000  # Monte Carlo sample size: relative error of a variance ~ sqrt(2/N) ~ 0.1%
 
 
-# --- worked values from the paper / reference page -------------------------------------------
+# --- worked values (ours, from the reference page; the paper gives formulas only) ------------
 
 def test_eq7_eq8_worked_values():
     # (p, c, v) = (0.8, 5, 4): Var_train = 11.25, shift = 0.35556  (rate = 1 - p = 0.2)

@@ -98,7 +98,7 @@ def demo_command(rate, epochs, seed, as_json):
         _fail(str(err))
     from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
 
-    with tqdm(total=2 * epochs, desc="training (BN-only, then Dropout->BN)", unit="epoch",
+    with tqdm(total=3 * epochs, desc="training (BN-only, Dropout->BN, Dropout->Dense)", unit="epoch",
               file=sys.stderr, disable=as_json or None) as bar:
         result = run_demo(rate, epochs=epochs, seed=seed,
                           progress=lambda done, total: bar.update(done - bar.n))
@@ -106,6 +106,7 @@ def demo_command(rate, epochs, seed, as_json):
     if as_json:
         click.echo(json.dumps(r.as_dict(), indent=2))
         return
+    closed, learned = r.data_mean + r.eq8_shift * (1 - r.data_mean), r.gamma / r.data_var ** 0.5
     click.echo(f"""
 Data: {r.n_samples} x {r.n_features} samples of N(5, 2^2) (seed {r.seed}); mean {r.data_mean:.3f},
 variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNormalization, trained
@@ -122,11 +123,18 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
    BN-only control                                     {r.pred_ones_bn_only:9.4f}
    Dropout -> BN                                       {r.pred_ones_dropout_bn:9.4f}
    after restoring the variance (inverse of Eq. 7)     {r.pred_ones_restored:9.4f}
+   no-BN control: Dropout -> Dense(1), same task       {r.pred_ones_no_bn:9.4f}
+   closed form c + Delta (x - c), Delta = Eq. 8        {closed:9.4f}
    inference-mode MSE on the data: control {r.mse_bn_only:.4f}, dropout {r.mse_dropout_bn:.4f},
-   restored {r.mse_restored:.4f}
-4. Why the restore is not enough: BN's gamma ({r.gamma:.3f}) and beta ({r.beta:.3f}) were learned
-   while dropout noise was present, so even with the right variance (restored {r.restored_var:.3f})
-   the output stays off.""")
+   restored {r.mse_restored:.4f}, no-BN control {r.mse_no_bn:.4f}
+4. What the Dropout -> BN answer is made of. Trained with dropout, the best affine map of the
+   dropped input is c + Delta (x - c), with or without BN: the no-BN control answers the same, so
+   in this toy the distance from 1 is dropout's own shrinkage. The BN model splits Delta into
+   gamma / sqrt(v) = {learned:.3f} (learned; gamma {r.gamma:.3f}, beta {r.beta:.3f}) times
+   sqrt(v / V) = {r.measured_shift ** 0.5:.3f} (the variance shift). The restore removes only the latter.
+5. The restore gives variance {r.restored_var:.3f} against the data's {r.data_var:.3f}: it ignores
+   that Keras stored (m-1)/m of V. Undoing (m-1)/m first gives {r.restored_var_unbiased:.3f}
+   (p V / (m-1) more).""")
 
 
 @cli.command("audit")

@@ -6,6 +6,16 @@ exactly the notebook's set-up. The demo then compares the moving variance the dr
 stored with Eq. 7, shows that at inference BN sees the data's own variance, applies the seed's
 "restore" (the inverse of Eq. 7) and shows why it is not enough: :math:`\gamma` and
 :math:`\beta` were learned under the shifted variance.
+
+A third model is the control the toy needs: ``Dropout(rate) -> Dense(1)`` with no BN at all
+(one weight and one bias shared by the features, applied to each feature), trained on the same
+task. Trained with dropout, the best affine map of the dropped input is the regression
+:math:`c + \Delta\,(x - c)`, with or without BN, so this model answers what the
+``Dropout -> BN`` model answers for an input of ones: in this toy the distance from 1 is
+dropout's own shrinkage. The BN model splits the same factor :math:`\Delta` in two:
+:math:`\gamma/\sqrt{v} = \sqrt{\Delta}` learned, and :math:`\sqrt{v/V} = \sqrt{\Delta}`
+the variance shift (BN divides by the training variance :math:`V` instead of :math:`v`), which
+is the part the restore removes.
 """
 
 from __future__ import annotations
@@ -19,7 +29,13 @@ __all__ = ["DemoResult", "run_demo"]
 
 @dataclass
 class DemoResult:
-    """Numbers of one demo run (each a mean over the ``n`` features unless named per feature)."""
+    """Numbers of one demo run (each a mean over the ``n`` features unless named per feature).
+
+    ``restored_var`` is the seed's restore of the stored moving variance, which ignores that
+    Keras stores :math:`(m-1)/m` of the training variance (so it comes out low);
+    ``restored_var_unbiased`` applies the restore to ``moving_var * m / (m-1)``. ``no_bn_*``
+    describe the ``Dropout -> Dense(1)`` control without BN.
+    """
 
     rate: float
     n_samples: int
@@ -44,14 +60,40 @@ class DemoResult:
     mse_bn_only: float
     mse_dropout_bn: float
     mse_restored: float
+    restored_var_unbiased: float
+    no_bn_slope: float
+    no_bn_intercept: float
+    pred_ones_no_bn: float
+    mse_no_bn: float
 
     def as_dict(self):
         return asdict(self)
 
 
+def _dropout_dense_model(keras, n, rate, seed):
+    """``Dropout(rate) -> Dense(1)`` per feature, no BN: one weight and one bias for all features."""
+    inputs = keras.Input(shape=(n,), name="x")
+    h = keras.layers.Dropout(rate, seed=seed, name="dropout")(inputs)
+    h = keras.layers.Reshape((n, 1))(h)
+    h = keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                           name="dense")(h)
+    return keras.Model(inputs, keras.layers.Reshape((n,))(h), name="dropout_dense_model")
+
+
+def _predict(model, x, to_numpy):
+    """``(mean prediction for an input of ones, inference-mode MSE on x)``."""
+    ones = np.ones((1, x.shape[1]), dtype="float32")
+    pred = float(to_numpy(model(ones, training=False)).mean())
+    return pred, float(np.mean((to_numpy(model(x, training=False)) - x) ** 2))
+
+
 def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learning_rate=3e-3,
              seed=0, progress=None):
     """Run the seed notebook's Dropout -> BN experiment and return its numbers.
+
+    Three models are trained on the same data: BN alone (control), ``Dropout -> BN`` (the
+    seed's model) and ``Dropout -> Dense(1)`` without BN (the control that separates dropout's
+    own shrinkage from the variance shift).
 
     Args:
         rate: Keras' drop ratio of the Dropout layer (the seed uses 0.2).
@@ -63,8 +105,8 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
         batch_size: training batch size :math:`m` (Keras stores :math:`(m-1)/m` of the variance).
         learning_rate: Adam's learning rate.
         seed: seeds the data, the dropout masks and the weights' initialisation.
-        progress: optional callable ``progress(done, total)`` called after each epoch of the two
-            trainings (``total = 2 * epochs``).
+        progress: optional callable ``progress(done, total)`` called after each epoch of the
+            three trainings (``total = 3 * epochs``).
 
     Returns:
         A :class:`DemoResult`.
@@ -79,51 +121,53 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     epochs = check_positive_int("epochs", epochs)
     keras.utils.set_random_seed(seed)
     x = models.seed_data(n_samples, n, seed=seed)
+    steps = epochs * int(np.ceil(n_samples / batch_size))
     done = [0]
 
     class _Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             done[0] += 1
             if progress is not None:
-                progress(done[0], 2 * epochs)
+                progress(done[0], 3 * epochs)
 
-    def train(model):
-        model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate))
+    def train(model, optimizer=None):
+        model.compile(loss="mse", optimizer=optimizer or keras.optimizers.Adam(learning_rate))
         model.fit(x, x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
                   callbacks=[_Progress()])
         return model
 
     control = train(models.bn_model(n, compile=False))
     model = train(models.dropout_bn_model(n, rate, seed=seed, compile=False))
+    # Without BN the input is not centred, so the slope and the bias are strongly coupled and a
+    # constant step size stalls along that valley; a decaying rate reaches the optimum.
+    schedule = keras.optimizers.schedules.CosineDecay(10 * learning_rate / 3, steps)
+    no_bn = train(_dropout_dense_model(keras, n, rate, seed), keras.optimizers.Adam(schedule))
     bn = model.get_layer("bn")
     gamma, beta, moving_mean, moving_var = (to_numpy(w) for w in bn.weights)
+    slope, intercept = (float(to_numpy(w).mean()) for w in no_bn.get_layer("dense").weights)
 
     c, v = x.mean(axis=0).astype("float64"), x.var(axis=0).astype("float64")
     eq7 = theory.dropout_train_variance(c, v, rate)
-    steps = epochs * int(np.ceil(n_samples / batch_size))
     expected = theory.keras_expected_moving_variance(eq7, batch_size, steps=steps)
-    # Inference mode: Dropout is the identity, so BN's input is x itself.
-    inference_var = v
-    ones = np.ones((1, n), dtype="float32")
-    pred_control = to_numpy(control(ones, training=False))[0]
-    pred_dropout = to_numpy(model(ones, training=False))[0]
-    mse_control = float(np.mean((to_numpy(control(x, training=False)) - x) ** 2))
-    mse_dropout = float(np.mean((to_numpy(model(x, training=False)) - x) ** 2))
-
+    pred_control, mse_control = _predict(control, x, to_numpy)
+    pred_dropout, mse_dropout = _predict(model, x, to_numpy)
+    pred_no_bn, mse_no_bn = _predict(no_bn, x, to_numpy)
+    unbiased = theory.restore_moving_variance(moving_mean, moving_var * batch_size / (batch_size - 1), rate)
     restored = theory.restore_moving_variance(moving_mean, moving_var, rate)
     bn.moving_variance.assign(restored.astype("float32"))
-    pred_restored = to_numpy(model(ones, training=False))[0]
-    mse_restored = float(np.mean((to_numpy(model(x, training=False)) - x) ** 2))
+    pred_restored, mse_restored = _predict(model, x, to_numpy)
 
     return DemoResult(
         rate=float(rate), n_samples=n_samples, n_features=n, batch_size=batch_size,
         epochs=epochs, seed=seed, data_mean=float(c.mean()), data_var=float(v.mean()),
         eq7_train_var=float(eq7.mean()), keras_expected_var=float(np.mean(expected)),
-        stored_moving_var=float(moving_var.mean()), inference_input_var=float(inference_var.mean()),
+        stored_moving_var=float(moving_var.mean()), inference_input_var=float(v.mean()),
         eq8_shift=float(np.mean(theory.shift_ratio(c, v, rate))),
-        measured_shift=float(np.mean(inference_var / moving_var)),
+        measured_shift=float(np.mean(v / moving_var)),
         restored_var=float(restored.mean()), gamma=float(gamma.mean()), beta=float(beta.mean()),
-        pred_ones_bn_only=float(pred_control.mean()), pred_ones_dropout_bn=float(pred_dropout.mean()),
-        pred_ones_restored=float(pred_restored.mean()), mse_bn_only=mse_control,
+        pred_ones_bn_only=pred_control, pred_ones_dropout_bn=pred_dropout,
+        pred_ones_restored=pred_restored, mse_bn_only=mse_control,
         mse_dropout_bn=mse_dropout, mse_restored=mse_restored,
+        restored_var_unbiased=float(unbiased.mean()), no_bn_slope=slope, no_bn_intercept=intercept,
+        pred_ones_no_bn=pred_no_bn, mse_no_bn=mse_no_bn,
     )

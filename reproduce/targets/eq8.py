@@ -25,7 +25,7 @@ from varshift import theory
 TITLE = "Eq. 7-8 (case a): variance shift of Dropout -> BN vs drop ratio"
 ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
 
-#: (c, v): centred, the paper's worked example (5, 4), a mean comparable to the std, negative
+#: (c, v): centred, the seed notebook's data (5, 4), a mean comparable to the std, negative
 CASES = ((0.0, 1.0), (1.0, 1.0), (5.0, 4.0), (-2.0, 1.0))
 RATES = (0.1, 0.2, 0.3, 0.5, 0.7)
 
@@ -132,7 +132,8 @@ def build(ctx):
                                         "shift_keras_corrected"]]
     md = ("Formula (Eq. 7-8) vs Monte Carlo vs the moving variance Keras' BatchNormalization "
           f"converges to (batch {BATCH}, biased variance, hence the 31/32 correction). "
-          "The paper gives formulas only; its worked values: (p, c, v) = (0.8, 5, 4) gives "
+          "The paper gives formulas only; the worked values are ours (the first is the seed "
+          "notebook's Dropout(0.2) on N(5, 2^2)): (p, c, v) = (0.8, 5, 4) gives "
           "Var_train = 11.25, shift 0.35556; (0.5, 1, 1) gives 3 and 1/3.\n\n"
           + md_table(sel))
     return {"verdicts": claims(df, ctx.profile), "markdown": md}

@@ -88,7 +88,7 @@ def figure(ctx, summary, curves):
                             lw=0.9, label=f"{rate:g}")
                 ax.set_title(f"{PAPER_NAMES[net]}, dropout-({placement})")
                 if j == 0:
-                    ax.set_ylabel(f"shift statistic, ({placement})")
+                    ax.set_ylabel(f"max(real/moving, moving/real), ({placement})")
                 ax.set_xlabel("BN layer index")
                 if j == 0 and pi == 0:
                     ax.legend(title="drop ratio", loc="upper left")
@@ -215,6 +215,8 @@ def build(ctx):
     md = (f"Test error (%) beside the paper's Fig. 4 bars (read by eye, {pvo.paper_dataset.iloc[0]}); "
           f"ours on {', '.join(ctx.profile.data)} with {ctx.profile.size} networks, so only the "
           "trends are comparable. Statistic: mean over BN layers of max(real/moving, moving/real); "
-          "Keras stores biased batch variances, so an unshifted layer reads about m/(m-1).\n\n"
+          "Keras stores biased batch variances, (N-1)/N of the population's with N the values per "
+          "channel in a batch (batch x H x W for a convolution), so an unshifted layer reads about "
+          "1.\n\n"
           + md_table(show))
     return {"verdicts": claims(ctx.profile, df, summary), "markdown": md}
