@@ -79,7 +79,7 @@ def test_resume_is_decided_from_the_stored_config(tmp_path):
     from varshift import train
 
     spec = _spec()
-    trainer = {k: v for k, v in spec.config.items() if k != "subset"}
+    trainer = dict(spec.config)
     assert runs._resume_state(tmp_path, trainer) == (True, 0)  # nothing yet
     current = train.RunConfig.from_any(trainer).to_dict()
     (tmp_path / "progress.json").write_text(json.dumps(
