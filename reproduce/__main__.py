@@ -1,4 +1,4 @@
-"""``python -m reproduce list | run [TARGET ...] | report``: every artefact of the paper.
+"""``python -m reproduce list | run [TARGET ...] | report | publish``: every artefact of the paper.
 
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--seeds K``, ``--data-dir DIR``,
@@ -38,8 +38,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(prog="python -m reproduce",
                 description="Regenerate every figure and table of Li et al. (CVPR 2019).")
-    p.add_argument("command", choices=("list", "run", "report"),
-                   help="list the targets, run (train + build) them, or write the report")
+    p.add_argument("command", choices=("list", "run", "report", "publish"),
+                   help="list the targets, run (train + build) them, write the report, or "
+                        "publish the finished run records to docs/results/<profile>/")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"targets (default: all): {', '.join(TARGETS)}")
     p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
@@ -52,6 +53,8 @@ def _parser():
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: build the targets from the runs cached so far "
                         "(verdicts say how many runs they rest on)")
+    p.add_argument("--dest", default=None,
+                   help="publish: folder of published profiles (default docs/results)")
     return p
 
 
@@ -200,6 +203,17 @@ def cmd_report(profile, targets, out):
     return 0
 
 
+def cmd_publish(profile, out, dest):
+    from reproduce.publish import DEFAULT_DEST, PublishError, publish
+
+    try:
+        folder = publish(out, profile, Path(dest) if dest else DEFAULT_DEST)
+    except PublishError as err:
+        raise _Exit(str(err), USAGE_ERROR if profile.name == "smoke" else FAILED) from None
+    print(f"published {profile.name}: {folder}", file=sys.stderr)
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -218,6 +232,8 @@ def main(argv=None):
             return cmd_list(profile, targets)
         if args.command == "run":
             return cmd_run(profile, targets, out, args)
+        if args.command == "publish":
+            return cmd_publish(profile, out, args.dest)
         return cmd_report(profile, targets, out)
     except _Exit as err:
         print(f"reproduce: error: {err}", file=sys.stderr)

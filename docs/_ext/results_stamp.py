@@ -5,11 +5,18 @@ MyST-NB's execution cache is keyed on a page's code. The reproduction pages' cod
 this extension replaces the placeholder ``RESULTS_FINGERPRINT`` in those pages with a hash of
 the results (:func:`vsdocs.results_fingerprint`), and marks the pages outdated for Sphinx when
 the hash differs from the previous build's.
+
+Before that it makes the shown results ready (:func:`shown_results.stage`): published run
+records are rebuilt with the current code (no training) once per change of records or code.
 """
 
 from __future__ import annotations
 
+import shown_results
 import vsdocs
+from sphinx.util import logging
+
+LOGGER = logging.getLogger(__name__)
 
 PLACEHOLDER = "RESULTS_FINGERPRINT"
 PREFIX = "reproduction/"
@@ -30,6 +37,10 @@ def _on_outdated(app, env, added, changed, removed):
 
 
 def _on_config_inited(app, config):
+    choice = shown_results.choose()
+    shown_results.stage(choice, log=LOGGER.info)
+    LOGGER.info(f"varshift docs: reproduction pages show the {choice.origin} {choice.profile} "
+                f"results ({choice.folder})")
     config.varshift_results_fingerprint = vsdocs.results_fingerprint()
 
 
