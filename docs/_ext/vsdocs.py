@@ -209,11 +209,12 @@ def _mismatch(target: str, choice) -> str:
     if used < runs:
         text = (f"The current code plans {runs} training runs for `{target}`; only {used} of them "
                 f"are among the {choice.profile} records (the run configurations changed since "
-                "they were made). The verdicts below rest on those runs only; re-run and "
-                "re-publish the profile to update this page.")
+                "they were made). " + ("This target is therefore not rebuilt here. " if used == 0
+                                       else "The verdicts below rest on those runs only. ")
+                + "Re-run and re-publish the profile to update this page.")
     else:
         text = (f"`{target}` could not be rebuilt from the {choice.profile} run records alone "
-                "(published records hold no trained models or data); see the note below.")
+                "(published records hold no trained models); see the note below.")
     return f":::{{warning}}\n{text}\n:::"
 
 
