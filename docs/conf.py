@@ -30,6 +30,7 @@ os.environ.setdefault("KERAS_HOME", str(_tmp / "keras"))
 os.environ.setdefault("MPLCONFIGDIR", str(_tmp / "mpl"))
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["VARSHIFT_DOCS_BUILD"] = "1"  # page helpers: running inside the site build
 
 import varshift  # noqa: E402
 

@@ -52,7 +52,7 @@ def _frames(curves, sliders, digits):
 
 
 def slider_figure(x, curves, sliders, start, *, labels=None, x_title="", y_title="",
-                  title="", digits=4, height=620):
+                  title="", digits=4, height=720):
     """A Plotly figure of ``curves(**params)`` against ``x``, one slider per parameter.
 
     Args:
@@ -86,11 +86,11 @@ def slider_figure(x, curves, sliders, start, *, labels=None, x_title="", y_title
                      in zip(first, frames[k0], strict=True)])
     rows = (len(names) + 1) // 2
     fig.update_layout(
-        title=title, height=height, margin={"t": 50, "b": 60 + 95 * rows},
+        title=title, height=height, margin={"t": 50, "b": 60 + 120 * rows},
         xaxis_title=x_title, yaxis_title=y_title, template="plotly_white",
         legend={"orientation": "h", "y": 1.08},
         sliders=[{"name": n, "active": idx[i], "len": 0.46, "x": 0.0 if i % 2 == 0 else 0.54,
-                  "y": -0.18 - 0.2 * (i // 2), "yanchor": "top",
+                  "y": -0.17 - 0.3 * (i // 2), "yanchor": "top",
                   "currentvalue": {"prefix": f"{labels.get(n, n)} = "},
                   "steps": [{"label": f"{v:g}", "value": str(j), "method": "skip", "args": []}
                             for j, v in enumerate(sliders[n])]}
@@ -122,7 +122,6 @@ def _add_plotly(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
-    os.environ[IN_SITE] = "1"  # the notebooks' kernels inherit it
     app.connect("html-page-context", _add_plotly)
     app.connect("build-finished", _copy_plotly)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -159,6 +159,23 @@ def commits_since(commit: str | None) -> int | None:
         return None
 
 
+#: in a page executed by the site build, "N commits before this build" is left as this
+#: placeholder and filled in when the page is written (``results_stamp``), so the execution
+#: cache does not depend on the checkout's HEAD
+SINCE_PLACEHOLDER = "COMMITS-SINCE-"
+IN_SITE = "VARSHIFT_DOCS_BUILD"
+
+
+def commits_since_text(commit: str, in_site: bool | None = None) -> str:
+    """"N commits before this build" (or a placeholder for the site build to fill in)."""
+    if in_site if in_site is not None else os.environ.get(IN_SITE):
+        return f"{SINCE_PLACEHOLDER}{commit}"
+    ago = commits_since(commit)
+    if ago is None:
+        return "a commit not in this checkout's history"
+    return f"{ago} commit{'s' if ago != 1 else ''} before this build"
+
+
 def head() -> str:
     """The checkout's HEAD commit ('' outside git)."""
     try:

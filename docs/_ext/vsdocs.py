@@ -81,17 +81,18 @@ def results() -> tuple[str, Path]:
 
 
 def results_fingerprint() -> str:
-    """A short hash of the results the pages would show, and of the checkout's commit.
+    """A short hash of the results the pages would show.
 
     The reproduction pages carry it in a comment of their code (see ``results_stamp``), so the
-    execution cache re-executes them when the results (or the "commits ago" of their header)
-    change and reuses them otherwise. Call after :func:`shown_results.stage`.
+    execution cache re-executes them when the results change and reuses them otherwise (the
+    "commits ago" of the header is filled in at every build, see ``results_stamp``).
+    Call after :func:`shown_results.stage`.
     """
     choice = shown_results.choose()
     folder = choice.folder
     if not (folder / "manifest.json").exists():
         return "none"
-    digest = hashlib.sha1(f"{choice.origin}/{choice.profile}/{shown_results.head()}".encode())
+    digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
     files = [folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
              *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
     for path in files:
@@ -157,9 +158,7 @@ def _download(path: Path, label: str | None = None) -> str:
 def _origin_line(choice, prov: dict) -> str:
     """The header's first sentence: which results, from which commit, how many commits ago."""
     commit = prov.get("commit")
-    ago = shown_results.commits_since(commit)
-    when = (f"{ago} commit{'s' if ago != 1 else ''} before this build" if ago is not None
-            else "a commit not in this checkout's history")
+    when = shown_results.commits_since_text(commit) if commit else ""
     made = f"commit `{commit[:10]}`" + (" with local changes" if prov.get("dirty") else "") \
         + f" ({when})" if commit else "an unknown commit"
     machine = prov.get("machine") or {}
