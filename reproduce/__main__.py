@@ -2,8 +2,9 @@
 
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--seeds K``, ``--data-dir DIR``,
-``--force``, ``--dest DIR`` (``publish``: default ``docs/results``). Errors in the arguments print one line and exit with status 2; a failed target
-exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
+``--force``, ``--dest DIR`` (``publish``: default ``docs/results``). Errors in the arguments
+print one line and exit with status 2; a failed target (or ``publish`` of an incomplete
+reproduction) exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
 """
 
 from __future__ import annotations
