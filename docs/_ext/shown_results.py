@@ -116,11 +116,12 @@ def stage(shown: Shown, log=print) -> Path:
         "code (no training)")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(shown.source, folder)
-    run = _reproduce("run", shown.profile, folder)
-    report = _reproduce("report", shown.profile, folder)
-    if report.returncode != 0:
-        raise RuntimeError(f"rebuilding {shown.source} failed: {run.stderr[-2000:]}"
-                           f"{report.stderr[-2000:]}")
+    for command in ("run", "report"):
+        done = _reproduce(command, shown.profile, folder)
+        if done.returncode != 0:
+            raise RuntimeError(f"rebuilding the published records {shown.source} failed "
+                               f"(`reproduce {command}` exit {done.returncode}): "
+                               f"{done.stderr[-2000:]}")
     os.replace(folder / "manifest.json", folder / "build-manifest.json")
     shutil.copy2(shown.source / "manifest.json", folder / "manifest.json")
     (folder / STAMP).write_text(stamp)

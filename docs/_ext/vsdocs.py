@@ -35,8 +35,6 @@ ROOT = shown_results.ROOT
 
 __all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header"]
 
-UNTESTED = "not tested at this profile"  # reproduce.registry.UNTESTED (the pages do not import reproduce)
-
 
 def gnum(name: str, value, fmt: str = ".3f") -> str:
     """Format ``value`` with ``fmt`` and glue the text under ``name``; return the text."""
@@ -199,6 +197,8 @@ def header(target: str | None = None) -> Markdown:
 
 def _mismatch(target: str, choice) -> str:
     """A warning when the shown records do not cover what the current code plans, else ''."""
+    from reproduce.registry import UNTESTED
+
     result = target_result(target)
     runs, used = result.get("runs", 0), result.get("runs_used", result.get("runs", 0))
     untested = result.get("verdicts") and all(v.get("verdict") == UNTESTED
