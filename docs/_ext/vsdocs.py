@@ -82,16 +82,18 @@ def results_fingerprint() -> str:
     """A short hash of the results the pages would show.
 
     The reproduction pages carry it in a comment of their code (see ``results_stamp``), so the
-    execution cache re-executes them when the results change and reuses them otherwise (the
-    "commits ago" of the header is filled in at every build, see ``results_stamp``).
-    Call after :func:`shown_results.stage`.
+    execution cache re-executes them when the results or the helpers that show them change,
+    and reuses them otherwise (the "commits ago" of the header is filled in at every build, see
+    ``results_stamp``). Call after :func:`shown_results.stage`.
     """
     choice = shown_results.choose()
     folder = choice.folder
     if not (folder / "manifest.json").exists():
         return "none"
     digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
-    files = [folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
+    here = Path(__file__).resolve().parent  # the page helpers: a change re-executes the pages
+    files = [here / "vsdocs.py", here / "shown_results.py",
+             folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
              *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
     for path in files:
         if path.exists():
@@ -192,6 +194,16 @@ def header(target: str | None = None) -> Markdown:
     files += [p for p in (folder / "verdicts.csv", folder / "manifest.json", folder / "report.md")
               if p.is_file()]
     lines.append("Download: " + " · ".join(_download(p) for p in files))
+    short = []
+    if target is None and choice.origin != "local":
+        for path in sorted(folder.glob("*/result.json")):
+            result = json.loads(path.read_text(encoding="utf-8"))
+            if result.get("runs_used", 0) < result.get("runs", 0):
+                short.append(path.parent.name)
+    if short:
+        lines.append(f":::{{warning}}\nThe {choice.profile} records do not hold every run the "
+                     f"current code plans for: {', '.join(short)} (the run configurations changed "
+                     "since they were made); those pages say what their verdicts rest on.\n:::")
     return Markdown("\n\n".join(lines))
 
 
