@@ -83,7 +83,8 @@ def docs_check(session: nox.Session) -> None:
         if not Path(chromium).exists():
             session.skip("docs-check: no Chromium at /usr/bin/chromium and it cannot be installed "
                          "here (needs root and apt-get); set CHROMIUM to a Chromium binary.")
-    session.install("playwright>=1.40")  # the Python driver only; never `playwright install`
+    # the Python driver only (never `playwright install`); nbformat validates the .ipynb downloads
+    session.install("playwright>=1.40", "nbformat>=5")
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
 

@@ -30,6 +30,7 @@ os.environ.setdefault("KERAS_HOME", str(_tmp / "keras"))
 os.environ.setdefault("MPLCONFIGDIR", str(_tmp / "mpl"))
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["VARSHIFT_DOCS_BUILD"] = "1"  # page helpers: running inside the site build
 
 import varshift  # noqa: E402
 
@@ -48,7 +49,9 @@ extensions = [
     "sphinx_design",
     "cff_bibtex",  # docs/_ext: BibTeX for the Cite page, generated from CITATION.cff
     "vs_api",  # docs/_ext: autodoc sections for the varshift modules that exist
-    "results_stamp",  # docs/_ext: re-execute reproduction pages when results/ changes
+    "results_stamp",  # docs/_ext: rebuild published records; re-execute pages when results change
+    "interactive",  # docs/_ext: plotly.js served by the site, on the pages with a Plotly figure
+    "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
@@ -110,6 +113,30 @@ html_theme_options = {
 }
 html_show_sourcelink = False
 html_context = {"default_mode": "light"}  # an explicit mode: the theme logs an error on an empty one
+
+
+def _repository_url() -> str | None:
+    """The repository URL of ``pyproject.toml``'s ``[project.urls]``, if it names one."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: no launch buttons
+        return None
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get(
+        "urls", {})
+    for key in ("Repository", "Source", "Source Code", "GitHub", "Homepage"):
+        url = urls.get(key, "")
+        if any(host in url for host in ("github.com", "gitlab.com", "bitbucket.org")):
+            return url.rstrip("/")
+    return None
+
+
+# Launch buttons (Binder, Colab) need the repository; none is invented when pyproject.toml
+# does not name one.
+if _repository_url():
+    html_theme_options.update({
+        "repository_url": _repository_url(), "path_to_docs": "docs", "use_repository_button": True,
+        "launch_buttons": {"binderhub_url": "https://mybinder.org",
+                           "colab_url": "https://colab.research.google.com"}})
 # MathJax 3 is served from the site itself (docs/_static/mathjax, Apache-2.0): the pages
 # render their formulas offline and without a third-party CDN.
 mathjax_path = "mathjax/es5/tex-chtml-full.js"

@@ -1,10 +1,11 @@
-"""``python -m reproduce list | plan | run [TARGET ...] | report``: every artefact of the paper.
+"""``python -m reproduce list | plan | run [TARGET ...] | report | publish``: every artefact of the paper.
 
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
-``--data-dir DIR``, ``--force``; on a SLURM cluster ``--executor slurm`` with ``--partition``,
-``--gpus-per-run``, ``--time-per-run``, ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``.
-Errors in the arguments print one line and exit with status 2; a failed target
+``--data-dir DIR``, ``--force``, ``--dest DIR`` (``publish``: default ``docs/results``); on a
+SLURM cluster ``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``--time-per-run``,
+``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``. Errors in the arguments print one
+line and exit with status 2; a failed target (or ``publish`` of an incomplete reproduction)
 exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
 """
 
@@ -40,9 +41,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(prog="python -m reproduce",
                 description="Regenerate every figure and table of Li et al. (CVPR 2019).")
-    p.add_argument("command", choices=("list", "plan", "run", "report"),
-                   help="list the targets, print the plan's cost, run (train + build) them, or "
-                        "write the report")
+    p.add_argument("command", choices=("list", "plan", "run", "report", "publish"),
+                   help="list the targets, print the plan's cost, run (train + build) them, "
+                        "write the report, or publish the finished run records to "
+                        "docs/results/<profile>/")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"targets (default: all): {', '.join(TARGETS)}")
     p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
@@ -56,6 +58,8 @@ def _parser():
                    help="train nothing: build the targets from the runs cached so far "
                         "(verdicts say how many runs they rest on)")
     _executor_arguments(p)
+    p.add_argument("--dest", default=None,
+                   help="publish: folder of published profiles (default docs/results)")
     return p
 
 
@@ -283,6 +287,17 @@ def cmd_report(profile, targets, out):
     return 0
 
 
+def cmd_publish(profile, out, dest):
+    from reproduce.publish import DEFAULT_DEST, PublishError, publish
+
+    try:
+        folder = publish(out, profile, Path(dest) if dest else DEFAULT_DEST)
+    except PublishError as err:
+        raise _Exit(str(err), USAGE_ERROR if profile.name == "smoke" else FAILED) from None
+    print(f"published {profile.name}: {folder}", file=sys.stderr)
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -303,6 +318,8 @@ def main(argv=None):
             return cmd_plan(profile, targets)
         if args.command == "run":
             return cmd_run(profile, targets, out, args)
+        if args.command == "publish":
+            return cmd_publish(profile, out, args.dest)
         return cmd_report(profile, targets, out)
     except _Exit as err:
         print(f"reproduce: error: {err}", file=sys.stderr)

@@ -88,6 +88,7 @@ def test_reproduction_pages_prefer_quick_results_over_smoke(tmp_path, monkeypatc
     import vsdocs
 
     monkeypatch.setenv("VARSHIFT_RESULTS", str(tmp_path))
+    monkeypatch.setenv("VARSHIFT_PUBLISHED", str(tmp_path / "none"))  # no published records
     _write_results(tmp_path, "smoke")
     assert vsdocs.results() == ("smoke", tmp_path / "smoke")
     _write_results(tmp_path, "quick")
@@ -147,3 +148,44 @@ def test_classic_bibtex_apa_and_ieee_are_generated_from_citation_cff(tmp_path):
         tmp_path / "gen" / "citation-classic.bib").read_text(encoding="utf-8")
     assert "[Computer software]. https://example.org/vs" in (
         tmp_path / "gen" / "citation-apa.txt").read_text(encoding="utf-8")
+
+
+def test_every_executed_page_becomes_a_valid_notebook_that_says_how_to_run_it():
+    pytest.importorskip("myst_nb")
+    import nbformat
+    import notebooks
+
+    theory = (DOCS / "theory.md").read_text(encoding="utf-8")
+    nb = notebooks.page_notebook(theory, "theory", "0.1.0")
+    nbformat.validate(nb)
+    assert "pip install varshift" in nb.cells[0].source
+    assert "'plotly': 'plotly'" in nb.cells[1].source  # the first code cell installs what is missing
+    written = [c.source.splitlines()[0] for c in nb.cells if c.source.startswith("%%writefile")]
+    assert written == ["%%writefile shown_results.py", "%%writefile vsdocs.py",
+                       "%%writefile interactive.py"]
+    page_code = [c.source for c in nb.cells if c.cell_type == "code"][-1]
+    assert page_code in theory  # the page's own cells follow, unchanged
+    fig4 = notebooks.page_notebook((DOCS / "reproduction" / "fig4.md").read_text(encoding="utf-8"),
+                                   "reproduction/fig4", "0.1.0")
+    assert "RESULTS_FINGERPRINT" not in "".join(c.source for c in fig4.cells)
+    assert notebooks.is_executed(theory)
+    assert notebooks.helpers_of("import numpy as np") == []
+
+
+def test_interactive_figure_precomputes_every_slider_combination():
+    pytest.importorskip("plotly")
+    import interactive
+    import numpy as np
+
+    x = np.linspace(0.0, 1.0, 5)
+    html = interactive.slider_figure(
+        x, lambda a, b: {"sum": a + b * x, "prod": a * b * x}, {"a": [0.0, 1.0, 2.0], "b": [1.0, 3.0]},
+        {"a": 1.0, "b": 3.0}).data
+    grid = json.loads(re.search(r"var grid = (\{.*?\});", html, flags=re.S).group(1))
+    assert grid["shape"] == [3, 2] and grid["start"] == [1, 1] and len(grid["frames"]) == 6
+    # frame (a=2, b=1) holds the Python function's values: the browser only looks them up
+    assert grid["frames"][2 * 2 + 0][0] == pytest.approx((2.0 + 1.0 * x).tolist())
+    assert grid["frames"][2 * 2 + 1][1] == pytest.approx((2.0 * 3.0 * x).tolist())
+    assert "plotly_sliderchange" in html and "Plotly.restyle" in html
+    with pytest.raises(ValueError, match="start must give one of each slider's values"):
+        interactive.slider_figure(x, lambda a: {"y": a * x}, {"a": [0.0, 1.0]}, {"a": 0.5})

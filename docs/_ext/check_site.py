@@ -10,7 +10,11 @@ site works offline. For every HTML page:
 - formulas rendered: pages with math have MathJax containers and no raw ``$$``, ``\\(``,
   ``\\[`` left in their text (code blocks excluded);
 - every ``<img>`` loaded (``naturalWidth > 0``);
-- every internal link resolves (HTTP 200) and every ``#anchor`` exists on its target page.
+- every internal link resolves (HTTP 200) and every ``#anchor`` exists on its target page;
+- every executed page (a MyST notebook with code cells) links its ``.ipynb`` download, which
+  exists, is a valid notebook (``nbformat``) and says in its first cell that it runs after
+  ``pip install varshift``;
+- every interactive (Plotly) figure responds: clicking each slider's rail changes the curves.
 
 Screenshots of the home and theory pages are saved. Exit status 1 if any check fails.
 """
@@ -126,7 +130,60 @@ class LinkChecker:
         return None
 
 
-def check_page(context, base: str, rel: str, links: LinkChecker, shots: Path | None) -> list[str]:
+JS_CURVES = """
+() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    gd => JSON.stringify((gd.data || []).map(t => Array.from(t.y || []))))
+"""
+
+
+def check_notebook(site: Path, rel: str, links: list[str]) -> list[str]:
+    """The ``.ipynb`` download of an executed page: linked, present, valid, self-describing."""
+    import nbformat  # noqa: PLC0415
+    from notebooks import is_executed  # noqa: PLC0415 - docs/_ext, next to this script
+
+    stem = rel[:-len(".html")]
+    source = site / "_sources" / f"{stem}.md"
+    if not source.is_file() or not is_executed(source.read_text(encoding="utf-8")):
+        return []
+    path = site / "_sources" / f"{stem}.ipynb"
+    if not path.is_file():
+        return [f"executed page without a notebook download (_sources/{stem}.ipynb)"]
+    problems = []
+    if not any(link.split("#")[0].endswith(f"_sources/{stem}.ipynb") for link in links):
+        problems.append(f"page does not link its notebook _sources/{stem}.ipynb")
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # noqa: BLE001 - an invalid notebook is a finding
+        return [*problems, f"_sources/{stem}.ipynb is not a valid notebook: {err}"]
+    if not nb.cells or "pip install varshift" not in nb.cells[0].source:
+        problems.append(f"_sources/{stem}.ipynb: the first cell does not say `pip install varshift`")
+    return problems
+
+
+def check_sliders(page) -> list[str]:
+    """Click each Plotly slider's rail near its end: the figure's curves must change."""
+    problems = []
+    rails = page.locator(".js-plotly-plot .slider-container .slider-rail-touch-rect")
+    if page.evaluate(JS_CURVES) and rails.count() == 0:
+        return ["interactive figure without sliders"]
+    for i in range(rails.count()):
+        before = page.evaluate(JS_CURVES)
+        rail = rails.nth(i)
+        rail.scroll_into_view_if_needed()
+        box = rail.bounding_box()
+        if box is None:
+            problems.append(f"slider {i + 1}: not visible")
+            continue
+        page.mouse.click(box["x"] + 0.92 * box["width"], box["y"] + box["height"] / 2)
+        page.wait_for_timeout(300)
+        if page.evaluate(JS_CURVES) == before:
+            problems.append(f"slider {i + 1}: moving it did not change the curves")
+    return problems
+
+
+def check_page(context, base: str, rel: str, links: LinkChecker, shots: Path | None,
+               site: Path | None = None) -> list[str]:
     problems: list[str] = []
     page = context.new_page()
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
@@ -161,6 +218,9 @@ def check_page(context, base: str, rel: str, links: LinkChecker, shots: Path | N
             problem = links.problem(href)
             if problem:
                 problems.append(problem)
+    if site is not None:
+        problems += check_notebook(site, rel, facts["links"])
+    problems += check_sliders(page)
     if shots is not None and rel in SCREENSHOTS:
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / SCREENSHOTS[rel]), full_page=True)
@@ -192,7 +252,7 @@ def main(argv=None) -> int:
                           if route.request.url.startswith(base) or route.request.url.startswith("data:")
                           else route.abort())
             for rel in all_pages:
-                problems = check_page(context, base, rel, links, args.screenshots)
+                problems = check_page(context, base, rel, links, args.screenshots, site)
                 if problems:
                     failures[rel] = problems
             browser.close()

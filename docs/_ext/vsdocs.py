@@ -3,9 +3,14 @@
 - :func:`gnum` glues a number already formatted as text, so prose can quote computed values
   with ``{glue:text}`name```.
 - :func:`style` sets one quiet matplotlib look for every figure of the site.
-- :func:`results` finds the reproduction's result folder (``results/quick`` if present, else
-  ``results/smoke``, running the smoke profile if neither exists) and :func:`show_artefact`
-  shows one paper artefact from it.
+- :func:`results` finds the reproduction's result folder (see :mod:`shown_results`: a local
+  ``results/paper|quick``, else the published records rebuilt at build time, else smoke) and
+  :func:`show_artefact` shows one paper artefact from it, after a header saying which results
+  these are, from which commit, with links to download the files.
+
+The module also runs outside the site (a downloaded notebook, after ``pip install varshift``):
+without MyST-NB :func:`gnum` only formats, and the results are looked for under the working
+directory.
 """
 
 from __future__ import annotations
@@ -13,19 +18,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib as mpl
 import pandas as pd
+import shown_results
 from IPython.display import Image, Markdown, display
-from myst_nb import glue
 
-ROOT = Path(os.environ.get("VARSHIFT_ROOT", Path(__file__).resolve().parents[2]))
-PROFILES = ("quick", "smoke")  # preferred first
+try:
+    from myst_nb import glue
+except ImportError:  # a downloaded notebook run outside the site: nothing to glue into
+    def glue(name, variable, display=True):  # noqa: ARG001, A002
+        return None
 
-__all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table"]
+ROOT = shown_results.ROOT
+
+__all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header"]
 
 
 def gnum(name: str, value, fmt: str = ".3f") -> str:
@@ -59,49 +67,39 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> Markdown:
     return Markdown("\n".join(lines))
 
 
-def _root() -> Path:
-    return Path(os.environ.get("VARSHIFT_RESULTS", ROOT / "results"))
-
-
 def results() -> tuple[str, Path]:
     """``(profile, folder)`` of the reproduction results the pages show.
 
-    ``results/quick`` wins if it has a ``manifest.json``, then ``results/smoke``. If neither
-    exists, the smoke profile is run once (``python -m reproduce run --profile smoke``, a few
-    minutes on a laptop) and its results are used.
+    See :mod:`shown_results`: a local ``results/paper`` or ``results/quick``, else the published
+    ``paper`` or ``quick`` records rebuilt with the current code (no training), else
+    ``results/smoke`` (the smoke profile is run once if it does not exist).
     """
-    root = _root()
-    for profile in PROFILES:
-        if (root / profile / "manifest.json").exists():
-            return profile, root / profile
-    for command in ("run", "report"):
-        subprocess.run([sys.executable, "-m", "reproduce", command, "--profile", "smoke",
-                        "--out", str(root / "smoke")],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not (root / "smoke" / "manifest.json").exists():
-        raise FileNotFoundError(f"the smoke reproduction wrote no {root / 'smoke' / 'manifest.json'}")
-    return "smoke", root / "smoke"
+    choice = shown_results.shown()
+    return choice.profile, choice.folder
 
 
 def results_fingerprint() -> str:
-    """A short hash of the results the pages would show (without running anything).
+    """A short hash of the results the pages would show.
 
     The reproduction pages carry it in a comment of their code (see ``results_stamp``), so the
-    execution cache re-executes them when the results change and reuses them otherwise.
+    execution cache re-executes them when the results or the helpers that show them change,
+    and reuses them otherwise (the "commits ago" of the header is filled in at every build, see
+    ``results_stamp``). Call after :func:`shown_results.stage`.
     """
-    root = _root()
-    for profile in PROFILES:
-        folder = root / profile
-        if (folder / "manifest.json").exists():
-            digest = hashlib.sha1(profile.encode())
-            files = [folder / "manifest.json", folder / "verdicts.csv",
-                     *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
-            for path in files:
-                if path.exists():
-                    digest.update(str(path.relative_to(folder)).encode())
-                    digest.update(path.read_bytes())
-            return f"{profile}-{digest.hexdigest()[:16]}"
-    return "none"
+    choice = shown_results.choose()
+    folder = choice.folder
+    if not (folder / "manifest.json").exists():
+        return "none"
+    digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
+    here = Path(__file__).resolve().parent  # the page helpers: a change re-executes the pages
+    files = [here / "vsdocs.py", here / "shown_results.py",
+             folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
+             *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
+    for path in files:
+        if path.exists():
+            digest.update(str(path.relative_to(path.parents[1])).encode())
+            digest.update(path.read_bytes())
+    return f"{choice.profile}-{digest.hexdigest()[:16]}"
 
 
 def manifest() -> dict:
@@ -148,12 +146,87 @@ def _describe(profile: str, data: dict) -> str:
         bits.append("data: " + ", ".join(f"`{n}`" for n in names))
     if data.get("seeds"):
         bits.append(f"seeds: {', '.join(map(str, data['seeds']))}")
-    if data.get("started_at"):
-        bits.append(f"run started {data['started_at']}")
-    commit = (data.get("git") or {}).get("commit")
-    if commit:
-        bits.append(f"commit `{commit[:10]}`" + (" (with local changes)" if data["git"].get("dirty") else ""))
     return "; ".join(bits)
+
+
+def _download(path: Path, label: str | None = None) -> str:
+    """A MyST ``{download}`` link to ``path`` (relative to the executing page's folder)."""
+    rel = os.path.relpath(path, Path.cwd()).replace(os.sep, "/")
+    return f"{{download}}`{label or path.name} <{rel}>`"
+
+
+def _origin_line(choice, prov: dict) -> str:
+    """The header's first sentence: which results, from which commit, how many commits ago."""
+    commit = prov.get("commit")
+    when = shown_results.commits_since_text(commit) if commit else ""
+    made = f"commit `{commit[:10]}`" + (" with local changes" if prov.get("dirty") else "") \
+        + f" ({when})" if commit else "an unknown commit"
+    machine = prov.get("machine") or {}
+    where = " ".join(filter(None, (machine.get("system"), machine.get("machine"))))
+    wall = prov.get("wall_time_s")
+    facts = ", ".join(filter(None, (
+        f"varshift {prov['varshift_version']}" if prov.get("varshift_version") else "",
+        f"started {prov['started_at']}" if prov.get("started_at") else "",
+        f"on {where}" if where else "",
+        f"{wall / 60:.0f} min wall time" if wall else "")))
+    if choice.origin == "published":
+        return (f"**Results shown: the published `{choice.profile}` records** "
+                f"(`docs/results/{choice.profile}/`), trained at {made}; {facts}. Every figure, "
+                "table and verdict below was rebuilt from those run records by this build, with "
+                "the current code; no training was repeated.")
+    if choice.origin == "local":
+        return (f"**Results shown: the local `results/{choice.profile}/`** (a run on this "
+                f"machine, preferred over the published records), made at {made}; {facts}.")
+    return (f"**Results shown: the smoke profile** (`results/smoke/`), made at {made}; {facts}. "
+            "No published or local quick/paper results were found.")
+
+
+def header(target: str | None = None) -> Markdown:
+    """The first lines of a reproduction page: which results, whence, and download links."""
+    choice = shown_results.choose()
+    folder = choice.folder
+    data = manifest()
+    note = data.get("budget_note") or ""
+    lines = [_origin_line(choice, shown_results.provenance(choice)) + (f" *{note}*" if note else "")
+             + (" Run `nox -s reproduce` for the `quick` profile." if choice.profile == "smoke"
+                else "")]
+    files = sorted((folder / target).glob("*.csv")) if target else []
+    files += [p for p in (folder / "verdicts.csv", folder / "manifest.json", folder / "report.md")
+              if p.is_file()]
+    lines.append("Download: " + " · ".join(_download(p) for p in files))
+    short = []
+    if target is None and choice.origin != "local":
+        for path in sorted(folder.glob("*/result.json")):
+            result = json.loads(path.read_text(encoding="utf-8"))
+            if result.get("runs_used", 0) < result.get("runs", 0):
+                short.append(path.parent.name)
+    if short:
+        lines.append(f":::{{warning}}\nThe {choice.profile} records do not hold every run the "
+                     f"current code plans for: {', '.join(short)} (the run configurations changed "
+                     "since they were made); those pages say what their verdicts rest on.\n:::")
+    return Markdown("\n\n".join(lines))
+
+
+def _mismatch(target: str, choice) -> str:
+    """A warning when the shown records do not cover what the current code plans, else ''."""
+    from reproduce.registry import UNTESTED
+
+    result = target_result(target)
+    runs, used = result.get("runs", 0), result.get("runs_used", result.get("runs", 0))
+    untested = result.get("verdicts") and all(v.get("verdict") == UNTESTED
+                                              for v in result["verdicts"])
+    if choice.origin == "local" or not (used < runs or untested):
+        return ""
+    if used < runs:
+        text = (f"The current code plans {runs} training runs for `{target}`; only {used} of them "
+                f"are among the {choice.profile} records (the run configurations changed since "
+                "they were made). " + ("This target is therefore not rebuilt here. " if used == 0
+                                       else "The verdicts below rest on those runs only. ")
+                + "Re-run and re-publish the profile to update this page.")
+    else:
+        text = (f"`{target}` could not be rebuilt from the {choice.profile} run records alone "
+                "(published records hold no trained models); see the note below.")
+    return f":::{{warning}}\n{text}\n:::"
 
 
 def show_artefact(target: str) -> None:
@@ -161,12 +234,11 @@ def show_artefact(target: str) -> None:
     profile, folder = results()
     data = manifest()
     glue(f"{target}_profile", profile, display=False)
-    note = data.get("budget_note") or ("The smoke profile checks the pipeline, not the paper."
-                                       if profile == "smoke" else "")
-    display(Markdown(
-        f"These results are read from `results/{profile}/{target}/`: {_describe(profile, data)}."
-        + (f" *{note}*" if note else "")
-        + (" Run `nox -s reproduce` for the `quick` profile." if profile == "smoke" else "")))
+    display(header(target))
+    display(Markdown(f"Read from `{target}/` of these results: {_describe(profile, data)}."))
+    warning = _mismatch(target, shown_results.choose())
+    if warning:
+        display(Markdown(warning))
     tdir = folder / target
     if not tdir.is_dir():
         display(Markdown(f":::{{warning}}\nThe `{profile}` profile did not produce `{target}`.\n:::"))
