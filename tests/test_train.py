@@ -70,12 +70,13 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
     assert [h["lr"] for h in rec["history"]] == pytest.approx([0.05, 0.05, 0.01])  # WRN: factor 0.2
     for h in rec["history"]:
         assert set(h) == {"epoch", "loss", "train_acc_train_mode", "train_acc_inference_mode",
-                          "test_acc", "lr", "seconds"}
-        assert 0 <= h["train_acc_inference_mode"] <= 1 and 0 <= h["test_acc"] <= 1
-    assert rec["history"][-1]["test_acc"] > 0.5  # it learns (10 classes: chance is 0.1)
+                          "train_acc_train_mode_fixed", "lr", "seconds"}
+        assert 0 <= h["train_acc_inference_mode"] <= 1
+        assert 0 <= h["train_acc_train_mode_fixed"] <= 1
     final = rec["final"]
-    assert final["test_error"] == pytest.approx(100 * (1 - rec["history"][-1]["test_acc"]))
-    for key in ("test_error_adjust_sequential", "test_error_adjust_simultaneous"):
+    assert final["test_error"] < 50  # it learns (10 classes: chance is 90% error)
+    for key in ("test_error_adjust_sequential", "test_error_adjust_one_pass",
+                "test_error_adjust_one_pass_noise"):
         assert 0 <= final[key] <= 100
     model = keras.saving.load_model(os.path.join(full_dir, "model.keras"))
     assert [r["bn_layer"] for r in final["shift"]] == [

@@ -153,10 +153,10 @@ class RunConfig:
         data_kwargs: extra keywords for :func:`varshift.data.load`.
         train_subset: train on a fixed seeded subset of this many training images (CPU-scale
             runs on Fashion-MNIST or CIFAR); ``None`` uses all. The record's ``data`` says so.
-        epoch_eval: evaluate after every epoch: accuracy of the fixed training subset in
+        epoch_eval: after every epoch, measure the accuracy of the fixed training subset in
             inference mode and in training mode (noise on, BN on batch statistics, moving
-            statistics left untouched) and test accuracy. ``False`` evaluates the test set once
-            after training (cheaper; history rows then hold the training pass's own numbers).
+            statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
+            training pass's own numbers). The test set is evaluated once, after training.
     """
 
     net: str = "preresnet"
@@ -464,7 +464,6 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
             if cfg.epoch_eval:
                 row["train_acc_inference_mode"] = float(model.evaluate(train_eval_ds, verbose=0)[1])
                 row["train_acc_train_mode_fixed"] = _train_mode_accuracy(model, train_fixed_ds)
-                row["test_acc"] = float(model.evaluate(test_ds, verbose=0)[1])
             if not math.isfinite(row["loss"]):
                 raise FloatingPointError(
                     f"training loss became {row['loss']} in epoch {epoch + 1}; lower `lr`.")
@@ -561,14 +560,9 @@ def _final(model, cfg, history, x_train, y_train, test_ds, mean, std, augment, r
     stats_ds = vdata.make_dataset(x_train[idx], y_train[idx], batch_size=cfg.eval_batch_size,
                                   training=True, augment=augment, mean=mean, std=std,
                                   seed=cfg.seed * 100003 + 99991)
-    if history and "test_acc" in history[-1]:
-        test_acc = history[-1]["test_acc"]
-    else:
-        test_acc = float(model.evaluate(test_ds, verbose=0)[1])
+    test_acc = float(model.evaluate(test_ds, verbose=0)[1])
     final = {
         "test_error": 100.0 * (1.0 - test_acc),
-        "best_test_error": 100.0 * (1.0 - max((h.get("test_acc", test_acc) for h in history),
-                                              default=test_acc)),
         **{f"test_error_adjust_{name}": None for name in ADJUST_MODES},
         "stats_samples": len(idx),
     }
