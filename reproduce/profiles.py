@@ -90,16 +90,67 @@ class Profile:
         return self.seed_list()[:1]
 
 
+#: Measured cost of one training run (CPU-seconds on one thread, ``time.process_time``),
+#: Fashion-MNIST 28x28, batch 64, the small networks. Measured on 2026-11-25 on this 2-core
+#: machine while ~7 other jobs shared it: wall times were 5-10x the CPU times, so the CPU time
+#: of the process is used (contention inflates it too, by cache and hyper-threading sharing,
+#: so these are upper bounds for an idle machine). Per network:
+#: ``train``: CPU-s per 1,000 training images per epoch (runs of 2 and 6 epochs on 2,000 images,
+#: difference / 8,000 image-epochs); ``overhead``: the rest of a run (start-up, graph tracing,
+#: final test evaluation and shift measurement on 1,000 images); ``fwd``: CPU-s per 1,000
+#: images of an evaluation pass (difference of runs with and without per-epoch evaluation).
+#: ResNeXt (grouped convolutions) was measured earlier at about 2x PreResNet's cost.
+RUN_COST = {
+    "wrn": {"train": 1.11, "overhead": 4.7, "fwd": 0.46, "bn": 7},
+    "preresnet": {"train": 2.02, "overhead": 8.0, "fwd": 1.42, "bn": 19},
+    "densenet_bc": {"train": 2.1, "overhead": 8.0, "fwd": 1.28, "bn": 15},
+    "resnext29": {"train": 4.0, "overhead": 12.0, "fwd": 2.8, "bn": 13},
+}
+#: CPU-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
+#: at quick: the theory targets took 12 CPU-s at smoke (20,000 Monte Carlo and 4,096 Keras
+#: samples), x 10-20 at quick's sample sizes; Fig. 6 (5 saved models, re-estimated BN) and
+#: Table 1 (15 networks built at initialisation) add about 30
+QUICK_FIXED_CPU_S = 150.0
+
+
+def run_cpu_seconds(config):
+    """Estimated CPU-seconds of one run of the plan (see :data:`RUN_COST`)."""
+    cost = RUN_COST[config["net"]]
+    rec = config["overrides"]
+    n_train = (config.get("subset") or {}).get("n_train", 60000)
+    n_test = (config.get("subset") or {}).get("n_test", 10000)
+    stats = config.get("stats_samples") or n_train
+    fwd_images = n_test  # the final test evaluation
+    if config.get("epoch_eval"):
+        fwd_images += 2 * rec["epochs"] * (config.get("train_eval_samples") or n_train)
+    if config.get("adjust"):  # sequential: one pass per BN layer; 2 one-pass; 3 test passes
+        fwd_images += (cost["bn"] + 2) * stats + 3 * n_test
+    return (cost["overhead"] + cost["train"] * n_train * rec["epochs"] / 1000.0
+            + cost["fwd"] * fwd_images / 1000.0)
+
+
+def estimate_minutes(profile, jobs=None):
+    """Estimated wall minutes of ``python -m reproduce run`` for ``profile`` on an idle
+    machine with ``jobs`` single-threaded processes (the profile's default)."""
+    from reproduce.registry import TARGETS, plan
+
+    cpu = sum(run_cpu_seconds(s.config) for s in plan(profile, TARGETS))
+    return (cpu / (jobs or profile.jobs) + QUICK_FIXED_CPU_S) / 60.0
+
+
 QUICK_BUDGET_NOTE = (
-    "quick: small networks (varshift.nets.SMALL_SIZES) trained for 4 epochs on a fixed "
-    "class-stratified subset of Fashion-MNIST (4,000 training, 2,000 test images); 3 seeds for "
-    "the settings whose errors the verdicts compare (no dropout, dropout-(a) 0.5), one seed "
-    "for the other drop ratios, for dropout-(b) and for Tables 4 and 6 (PreResNet and WRN, "
-    "two strengths each). 60 runs x 4 epochs x 4,000 images. Measured at 5,000 images, one "
-    "thread: about 22 CPU-seconds per WRN run, 45-50 for PreResNet and DenseNet, 90 for "
-    "ResNeXt (grouped convolutions are slow on CPU), training about 60% of it; about 2,700 "
-    "CPU-seconds in all at 4,000 images, i.e. about 23 minutes as 2 parallel single-threaded "
-    "processes on 2 unshared cores."
+    "quick: three small networks (PreResNet, WRN, DenseNet-BC of varshift.nets.SMALL_SIZES; "
+    "ResNeXt's grouped convolutions cost twice PreResNet's on CPU and are left to the paper "
+    "profile) trained for 4 epochs on a fixed class-stratified subset of Fashion-MNIST (4,000 "
+    "training images; 4,000 test images so that the test error's binomial noise, about "
+    "0.6 pp, stays below the 1 pp margins); 5 seeds for every setting a claim compares (no "
+    "dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on WRN, the cheapest network): with 5 "
+    "paired seeds the 95% interval is +-1.24 standard deviations of the paired difference "
+    "(3 seeds: +-2.5). Per-epoch evaluation only for the runs Fig. 5 reads (no dropout, "
+    "dropout-(a) 0.5); Adjust BN only for Table 3's runs. {runs} runs; estimate from the measured "
+    "per-run CPU times in RUN_COST (profiles.estimate_minutes): about {minutes:.0f} min on 2 "
+    "idle cores as 2 single-threaded processes, of which about {fixed:.0f} min theory targets "
+    "and report building."
 )
 
 PROFILES = {
@@ -124,25 +175,25 @@ PROFILES = {
     ),
     "quick": Profile(
         name="quick",
-        description="small versions of the four networks on Fashion-MNIST, 3 seeds for the "
-                    "key settings (CPU, < 30 min on 2 cores)",
+        description="small PreResNet, WRN and DenseNet-BC on Fashion-MNIST, 5 seeds for every "
+                    "compared setting (CPU, < 30 min on 2 cores)",
         data=("fashion_mnist",),
-        networks=NETWORKS,
+        networks=("preresnet", "wrn", "densenet_bc"),
         size="small",
         recipe_kind="cpu",
         recipe={"epochs": 4, "batch_size": 64, "lr_drops": [2, 3]},
-        subset={"n_train": 4000, "n_test": 2000},
-        eval_samples=1000,
-        seeds=3,
-        fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
-        seeded=(("a", 0.5),),
-        table4_rates=(0.2, 0.5),
-        table6_betas=(0.2, 0.5),
-        table_networks=("preresnet", "wrn"),
-        mc_samples=200_000,
-        keras_samples=20_000,
+        subset={"n_train": 4000, "n_test": 4000},
+        eval_samples=500,
+        seeds=5,
+        fig4_rates=(0.0, 0.5),
+        seeded=None,
+        table4_rates=(0.5,),
+        table6_betas=(0.5,),
+        table_networks=("wrn",),
+        mc_samples=400_000,
+        keras_samples=40_000,
         jobs=2,
-        budget_note=QUICK_BUDGET_NOTE,
+        budget_note="",  # filled below from the measured costs
     ),
     "paper": Profile(
         name="paper",
@@ -165,6 +216,12 @@ PROFILES = {
         budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
     ),
 }
+
+
+#: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
+QUICK_RUNS, QUICK_MINUTES = 55, 25.7
+PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
+    runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
 
 
 def get_profile(name):
