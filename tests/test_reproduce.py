@@ -20,7 +20,7 @@ import pytest
 
 from reproduce import profiles, registry, runs
 from reproduce._io import atomic_path, atomic_write_json
-from reproduce.registry import TARGETS, VERDICTS, get_target, plan
+from reproduce.registry import TARGETS, get_target, plan
 from reproduce.runs import RunStore, execute_plan, run_key, run_spec
 
 ROOT = Path(__file__).resolve().parent.parent

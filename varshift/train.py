@@ -573,6 +573,6 @@ def _final(model, cfg, history, x_train, y_train, test_ds, mean, std, augment, r
             fixed = recalibrate_bn(model, stats_ds, batch_size=cfg.eval_batch_size, **kwargs)
             compile_model(fixed, recipe)
             acc = fixed.evaluate(test_ds, verbose=0)[1]
-            final[f"test_error_adjust_{mode}"] = 100.0 * (1.0 - float(acc))
+            final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
     final["cos2"] = cos2_table(model)
     return final
