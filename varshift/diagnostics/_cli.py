@@ -77,11 +77,11 @@ def _table(df, columns):
 
 
 def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibrate=None,
-              mode="sequential", echo=print):
+              mode="one_pass", echo=print):
     """Print the audit and, with data, the measured shift; optionally save a recalibrated model."""
-    from varshift._graph import all_bn_layers
+    from varshift.bnstats import bn_layers as all_bn_layers
+    from varshift.bnstats import check_input_shapes
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
-    from varshift.diagnostics.shift import _check_shapes
 
     if recalibrate is not None and data_path is None:
         raise AuditError("--recalibrate needs --data (the statistics are measured on it).")
@@ -99,7 +99,7 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
         if x.ndim == 0 or len(x) == 0:
             raise AuditError(f"data file {data_path!r} holds no samples (shape {x.shape}).")
         try:
-            _check_shapes(model, x[:1])
+            check_input_shapes(model, x[:1])
         except ValueError as err:
             raise AuditError(str(err)) from None
     try:
