@@ -93,18 +93,31 @@ class Profile:
 #: Measured cost of one training run (CPU-seconds on one thread, ``time.process_time``),
 #: Fashion-MNIST 28x28, batch 64, the small networks. Measured on 2026-11-25 on this 2-core
 #: machine while ~7 other jobs shared it: wall times were 5-10x the CPU times, so the CPU time
-#: of the process is used (contention inflates it too, by cache and hyper-threading sharing,
-#: so these are upper bounds for an idle machine). Per network:
-#: ``train``: CPU-s per 1,000 training images per epoch (runs of 2 and 6 epochs on 2,000 images,
-#: difference / 8,000 image-epochs); ``overhead``: the rest of a run (start-up, graph tracing,
-#: final test evaluation and shift measurement on 1,000 images); ``fwd``: CPU-s per 1,000
-#: images of an evaluation pass (difference of runs with and without per-epoch evaluation).
+#: of the process is used instead (contention inflates it too, through shared caches, so these
+#: are upper bounds for an idle machine). Per network:
+#:
+#: - ``train``: CPU-s per 1,000 training images per epoch: runs of 2 and 6 epochs on 2,000
+#:   images (wrn 9.2 / 18.1 s, preresnet 16.1 / 32.3 s, densenet_bc 16.4 / 32.3 s), difference
+#:   over 8,000 image-epochs;
+#: - ``overhead``: the rest of such a run (start-up, graph tracing, final evaluation of 1,000
+#:   test images, shift measurement);
+#: - ``epoch_eval``: CPU-s per 1,000 images of the per-epoch evaluation passes (runs with and
+#:   without it: +2.8 s wrn, +8.5 s preresnet, +7.7 s densenet_bc over 6,000 images);
+#: - ``test``: CPU-s per 1,000 test images (one ``evaluate`` of 4,000 images at batch 500:
+#:   wrn 1.13 s, preresnet 2.03 s);
+#: - ``adjust``: Table 3's three re-estimations of BN (500 images) and their three test
+#:   evaluations (4,000 images): wrn 2.7 + 1.1 + 0.9 + 3.4 s, preresnet 11.3 + 2.4 + 2.3 +
+#:   6.1 s; densenet_bc scaled from preresnet by its BN layers (15 vs 19).
+#:
 #: ResNeXt (grouped convolutions) was measured earlier at about 2x PreResNet's cost.
 RUN_COST = {
-    "wrn": {"train": 1.11, "overhead": 4.7, "fwd": 0.46, "bn": 7},
-    "preresnet": {"train": 2.02, "overhead": 8.0, "fwd": 1.42, "bn": 19},
-    "densenet_bc": {"train": 2.1, "overhead": 8.0, "fwd": 1.28, "bn": 15},
-    "resnext29": {"train": 4.0, "overhead": 12.0, "fwd": 2.8, "bn": 13},
+    "wrn": {"train": 1.11, "overhead": 4.7, "epoch_eval": 0.46, "test": 0.28, "adjust": 8.1},
+    "preresnet": {"train": 2.02, "overhead": 8.0, "epoch_eval": 1.42, "test": 0.51,
+                  "adjust": 22.1},
+    "densenet_bc": {"train": 1.98, "overhead": 8.5, "epoch_eval": 1.28, "test": 0.51,
+                    "adjust": 18.0},
+    "resnext29": {"train": 4.0, "overhead": 16.0, "epoch_eval": 2.8, "test": 1.0,
+                  "adjust": 44.0},
 }
 #: CPU-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
 #: at quick: the theory targets took 12 CPU-s at smoke (20,000 Monte Carlo and 4,096 Keras
@@ -116,17 +129,16 @@ QUICK_FIXED_CPU_S = 150.0
 def run_cpu_seconds(config):
     """Estimated CPU-seconds of one run of the plan (see :data:`RUN_COST`)."""
     cost = RUN_COST[config["net"]]
-    rec = config["overrides"]
+    epochs = config["overrides"]["epochs"]
     n_train = (config.get("subset") or {}).get("n_train", 60000)
     n_test = (config.get("subset") or {}).get("n_test", 10000)
-    stats = config.get("stats_samples") or n_train
-    fwd_images = n_test  # the final test evaluation
-    if config.get("epoch_eval"):
-        fwd_images += 2 * rec["epochs"] * (config.get("train_eval_samples") or n_train)
-    if config.get("adjust"):  # sequential: one pass per BN layer; 2 one-pass; 3 test passes
-        fwd_images += (cost["bn"] + 2) * stats + 3 * n_test
-    return (cost["overhead"] + cost["train"] * n_train * rec["epochs"] / 1000.0
-            + cost["fwd"] * fwd_images / 1000.0)
+    seconds = (cost["overhead"] + cost["train"] * n_train * epochs / 1000.0
+               + cost["test"] * max(0, n_test - 1000) / 1000.0)
+    if config.get("epoch_eval"):  # inference and training mode, every epoch
+        seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
+    if config.get("adjust"):
+        seconds += cost["adjust"]
+    return seconds
 
 
 def estimate_minutes(profile, jobs=None):
@@ -219,7 +231,7 @@ PROFILES = {
 
 
 #: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
-QUICK_RUNS, QUICK_MINUTES = 55, 25.7
+QUICK_RUNS, QUICK_MINUTES = 55, 22.9
 PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
     runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
 

@@ -12,7 +12,8 @@ from reproduce._io import atomic_write_text, read_json
 from reproduce.claims import VERDICTS, Claim, untested
 from reproduce.registry import TARGETS, load_result
 
-__all__ = ["write_report", "setup_differences", "VERDICT_COLUMNS"]
+__all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
+           "VERDICT_COLUMNS"]
 
 THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
@@ -73,10 +74,13 @@ def setup_differences(profile):
     return (f"Paper: CIFAR-10/100, full-size networks (PreResNet-164, ResNeXt-29 8x64d, WRN-28-10, "
             f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, the small networks "
             f"of varshift.nets.SMALL_SIZES, the {profile.recipe_kind!r} recipe with overrides "
-            f"{profile.recipe}, {profile.seeds} seed(s) for the no-dropout baseline and "
-            f"{', '.join(f'{p} {r:g}' for p, r in (profile.seeded or ()))} and one seed "
-            "elsewhere. Only the direction of the effects can be compared with the paper, not "
-            "the error levels.")
+            f"{profile.recipe}, " + (
+                f"{profile.seeds} seed(s) for every setting (compared settings share them)"
+                if profile.seeded is None else
+                f"{profile.seeds} seed(s) for the no-dropout baseline and "
+                f"{', '.join(f'{p} {r:g}' for p, r in profile.seeded)} and one seed elsewhere")
+            + ". Only the direction of the effects can be compared with the paper, not the "
+            "error levels.")
 
 
 def write_report(out_dir, profile, targets=TARGETS):
@@ -154,3 +158,18 @@ def _target_section(out_dir, profile, name, res):
                      f"{v['evidence']}")
     lines.append("")
     return lines
+
+
+def closing_note(out_dir, rows):
+    """What ``report`` prints: wall time, counts per verdict, each claim with its interval."""
+    path = Path(out_dir) / "manifest.json"
+    wall = (read_json(path).get("wall_time_s") or 0.0) / 60.0 if path.is_file() else float("nan")
+    width = max(len(r["target"]) for r in rows)
+    lines = [f"{'target':<{width}}  {'verdict':<13}  {'effect [95% CI]':<28}  margin  claim"]
+    for r in rows:
+        ci = f"{_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+        lines.append(f"{r['target']:<{width}}  {r['verdict']:<13}  {ci:<28}  "
+                     f"{_num(r['margin']):>6}  {r['claim']} ({r['unit']})")
+    lines.append(f"wall time of the last run: {wall:.1f} min; {len(rows)} claims: "
+                 f"{summary_lines(rows)}")
+    return "\n".join(lines)
