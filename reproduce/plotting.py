@@ -119,7 +119,9 @@ def forest(rows, out_dir, profile, data, stem="forest"):
     pyplot = style()
     n = max(1, len(rows))
     fig, ax = pyplot.subplots(figsize=(7.0, 0.9 + 0.19 * n))
-    lim = 4.0
+    scaled = [abs(r[k] / (abs(r["margin"]) or 1.0)) for r in rows
+              for k in ("effect", "ci_low", "ci_high")]
+    lim = min(100.0, max([4.0] + [1.1 * v for v in scaled if math.isfinite(v)]))
     for i, r in enumerate(rows):
         y = n - 1 - i
         scale = abs(r["margin"]) or 1.0
@@ -136,8 +138,9 @@ def forest(rows, out_dir, profile, data, stem="forest"):
     ax.set_yticks(range(n), [f"{r['target']}: {r['claim'][:70]}" for r in rows][::-1],
                   fontsize=5.5)
     ax.axvline(0.0, color="0.5", lw=0.6)
+    ax.set_xscale("symlog", linthresh=2.0)
     ax.set(xlim=(-lim, lim), ylim=(-0.7, n - 0.3),
-           xlabel="effect / |margin| (black tick: margin; dot: effect; bar: 95% interval)")
+           xlabel="effect / |margin|, symlog (black tick: margin; dot: effect; bar: 95% interval)")
     for verdict, color in VERDICT_COLORS.items():
         ax.plot([], [], "o-", color=color, label=verdict)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6)
