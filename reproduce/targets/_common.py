@@ -141,11 +141,16 @@ def by_seed(df, value, **where):
     return dict(zip(sel["seed"].tolist(), sel[value].astype(float).tolist(), strict=True))
 
 
+#: what a claim that does not hold says when the paper has no number to check against
+NO_PAPER_NUMBER = "the paper publishes no number for this effect, so its own data cannot be checked"
+
+
 def decide(profile, claim, samples, evidence, paper=""):
     """:func:`reproduce.claims.judge` under ``profile``: ``not tested`` at the smoke profile."""
     if profile.name == "smoke":
         evidence = f"{SMOKE_NOTE}; {evidence}"
-    return judge(claim, samples, evidence, test=profile.name != "smoke", paper=paper)
+    return judge(claim, samples, evidence, test=profile.name != "smoke",
+                 paper=paper or NO_PAPER_NUMBER)
 
 
 def compare(profile, claim, treated, control, evidence="", paper=""):
