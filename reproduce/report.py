@@ -31,8 +31,18 @@ def _verdict_rows(out_dir, targets):
                                                     f"run `python -m reproduce run {name}`")})
             continue
         for v in res.get("verdicts", []):
-            rows.append({"target": name, **v})
+            rows.append(_numbers({"target": name, **v}))
     return rows, results
+
+
+def _numbers(row):
+    """Numbers of a row read back from JSON, where NaN and infinities are stored as null: a
+    one-sample interval is (-inf, inf), anything else missing is NaN."""
+    wide = int(row.get("n") or 0) == 1
+    for key, fill in (("effect", math.nan), ("ci_low", -math.inf if wide else math.nan),
+                      ("ci_high", math.inf if wide else math.nan), ("margin", math.nan)):
+        row[key] = fill if row.get(key) is None else float(row[key])
+    return row
 
 
 def _num(x, digits=3):
@@ -151,7 +161,7 @@ def _target_section(out_dir, profile, name, res):
         lines += ["Setup: see *Setup differences from the paper* above "
                   f"(profile `{profile.name}`).", ""]
     lines += ["Verdicts:", ""]
-    for v in res.get("verdicts", []):
+    for v in map(_numbers, res.get("verdicts", [])):
         lines.append(f"- {v['claim']}: **{v['verdict']}**, effect {_num(v['effect'])} "
                      f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}] {v['unit']} "
                      f"(margin {_num(v['margin'])}, n = {v['n']}; {v.get('effect_is', '')}). "

@@ -133,12 +133,12 @@ def paper_data_for(data):
     return data if data in ("cifar10", "cifar100") else "cifar10"
 
 
-def by_seed(df, value, **where):
-    """``{seed: value}`` of the rows of ``df`` matching ``where`` (column == value)."""
+def by_seed(df, column, /, **where):
+    """``{seed: df[column]}`` of the rows of ``df`` matching ``where`` (other column == value)."""
     sel = df
     for col, want in where.items():
         sel = sel[np.isclose(sel[col], want)] if isinstance(want, float) else sel[sel[col] == want]
-    return dict(zip(sel["seed"].tolist(), sel[value].astype(float).tolist(), strict=True))
+    return dict(zip(sel["seed"].tolist(), sel[column].astype(float).tolist(), strict=True))
 
 
 #: what a claim that does not hold says when the paper has no number to check against
