@@ -8,6 +8,7 @@ data: 4,000 Fashion-MNIST training images, batch 64):
 - ``width16``: width 16 (fan-in 16, 32, 64, as in PreResNet-164): does a wider 1x1 convolution
   average the (b) noise away, as Eq. 14 predicts for aligned weights?
 - ``epochs8``: twice the epochs: is it under-training (dropout 0.5 underfits at 4 epochs)?
+- ``bs32``: twice the steps at the same cost in images (batch 32): steps or epochs?
 
 Each run records the test error, the mean/max shift statistic over BN layers and the final
 training-mode accuracy of the training pass. Run: ``python -m reproduce.preresnet_b [OUT.jsonl]``
@@ -27,11 +28,12 @@ VARIANTS = {
     "quick": ({"depth": 20, "width": 8}, _QUICK),
     "width16": ({"depth": 20, "width": 16}, _QUICK),
     "epochs8": ({"depth": 20, "width": 8}, {"epochs": 8, "batch_size": 64, "lr_drops": [4, 6]}),
+    "bs32": ({"depth": 20, "width": 8}, {"epochs": 4, "batch_size": 32, "lr_drops": [2, 3]}),
 }
 #: (variant, placement, seed), most informative first
 PLAN = (("quick", "b", 0), ("quick", "a", 0), ("quick", "b", 1), ("quick", "a", 1),
         ("width16", "b", 0), ("width16", "a", 0), ("epochs8", "b", 0), ("epochs8", "a", 0),
-        ("quick", "b", 2), ("quick", "a", 2))
+        ("bs32", "b", 0), ("bs32", "a", 0), ("quick", "b", 2), ("quick", "a", 2))
 
 
 def run_one(variant, placement, seed, data_dir, out_root):
