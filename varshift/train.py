@@ -142,7 +142,8 @@ class RunConfig:
             every epoch; ``None`` uses the whole training set.
         stats_samples: training images (same seeded subset, augmented as in training) used for
             the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
-        adjust: compute the Table 3 "Adjust BN" test errors (sequential and simultaneous).
+        adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
+            one_pass, and one_pass with the noise on).
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
