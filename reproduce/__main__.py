@@ -280,9 +280,9 @@ def cmd_report(profile, targets, out):
                     f"{profile.name}` first", FAILED)
     _check_writable(out)
     rows = write_report(out, profile, targets)
-    width = max(len(r["target"]) for r in rows)
-    for r in rows:
-        print(f"{r['target']:<{width}}  {r['verdict']:<26}  {r['claim']}")
+    from reproduce.report import closing_note
+
+    print(closing_note(out, rows))
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     return 0
 

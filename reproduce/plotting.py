@@ -11,7 +11,8 @@ from pathlib import Path
 from reproduce._io import atomic_path
 from varshift.nets.registry import NETWORKS
 
-__all__ = ["plt", "style", "stamp", "save", "DATA_LABELS", "NET_COLORS", "MARKERS"]
+__all__ = ["plt", "style", "stamp", "save", "finish", "forest", "DATA_LABELS", "NET_COLORS",
+           "MARKERS", "VERDICT_COLORS"]
 
 DATA_LABELS = {
     "digits": "scikit-learn digits (8x8)",
@@ -93,3 +94,56 @@ def save(fig, target_dir, stem="figure"):
 def _metadata(ext):
     # no creation dates in the files: identical inputs give identical outputs
     return {"Date": None} if ext == "svg" else {"Software": "varshift reproduce"}
+
+
+def finish(fig, profile, data, target_dir, *, bottom=0.03, stem="figure"):
+    """Stamp ``fig`` (:func:`stamp`), lay it out above the stamp and :func:`save` it."""
+    stamp(fig, profile, data)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return save(fig, target_dir, stem)
+
+
+#: colour of each verdict in the forest plot
+VERDICT_COLORS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#bf8700",
+                  "not tested": "0.6"}
+
+
+def forest(rows, out_dir, profile, data, stem="forest"):
+    """Forest plot of verdict rows: effect and 95% interval in units of each claim's margin.
+
+    Every row is scaled by its own ``|margin|`` (margin 0: unscaled), so claims in different
+    units share one axis; the margin sits at +-1 (``within`` claims: both), the claimed side is
+    the row's direction. Intervals beyond the axis (one seed) are drawn to its edge.
+    """
+    import math
+
+    pyplot = style()
+    n = max(1, len(rows))
+    fig, ax = pyplot.subplots(figsize=(7.0, 0.9 + 0.19 * n))
+    scaled = [abs(r[k] / (abs(r["margin"]) or 1.0)) for r in rows
+              for k in ("effect", "ci_low", "ci_high")]
+    lim = min(100.0, max([4.0] + [1.1 * v for v in scaled if math.isfinite(v)]))
+    for i, r in enumerate(rows):
+        y = n - 1 - i
+        scale = abs(r["margin"]) or 1.0
+        color = VERDICT_COLORS.get(r["verdict"], "0.3")
+        eff, lo, hi = (r["effect"] / scale, r["ci_low"] / scale, r["ci_high"] / scale)
+        if math.isfinite(eff):
+            lo_c = max(-lim, lo) if not math.isnan(lo) else eff
+            hi_c = min(lim, hi) if not math.isnan(hi) else eff
+            ax.plot([lo_c, hi_c], [y, y], "-", color=color, lw=1.2)
+            ax.plot([min(max(eff, -lim), lim)], [y], "o", color=color, ms=3.5)
+        marks = (-1.0, 1.0) if r["direction"] == "within" else (r["margin"] / scale,)
+        for m in marks:
+            ax.plot([m], [y], "|", color="k", ms=7)
+    ax.set_yticks(range(n), [f"{r['target']}: {r['claim'][:70]}" for r in rows][::-1],
+                  fontsize=5.5)
+    ax.axvline(0.0, color="0.5", lw=0.6)
+    ax.set_xscale("symlog", linthresh=2.0)
+    ax.set(xlim=(-lim, lim), ylim=(-0.7, n - 0.3),
+           xlabel="effect / |margin|, symlog (black tick: margin; dot: effect; bar: 95% interval)")
+    for verdict, color in VERDICT_COLORS.items():
+        ax.plot([], [], "o-", color=color, label=verdict)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6)
+    ax.grid(False)
+    return finish(fig, profile, data, out_dir, bottom=0.02, stem=stem)

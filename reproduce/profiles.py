@@ -91,16 +91,84 @@ class Profile:
         return self.seed_list()[:1]
 
 
+#: Measured cost of one training run (CPU-seconds on one thread, ``time.process_time``),
+#: Fashion-MNIST 28x28, batch 64, the small networks. Measured on 2026-11-25 on this 2-core
+#: machine while ~7 other jobs shared it: wall times were 5-10x the CPU times, so the CPU time
+#: of the process is used instead (contention inflates it too, through shared caches, so these
+#: are upper bounds for an idle machine). Per network:
+#:
+#: - ``train``: CPU-s per 1,000 training images per epoch: runs of 2 and 6 epochs on 2,000
+#:   images (wrn 9.2 / 18.1 s, preresnet 16.1 / 32.3 s, densenet_bc 16.4 / 32.3 s), difference
+#:   over 8,000 image-epochs;
+#: - ``overhead``: the rest of such a run (start-up, graph tracing, final evaluation of 1,000
+#:   test images, shift measurement);
+#: - ``epoch_eval``: CPU-s per 1,000 images of the per-epoch evaluation passes (runs with and
+#:   without it: +2.8 s wrn, +8.5 s preresnet, +7.7 s densenet_bc over 6,000 images);
+#: - ``test``: CPU-s per 1,000 test images (one ``evaluate`` of 4,000 images at batch 500:
+#:   wrn 1.13 s, preresnet 2.03 s);
+#: - ``adjust``: Table 3's three re-estimations of BN (500 images) and their three test
+#:   evaluations (4,000 images): wrn 2.7 + 1.1 + 0.9 + 3.4 s, preresnet 11.3 + 2.4 + 2.3 +
+#:   6.1 s; densenet_bc scaled from preresnet by its BN layers (15 vs 19).
+#:
+#: ResNeXt (grouped convolutions) was measured earlier at about 2x PreResNet's cost. These
+#: are batch-64 costs; quick trains at batch 32 (twice the SGD steps for the same images, see
+#: ``reproduce.preresnet_b``), which measured 0.88x batch 64's CPU time for PreResNet (37.1
+#: vs 42.2 CPU-s for a 4-epoch run on 4,000 images), so the estimate is an upper bound.
+RUN_COST = {
+    "wrn": {"train": 1.11, "overhead": 4.7, "epoch_eval": 0.46, "test": 0.28, "adjust": 8.1},
+    "preresnet": {"train": 2.02, "overhead": 8.0, "epoch_eval": 1.42, "test": 0.51,
+                  "adjust": 22.1},
+    "densenet_bc": {"train": 1.98, "overhead": 8.5, "epoch_eval": 1.28, "test": 0.51,
+                    "adjust": 18.0},
+    "resnext29": {"train": 4.0, "overhead": 16.0, "epoch_eval": 2.8, "test": 1.0,
+                  "adjust": 44.0},
+}
+#: CPU-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
+#: at quick: the theory targets took 12 CPU-s at smoke (20,000 Monte Carlo and 4,096 Keras
+#: samples), x 10-20 at quick's sample sizes; Fig. 6 (5 saved models, re-estimated BN) and
+#: Table 1 (15 networks built at initialisation) add about 30
+QUICK_FIXED_CPU_S = 150.0
+
+
+def run_cpu_seconds(config):
+    """Estimated CPU-seconds of one run of the plan (see :data:`RUN_COST`)."""
+    cost = RUN_COST[config["net"]]
+    epochs = config["overrides"]["epochs"]
+    n_train = (config.get("subset") or {}).get("n_train", 60000)
+    n_test = (config.get("subset") or {}).get("n_test", 10000)
+    seconds = (cost["overhead"] + cost["train"] * n_train * epochs / 1000.0
+               + cost["test"] * max(0, n_test - 1000) / 1000.0)
+    if config.get("epoch_eval"):  # inference and training mode, every epoch
+        seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
+    if config.get("adjust"):
+        seconds += cost["adjust"]
+    return seconds
+
+
+def estimate_minutes(profile, jobs=None):
+    """Estimated wall minutes of ``python -m reproduce run`` for ``profile`` on an idle
+    machine with ``jobs`` single-threaded processes (the profile's default)."""
+    from reproduce.registry import TARGETS, plan
+
+    cpu = sum(run_cpu_seconds(s.config) for s in plan(profile, TARGETS))
+    return (cpu / (jobs or profile.jobs) + QUICK_FIXED_CPU_S) / 60.0
+
+
 QUICK_BUDGET_NOTE = (
-    "quick: small networks (varshift.nets.SMALL_SIZES) trained for 4 epochs on a fixed "
-    "class-stratified subset of Fashion-MNIST (4,000 training, 2,000 test images); 3 seeds for "
-    "the settings whose errors the verdicts compare (no dropout, dropout-(a) 0.5), one seed "
-    "for the other drop ratios, for dropout-(b) and for Tables 4 and 6 (PreResNet and WRN, "
-    "two strengths each). 60 runs x 4 epochs x 4,000 images. Measured at 5,000 images, one "
-    "thread: about 22 CPU-seconds per WRN run, 45-50 for PreResNet and DenseNet, 90 for "
-    "ResNeXt (grouped convolutions are slow on CPU), training about 60% of it; about 2,700 "
-    "CPU-seconds in all at 4,000 images, i.e. about 23 minutes as 2 parallel single-threaded "
-    "processes on 2 unshared cores."
+    "quick: three small networks (PreResNet, WRN, DenseNet-BC of varshift.nets.SMALL_SIZES; "
+    "ResNeXt's grouped convolutions cost twice PreResNet's on CPU and are left to the paper "
+    "profile) trained for 4 epochs at batch 32 (500 SGD steps; at batch 64 dropout 0.5 "
+    "underfits so badly that dropout-(b)'s advantage disappears, see Fig. 4) on a fixed "
+    "class-stratified subset of Fashion-MNIST (4,000 training images; 4,000 test images so "
+    "that the test error's binomial noise, about "
+    "0.6 pp, stays below the 1 pp margins); 5 seeds for every setting a claim compares (no "
+    "dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on WRN, the cheapest network): with 5 "
+    "paired seeds the 95% interval is +-1.24 standard deviations of the paired difference "
+    "(3 seeds: +-2.5). Per-epoch evaluation only for the runs Fig. 5 reads (no dropout, "
+    "dropout-(a) 0.5); Adjust BN only for Table 3's runs. {runs} runs; estimate from the measured "
+    "per-run CPU times in RUN_COST (profiles.estimate_minutes): about {minutes:.0f} min on 2 "
+    "idle cores as 2 single-threaded processes, of which about {fixed:.0f} min theory targets "
+    "and report building."
 )
 
 PROFILES = {
@@ -125,25 +193,25 @@ PROFILES = {
     ),
     "quick": Profile(
         name="quick",
-        description="small versions of the four networks on Fashion-MNIST, 3 seeds for the "
-                    "key settings (CPU, < 30 min on 2 cores)",
+        description="small PreResNet, WRN and DenseNet-BC on Fashion-MNIST, 5 seeds for every "
+                    "compared setting (CPU, < 30 min on 2 cores)",
         data=("fashion_mnist",),
-        networks=NETWORKS,
+        networks=("preresnet", "wrn", "densenet_bc"),
         size="small",
         recipe_kind="cpu",
-        recipe={"epochs": 4, "batch_size": 64, "lr_drops": [2, 3]},
-        subset={"n_train": 4000, "n_test": 2000},
-        eval_samples=1000,
-        seeds=3,
-        fig4_rates=(0.0, 0.1, 0.3, 0.5, 0.7),
-        seeded=(("a", 0.5),),
-        table4_rates=(0.2, 0.5),
-        table6_betas=(0.2, 0.5),
-        table_networks=("preresnet", "wrn"),
-        mc_samples=200_000,
-        keras_samples=20_000,
+        recipe={"epochs": 4, "batch_size": 32, "lr_drops": [2, 3]},
+        subset={"n_train": 4000, "n_test": 4000},
+        eval_samples=500,
+        seeds=5,
+        fig4_rates=(0.0, 0.5),
+        seeded=None,
+        table4_rates=(0.5,),
+        table6_betas=(0.5,),
+        table_networks=("wrn",),
+        mc_samples=400_000,
+        keras_samples=40_000,
         jobs=2,
-        budget_note=QUICK_BUDGET_NOTE,
+        budget_note="",  # filled below from the measured costs
     ),
     "paper": Profile(
         name="paper",
@@ -166,6 +234,12 @@ PROFILES = {
         budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
     ),
 }
+
+
+#: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
+QUICK_RUNS, QUICK_MINUTES = 55, 22.9
+PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
+    runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
 
 
 def get_profile(name):

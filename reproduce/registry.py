@@ -20,26 +20,15 @@ import time
 from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
+from reproduce.claims import FAILS, HOLDS, INCONCLUSIVE, UNTESTED, VERDICTS, Claim, untested
 from reproduce.runs import RunStore, merge_specs
 
 __all__ = ["TARGETS", "get_target", "plan", "Context", "build_target", "HOLDS", "FAILS",
-           "UNTESTED", "VERDICTS", "verdict"]
+           "INCONCLUSIVE", "UNTESTED", "VERDICTS"]
 
 #: target name -> module, in the order of the paper (theory first)
 TARGETS = ("eq8", "eq14", "eq15", "fig1", "fig3", "fig4", "fig5", "fig6", "table1", "table3",
            "table4", "table6")
-
-HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested at this profile"
-VERDICTS = (HOLDS, FAILS, UNTESTED)
-
-
-def verdict(claim, outcome, evidence):
-    """One verdict row; ``outcome`` is a bool (holds / does not hold) or :data:`UNTESTED`."""
-    if not isinstance(outcome, str):  # bool or numpy bool
-        outcome = HOLDS if bool(outcome) else FAILS
-    if outcome not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}; received {outcome!r}")
-    return {"claim": claim, "verdict": outcome, "evidence": evidence}
 
 
 def get_target(name):
@@ -97,7 +86,7 @@ def build_target(name, profile, out_dir, *, data_dir=None, partial=False):
 
     ``partial=True`` (``run --cached-only``) builds from the runs cached so far: the verdicts
     say how many of the target's runs they rest on, and a target none of whose runs (or not
-    enough of them) exist is written as "not tested at this profile".
+    enough of them) exist is written as "not tested".
     """
     module = get_target(name)
     ctx = Context(profile, out_dir, name, data_dir=data_dir, partial=partial)
@@ -111,8 +100,8 @@ def build_target(name, profile, out_dir, *, data_dir=None, partial=False):
     except Exception as err:
         if not partial:
             raise
-        result = {"verdicts": [verdict("(all claims of this target)", UNTESTED,
-                                       f"partial build: {err}")],
+        result = {"verdicts": [untested(Claim("(all claims of this target)", "above", 0.0, ""),
+                                        f"partial build: {err}")],
                   "markdown": f"Not built: {have} of {len(specs)} runs cached ({err})."}
     else:
         missing = [a for a in module.ARTEFACTS if not (ctx.dir / a).is_file()]

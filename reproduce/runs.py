@@ -82,6 +82,11 @@ def _resolve_size(net, size):
 ADJUST_SETTINGS = {("a", "dropout", 0.5), ("b", "dropout", 0.5)}
 
 
+#: settings whose runs are evaluated after every epoch (Fig. 5 reads their per-epoch accuracy);
+#: the others are evaluated once, after training
+EPOCH_EVAL_SETTINGS = {("none", "dropout", 0.0), ("a", "dropout", 0.5)}
+
+
 def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=0.0, data=None,
              seed=0, save_model=False, adjust=None):
     """The :class:`RunSpec` of one training run under ``profile``.
@@ -114,6 +119,7 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         "save_model": bool(save_model),
         "train_eval_samples": profile.eval_samples,
         "stats_samples": profile.eval_samples,
+        "epoch_eval": (placement, noise, value) in EPOCH_EVAL_SETTINGS,
     }
     if profile.subset:
         config["subset"] = dict(profile.subset)  # RunConfig.subset: varshift.data.take_subset

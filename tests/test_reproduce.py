@@ -20,7 +20,7 @@ import pytest
 
 from reproduce import profiles, registry
 from reproduce._io import atomic_path, atomic_write_json
-from reproduce.registry import TARGETS, VERDICTS, get_target, plan
+from reproduce.registry import TARGETS, get_target, plan
 from reproduce.runs import RunStore, execute_plan, run_key, run_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def test_shared_runs_are_planned_once():
     # fig6 needs saved models: the saved run replaces its unsaved twin instead of doubling it
     everything = plan(profile, TARGETS)
     saved = [s for s in everything if s.config["save_model"]]
-    assert len(saved) == 2
+    assert len(saved) == profile.seeds  # Fig. 6: dropout-(a) 0.5, every seed
     for s in saved:
         twin = run_key({**s.config, "save_model": False})
         assert twin not in keys
@@ -78,11 +78,33 @@ def test_run_key_ignores_data_dir_but_not_the_config():
     assert run_spec(profile, "wrn", "none", 0.0).key == run_spec(profile, "wrn", "b", 0.0).key
 
 
-def test_verdict_rejects_unknown_outcomes():
-    assert registry.verdict("c", True, "e")["verdict"] == "holds"
-    assert registry.verdict("c", False, "e")["verdict"] == "does not hold"
-    with pytest.raises(ValueError, match="verdict must be one of"):
-        registry.verdict("c", "maybe", "e")
+def test_registry_speaks_the_verdicts_of_reproduce_claims():
+    from reproduce import claims
+
+    assert registry.VERDICTS == claims.VERDICTS
+    assert registry.UNTESTED == "not tested"
+
+
+def test_quick_budget_is_written_from_the_measured_costs():
+    quick = profiles.get_profile("quick")
+    minutes = profiles.estimate_minutes(quick)
+    assert len(plan(quick, TARGETS)) == profiles.QUICK_RUNS
+    assert minutes == pytest.approx(profiles.QUICK_MINUTES, abs=0.1)
+    assert minutes <= 27.0  # <= 30 min with margin
+    assert f"{profiles.QUICK_RUNS} runs" in quick.budget_note
+    # compared settings share their seeds: every quick setting gets every seed
+    specs = plan(quick, TARGETS)
+    seeds = {}
+    for s in specs:
+        c = s.config
+        seeds.setdefault((c["net"], c["placement"], c["noise"], c["rate"]), set()).add(c["seed"])
+    assert all(v == set(quick.seed_list()) for v in seeds.values()), seeds
+    # per-epoch evaluation only where Fig. 5 reads it
+    def unsaved(spec):  # Fig. 6 saves some of Fig. 5's runs: the same run
+        return run_key({**spec.config, "save_model": False})
+
+    fig5 = {unsaved(s) for s in plan(quick, ["fig5"])}
+    assert all(s.config["epoch_eval"] == (unsaved(s) in fig5) for s in specs)
 
 
 # ------------------------------------------------------------------------- cache, atomicity
@@ -208,12 +230,31 @@ def test_theory_target_end_to_end(tmp_path, capsys):
     assert manifest["targets"] == ["eq8"]
     assert main(["report", "eq8", "--profile", "smoke", "--out", str(out)]) == 0
     verdicts = pd.read_csv(out / "verdicts.csv")
-    assert list(verdicts.columns) == ["target", "claim", "verdict", "evidence"]
-    assert set(verdicts.verdict) <= set(VERDICTS)
-    assert (verdicts.verdict == "holds").all(), verdicts  # formula vs MC vs Keras agree
+    assert list(verdicts.columns) == ["target", "claim", "verdict", "effect", "ci_low", "ci_high",
+                                      "margin", "unit", "n", "evidence"]
+    assert (verdicts.verdict == "not tested").all(), verdicts  # smoke decides nothing
+    assert (verdicts.n > 1).all() and (verdicts.ci_low <= verdicts.ci_high).all()
     report = (out / "report.md").read_text()
-    assert "## eq8" in report and "figure.png" in report
+    assert "## eq8" in report and "figure.png" in report and "forest.png" in report
+    assert '<a id="eq8"></a>' in report and "](#eq8)" in report  # rows link to the section
+    for ext in ("png", "svg"):
+        assert (out / f"forest.{ext}").stat().st_size > 0
     assert "eq8" in capsys.readouterr().out
+
+
+def test_theory_claims_resolve_what_they_claim(tmp_path):
+    """At quick-like sample sizes the Eq. 8 claims are decided, and they hold: in particular
+    the (m-1)/m check tells 31/32 from 1 (its interval excludes the 1/(2m) margin)."""
+    from dataclasses import replace
+
+    from reproduce.targets import eq8
+
+    profile = replace(profiles.get_profile("quick"), mc_samples=200_000, keras_samples=20_000)
+    df, worked = eq8.compute(profile)
+    rows = eq8.claims(df, profile, worked)
+    assert [r["verdict"] for r in rows] == ["holds"] * len(rows), rows
+    stored = rows[1]
+    assert stored["ci_low"] > 0.5 / 32 and stored["effect"] == pytest.approx(1 / 32, abs=0.01)
 
 
 # --------------------------------------------------------------------------------- paper data

@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from reproduce._io import atomic_path
+from reproduce.claims import judge, paired
 from reproduce.profiles import PAPER_NAMES
-from reproduce.registry import UNTESTED, verdict
 from reproduce.runs import noise_value, run_spec
 
 __all__ = ["fig4_specs", "baseline_specs", "grid_specs", "collect", "summarise", "test_error",
-           "shift_table", "claim", "write_csv", "paper_table", "mean_std", "SMOKE_NOTE"]
+           "shift_table", "write_csv", "paper_table", "mean_std", "seed_std", "paper_data_for",
+           "by_seed", "decide", "compare", "SMOKE_NOTE"]
 
-SMOKE_NOTE = ("smoke profile: 1 epoch of tiny networks on 8x8 digits tests the plumbing only; "
+SMOKE_NOTE = ("smoke profile: tiny samples, tiny networks, 1 epoch; it tests the plumbing only, "
               "values shown are not evidence")
 PAPER_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -79,6 +80,10 @@ def shift_table(final):
     return df
 
 
+#: the "Adjust BN" variants the trainer records (``varshift.train.ADJUST_MODES``)
+ADJUST_MODES = ("sequential", "one_pass", "one_pass_noise")
+
+
 def collect(ctx, specs):
     """One row per run: configuration, test errors and the mean shift statistic."""
     rows = []
@@ -91,8 +96,8 @@ def collect(ctx, specs):
             "placement": c["placement"], "noise": c["noise"], "value": noise_value(c),
             "rate": c.get("rate", 0.0), "seed": c["seed"],
             "test_error": test_error(final),
-            "test_error_adjust_sequential": test_error(final, "test_error_adjust_sequential"),
-            "test_error_adjust_simultaneous": test_error(final, "test_error_adjust_simultaneous"),
+            **{f"test_error_adjust_{m}": test_error(final, f"test_error_adjust_{m}")
+               for m in ADJUST_MODES},
             "mean_statistic": float(shift["statistic"].mean()) if len(shift) else np.nan,
             "max_statistic": float(shift["statistic"].max()) if len(shift) else np.nan,
             "key": spec.key,
@@ -111,21 +116,53 @@ def mean_std(values):
     return f"{v.mean():.2f} +- {v.std(ddof=1):.2f} ({len(v)} seeds)"
 
 
+def seed_std(values):
+    """Standard deviation over seeds (ddof 1); NaN for fewer than two seeds."""
+    v = np.asarray(values, dtype=float)
+    return float(np.std(v, ddof=1)) if len(v) > 1 else np.nan
+
+
 def summarise(df, by, values):
     """Mean, std and count over seeds of ``values`` for each group ``by``."""
     agg = {}
     for v in values:
         agg[f"{v}_mean"] = (v, "mean")
-        agg[f"{v}_std"] = (v, lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else np.nan)
+        agg[f"{v}_std"] = (v, seed_std)
     agg["n_seeds"] = ("seed", "nunique")
     return df.groupby(by, sort=False).agg(**agg).reset_index()
 
 
-def claim(profile, text, outcome, evidence):
-    """A verdict, marked not tested at the smoke profile (its numbers are not evidence)."""
+def paper_data_for(data):
+    """The paper's data set our numbers are compared with (10-class sets with CIFAR-10)."""
+    return data if data in ("cifar10", "cifar100") else "cifar10"
+
+
+def by_seed(df, column, /, **where):
+    """``{seed: df[column]}`` of the rows of ``df`` matching ``where`` (other column == value)."""
+    sel = df
+    for col, want in where.items():
+        sel = sel[np.isclose(sel[col], want)] if isinstance(want, float) else sel[sel[col] == want]
+    return dict(zip(sel["seed"].tolist(), sel[column].astype(float).tolist(), strict=True))
+
+
+#: what a claim that does not hold says when the paper has no number to check against
+NO_PAPER_NUMBER = "the paper publishes no number for this effect, so its own data cannot be checked"
+
+
+def decide(profile, claim, samples, evidence, paper=""):
+    """:func:`reproduce.claims.judge` under ``profile``: ``not tested`` at the smoke profile."""
     if profile.name == "smoke":
-        return verdict(text, UNTESTED, f"{SMOKE_NOTE}; {evidence}")
-    return verdict(text, outcome, evidence)
+        evidence = f"{SMOKE_NOTE}; {evidence}"
+    return judge(claim, samples, evidence, test=profile.name != "smoke",
+                 paper=paper or NO_PAPER_NUMBER)
+
+
+def compare(profile, claim, treated, control, evidence="", paper=""):
+    """A claim on paired differences ``treated - control`` (``{seed: value}`` each)."""
+    diffs = paired(treated, control)
+    ev = (f"{np.mean(list(treated.values())):.3g} vs {np.mean(list(control.values())):.3g} "
+          f"(mean of {len(diffs)} seeds)")
+    return decide(profile, claim, diffs, f"{ev}; {evidence}".rstrip("; "), paper)
 
 
 def write_csv(df, path):
@@ -137,9 +174,3 @@ def write_csv(df, path):
 def paper_table(name="paper_results.csv"):
     """A transcribed paper data file (``reproduce/data``), comments skipped."""
     return pd.read_csv(PAPER_DIR / name, comment="#")
-
-
-def no_worse(err, base_mean, base_std):
-    """Error at or below the baseline: within 2 std of the baseline's seeds, at least 0.5 pp."""
-    tol = max(2.0 * (0.0 if np.isnan(base_std) else base_std), 0.5)
-    return err <= base_mean + tol, tol

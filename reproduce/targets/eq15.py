@@ -18,9 +18,9 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.registry import verdict
-from reproduce.targets._common import write_csv
-from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, mc_tolerance, noise_mc
+from reproduce.claims import Claim
+from reproduce.targets._common import decide, write_csv
+from reproduce.targets._theory import BATCH, MC_MARGIN, fmt, keras_stored_variance, noise_mc
 from varshift import noise, theory
 
 TITLE = "Eq. 15: Uout vs Bernoulli vs Gaussian dropout, shift vs noise strength and variance"
@@ -83,9 +83,6 @@ def compute(profile, seed=0):
 
 
 def claims(df, profile):
-    tol_mc, tol_k = mc_tolerance(profile.mc_samples), mc_tolerance(profile.keras_samples)
-    err_mc = float((abs(df.shift_mc - df.shift_formula) / df.shift_formula).max())
-    err_k = float((abs(df.shift_keras_corrected - df.shift_formula) / df.shift_formula).max())
     own = df[df.group == "own parameter"]
     u = own[own.noise == "uout"].set_index("param").shift_mc
     d = own[own.noise == "dropout"].set_index("param").shift_mc
@@ -93,24 +90,29 @@ def claims(df, profile):
     err_paper = max(abs(formula("uout", b) - val) for b, val in paper.items())
     diffs = []
     for beta in (0.1, 0.2, 0.3, 0.5):
-        us = float(u.loc[beta])
         for kind in ("dropout", "gaussian"):
             m = df[(df.group == f"matched to Uout {beta:g}") & (df.noise == kind)].shift_mc.iloc[0]
-            diffs.append(abs(float(m) - us) / us)
+            diffs.append(float(m) / float(u.loc[beta]) - 1.0)
     return [
-        verdict("Eq. 15 (Uout 3/(3+beta^2)) and the dropout formulas match Monte Carlo",
-                err_mc < tol_mc, f"max relative error {fmt(err_mc)} (tolerance {fmt(tol_mc)}); "
-                f"formula vs the paper's Uout values: max difference {err_paper:.1e}"),
-        verdict("Keras' Dropout, GaussianDropout and varshift.Uout before BN store the predicted "
-                "training variance (x (m-1)/m)", err_k < tol_k,
-                f"corrected Keras shift within {fmt(err_k)} of the formulas (tolerance {fmt(tol_k)})"),
-        verdict("Uout shifts far less than dropout at the same parameter value (beta = rate)",
-                bool(all(u.loc[p] > d.loc[p] for p in PARAMS)),
-                "; ".join(f"{p:g}: Uout {fmt(u.loc[p], 3)} vs dropout {fmt(d.loc[p], 3)}"
-                          for p in (0.1, 0.5))),
-        verdict("at matched noise variance the three noises shift the variance equally",
-                max(diffs) < 2 * tol_mc, f"max relative difference {fmt(max(diffs))} "
-                "(so Uout's advantage is its weaker noise, not its shape)"),
+        decide(profile, Claim("Eq. 15 (Uout 3/(3+beta^2)) and the dropout formulas match Monte "
+                              "Carlo", "within", MC_MARGIN, "relative", "shift_MC / formula - 1"),
+               df.shift_mc / df.shift_formula - 1.0,
+               f"{len(df)} cells, {profile.mc_samples} samples each; formula vs the paper's Uout "
+               f"values: max difference {err_paper:.1e}"),
+        decide(profile, Claim("Keras' Dropout, GaussianDropout and varshift.Uout before BN store "
+                              "the predicted training variance x (m-1)/m", "within", 0.5 / BATCH,
+                              "relative", "corrected Keras shift / formula - 1"),
+               df.shift_keras_corrected / df.shift_formula - 1.0,
+               f"{len(df)} cells, {profile.keras_samples} samples each; margin 1/(2m)"),
+        decide(profile, Claim("Uout shifts far less than dropout at the same parameter value "
+                              "(beta = rate)", "above", 0.05, "shift", "shift(Uout) - shift(dropout)"),
+               [float(u.loc[p] - d.loc[p]) for p in PARAMS],
+               "; ".join(f"{p:g}: Uout {fmt(u.loc[p], 3)} vs dropout {fmt(d.loc[p], 3)}"
+                         for p in PARAMS)),
+        decide(profile, Claim("at matched noise variance the three noises shift the variance "
+                              "equally", "within", MC_MARGIN, "relative",
+                              "shift(dropout or Gaussian) / shift(Uout) - 1"),
+               diffs, "so Uout's advantage is its weaker noise, not its shape"),
     ]
 
 
@@ -137,9 +139,7 @@ def figure(df, ctx):
     ax2.set(xscale="log", xlabel="noise variance s^2 = Var[m]", ylabel="Var_test / Var_train",
             title="matched noise variance", ylim=(0.2, 1.02))
     ax2.legend(loc="lower left")
-    plotting.stamp(fig, ctx.profile.name, "theory")
-    fig.tight_layout()
-    plotting.save(fig, ctx.dir)
+    plotting.finish(fig, ctx.profile.name, "theory", ctx.dir)
 
 
 def build(ctx):

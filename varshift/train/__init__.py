@@ -22,10 +22,10 @@ import importlib
 
 from varshift._io import atomic_write_json
 from varshift.seeds import derive_seed
-from varshift.train.config import RunConfig
+from varshift.train.config import ADJUST_MODES, RunConfig
 from varshift.train.recipes import Recipe, recipe_for, recipes
 
-__all__ = ["Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
+__all__ = ["ADJUST_MODES", "Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
            "CoupledSGD", "cos2_table", "compile_model", "derive_seed", "atomic_write_json"]
 
 _LAZY = {"run": "varshift.train.trainer", "cos2_table": "varshift.train.trainer",

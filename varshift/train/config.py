@@ -11,6 +11,11 @@ from varshift.train.recipes import Recipe, recipe_for
 __all__ = ["RunConfig"]
 
 
+#: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
+ADJUST_MODES = {"sequential": {"mode": "sequential"}, "one_pass": {"mode": "one_pass"},
+                "one_pass_noise": {"mode": "one_pass", "noise": True}}
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a run (and nothing that does not change its result).
@@ -35,7 +40,8 @@ class RunConfig:
             every epoch; ``None`` uses the whole training set.
         stats_samples: training images (same seeded subset, augmented as in training) used for
             the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
-        adjust: compute the Table 3 "Adjust BN" test errors (sequential and simultaneous).
+        adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
+            one_pass, and one_pass with the noise on).
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
@@ -47,6 +53,10 @@ class RunConfig:
         subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed class-stratified
             subset (:func:`varshift.data.take_subset`, the same images for every seed) of any
             data set; ``None`` uses all. The record's ``data["subset"]`` says so.
+        epoch_eval: after every epoch, measure the accuracy of the fixed training subset in
+            inference mode and in training mode (noise on, BN on batch statistics, moving
+            statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
+            training pass's own numbers). The test set is evaluated once, after training.
     """
 
     net: str = "preresnet"
@@ -70,6 +80,7 @@ class RunConfig:
     eval_batch_size: int = 500
     data_kwargs: dict = field(default_factory=dict)
     subset: dict | None = None
+    epoch_eval: bool = True
 
     @classmethod
     def from_any(cls, config) -> RunConfig:

@@ -6,13 +6,13 @@ with SGD as the recipes the paper points to (bearpaw/pytorch-classification), an
 JSON-ready record:
 
 - ``history``: per epoch the training loss, the training accuracy **in training mode** (the
-  running accuracy of the training pass itself, noise on, BN on batch statistics), the
-  training-data accuracy **in inference mode** (a separate evaluation pass over a fixed,
-  un-augmented subset of ``train_eval_samples`` training images: the paper's Fig. 5), the test
-  accuracy, the learning rate and the seconds of the training pass;
-- ``final``: test error (%), the test error after "Adjust BN" (Table 3, both
-  :func:`varshift.recalibrate_bn` modes), the per-BN-layer shift (:func:`varshift.measure_shift`,
-  Fig. 4) and :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1);
+  running accuracy of the training pass itself, noise on, BN on batch statistics), the learning
+  rate and the seconds of the training pass; with ``epoch_eval`` also the accuracy of a fixed,
+  un-augmented subset of ``train_eval_samples`` training images **in inference mode** and, on
+  the same images with the same weights, **in training mode** (the paper's Fig. 5);
+- ``final``: test error (%), the test error after "Adjust BN" (Table 3, every variant of
+  :data:`ADJUST_MODES`), the per-BN-layer shift (:func:`varshift.measure_shift`, Fig. 4) and
+  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1);
 - ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
 
 **Reproducibility.** ``keras.utils.set_random_seed(seed)``, seeded noise layers, a data order
@@ -38,7 +38,7 @@ import numpy as np
 from varshift._io import to_jsonable
 from varshift._keras import keras as _load_keras
 from varshift.seeds import derive_seed
-from varshift.train.config import RunConfig
+from varshift.train.config import ADJUST_MODES, RunConfig
 from varshift.train.folder import RunFolder
 from varshift.train.optim import compile_model
 
@@ -104,8 +104,8 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     data = prepare_data(cfg, augment)
     deterministic = _seed_and_determinism(cfg)
     state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None)
-    train_eval_ds, test_ds = _eval_datasets(cfg, data)
-    train_epochs(state, cfg, recipe, data, (train_eval_ds, test_ds), folder=folder,
+    train_eval_ds, train_fixed_ds, test_ds = _eval_datasets(cfg, recipe, data)
+    train_epochs(state, cfg, recipe, data, (train_eval_ds, train_fixed_ds), folder=folder,
                  started=started, progress=progress)
     final = final_evaluation(state, cfg, recipe, data, test_ds)
     record = to_jsonable({
@@ -161,14 +161,17 @@ def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
     return _State(model, [], 0.0)
 
 
-def _eval_datasets(cfg, data):
-    """The fixed inference-mode training subset and the test set, un-augmented."""
+def _eval_datasets(cfg, recipe, data):
+    """The fixed training subset (for inference mode, and batched as in training for training
+    mode: BN's batch statistics) and the test set, all un-augmented."""
     from varshift import data as vdata
 
     idx = vdata.subset_indices(data.y_train, cfg.train_eval_samples, cfg.seed, stratified=False)
     common = {"batch_size": cfg.eval_batch_size, "training": False, "mean": data.mean,
               "std": data.std}
+    fixed = {**common, "batch_size": recipe.batch_size}
     return (vdata.make_dataset(data.x_train[idx], data.y_train[idx], **common),
+            vdata.make_dataset(data.x_train[idx], data.y_train[idx], **fixed),
             vdata.make_dataset(data.x_test, data.y_test, **common))
 
 
@@ -190,29 +193,27 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
                                   state.prior_wall + time.time() - started)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}",
-                                inf=f"{row['train_acc_inference_mode']:.3f}",
-                                test=f"{row['test_acc']:.3f}")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}")
     finally:
         if bar is not None:
             bar.close()
 
 
 def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
-    """One pass over the training data, then the two evaluations: the epoch's history row."""
-    train_eval_ds, test_ds = eval_sets
+    """One pass over the training data, then (``epoch_eval``) the fixed training subset in
+    inference and in training mode: the epoch's history row."""
+    train_eval_ds, train_fixed_ds = eval_sets
     lr = recipe.lr_at(epoch)
     model.optimizer.learning_rate = lr
     _reseed_noise(model, cfg.seed, epoch)
     t0 = time.time()
     logs = model.fit(train_ds, epochs=1, shuffle=False, verbose=0).history
     seconds = time.time() - t0
-    _, train_inf = model.evaluate(train_eval_ds, verbose=0)
-    _, test_acc = model.evaluate(test_ds, verbose=0)
     row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
-           "train_acc_train_mode": float(logs["accuracy"][-1]),
-           "train_acc_inference_mode": float(train_inf), "test_acc": float(test_acc),
-           "lr": lr, "seconds": seconds}
+           "train_acc_train_mode": float(logs["accuracy"][-1]), "lr": lr, "seconds": seconds}
+    if cfg.epoch_eval:
+        row["train_acc_inference_mode"] = float(model.evaluate(train_eval_ds, verbose=0)[1])
+        row["train_acc_train_mode_fixed"] = _train_mode_accuracy(model, train_fixed_ds)
     if not math.isfinite(row["loss"]):
         raise FloatingPointError(
             f"training loss became {row['loss']} in epoch {epoch + 1}; lower `lr`.")
@@ -228,7 +229,7 @@ def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
     except ImportError as err:  # pragma: no cover - diagnostics ship with varshift
         raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
 
-    model, history = state.model, state.history
+    model = state.model
     idx = vdata.subset_indices(data.y_train, cfg.stats_samples, cfg.seed, stratified=False)
     # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
     # identical on every iteration, so sequential recalibration sees the same images per layer
@@ -236,28 +237,39 @@ def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
                                   batch_size=cfg.eval_batch_size, training=True,
                                   augment=data.augment, mean=data.mean, std=data.std,
                                   seed=derive_seed(cfg.seed, "stats_data"))
-    test_acc = history[-1]["test_acc"] if history else float(model.evaluate(test_ds, verbose=0)[1])
+    test_acc = float(model.evaluate(test_ds, verbose=0)[1])
     final = {
         "test_error": 100.0 * (1.0 - test_acc),
-        "best_test_error": 100.0 * (1.0 - max((h["test_acc"] for h in history),
-                                              default=test_acc)),
-        "test_error_adjust_sequential": None,
-        "test_error_adjust_simultaneous": None,
+        **{f"test_error_adjust_{name}": None for name in ADJUST_MODES},
         "stats_samples": len(idx),
     }
     shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
     final["shift"] = shift.to_dict("records")
     if cfg.adjust:
-        for mode in ("sequential", "simultaneous"):
-            fixed = recalibrate_bn(model, stats_ds, mode=mode, batch_size=cfg.eval_batch_size)
+        for name, kwargs in ADJUST_MODES.items():
+            fixed = recalibrate_bn(model, stats_ds, batch_size=cfg.eval_batch_size, **kwargs)
             compile_model(fixed, recipe)
             acc = fixed.evaluate(test_ds, verbose=0)[1]
-            final[f"test_error_adjust_{mode}"] = 100.0 * (1.0 - float(acc))
+            final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
     final["cos2"] = cos2_table(model)
     return final
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _train_mode_accuracy(model, dataset):
+    """Accuracy of ``dataset`` in training mode (noise on, BN on batch statistics), leaving
+    the model's non-trainable state (moving statistics, noise seeds) as it was."""
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    right = total = 0
+    for x, y in dataset:
+        pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
+        right += int(np.sum(pred == np.asarray(y).reshape(-1)))
+        total += len(pred)
+    for v, value in zip(model.non_trainable_variables, saved, strict=True):
+        v.assign(value)
+    return right / max(total, 1)
+
+
 def cos2_table(model):
     r"""Mean :math:`\cos^2\theta` (Eq. 13) and :math:`d\cos^2\theta` of every Conv/Dense layer.
 
