@@ -21,7 +21,7 @@ import pytest
 from reproduce import profiles, registry
 from reproduce._io import atomic_path, atomic_write_json
 from reproduce.registry import TARGETS, get_target, plan
-from reproduce.runs import RunStore, execute_plan, run_key, run_spec
+from reproduce.runs import RunStore, execute_plan, noise_value, run_key, run_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAPER = ROOT.parent / "shared" / "paper"
@@ -97,7 +97,7 @@ def test_quick_budget_is_written_from_the_measured_costs():
     seeds = {}
     for s in specs:
         c = s.config
-        seeds.setdefault((c["net"], c["placement"], c["noise"], c["rate"]), set()).add(c["seed"])
+        seeds.setdefault((c["net"], c["placement"], c["noise"], noise_value(c)), set()).add(c["seed"])
     assert all(v == set(quick.seed_list()) for v in seeds.values()), seeds
     # per-epoch evaluation only where Fig. 5 reads it
     def unsaved(spec):  # Fig. 6 saves some of Fig. 5's runs: the same run

@@ -188,7 +188,9 @@ def test_training_mode_accuracy_leaves_the_model_as_it_was(keras):
     head(x[:2])
     before = [keras.ops.convert_to_numpy(v) for v in head.non_trainable_variables]
     ds = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
-    acc = train._train_mode_accuracy(head, ds)
+    from varshift.train import trainer
+
+    acc = trainer._train_mode_accuracy(head, ds)
     after = [keras.ops.convert_to_numpy(v) for v in head.non_trainable_variables]
     assert 0.0 <= acc <= 1.0
     assert any(v.size > 1 for v in before)  # BN's moving mean/variance are among them
