@@ -94,6 +94,8 @@ def demo_command(rate, epochs, seed, as_json):
         check_rate(rate)
         if epochs < 1:
             raise ValueError(f"Argument `epochs` must be an integer >= 1; received epochs={epochs}.")
+        if seed < 0:
+            raise ValueError(f"Argument `seed` must be an integer >= 0; received seed={seed}.")
     except ValueError as err:
         _fail(str(err))
     from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
@@ -146,15 +148,15 @@ def audit_command(model_path, data_path, key, batch_size, recalibrate, mode):
     With --recalibrate, also write a copy whose BN moving statistics were re-estimated on the
     data in inference mode (the paper's "Adjust BN").
     """
-    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TensorFlow)
+    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TF lazily)
 
     try:
         run_audit(model_path, data_path, key=key, batch_size=batch_size,
                   recalibrate=recalibrate, mode=mode, echo=click.echo)
     except AuditError as err:
         _fail(str(err))
-    except (ValueError, TypeError, OSError) as err:
-        _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    except (ValueError, TypeError, OSError) as err:  # e.g. NaN found while the data streams
+        _fail(" ".join(str(err).split()) or type(err).__name__)
 
 
 def main(argv=None):

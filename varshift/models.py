@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift import _validate
 from varshift._graph import bn_input_model, bn_layers, reduce_axes
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
@@ -146,6 +147,7 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         ``{layer_name: (moving_mean, moving_variance)}``, per-channel numpy arrays, in graph
         order. The model's stored statistics are left unchanged unless ``assign=True``.
     """
+    _validate.model_and_data(model, x, data_name="x", finite=True)
     tf = _load_tf()
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)

@@ -28,6 +28,7 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
+from varshift._validate import broadcastable as _broadcastable
 
 __all__ = [
     "dropout_train_variance",
@@ -76,6 +77,7 @@ def noise_train_variance(mean, var, noise_var):
     c = as_float_array("mean", mean)
     v = check_var(var)
     s2 = check_var(noise_var, "noise_var")
+    _broadcastable(mean=c, var=v, noise_var=s2)
     return v + s2 * (c**2 + v)
 
 
@@ -102,6 +104,7 @@ def dropout_train_variance(mean, var, rate):
     c = as_float_array("mean", mean)
     v = check_var(var)
     p = 1.0 - check_rate(rate)  # retain probability p
+    _broadcastable(mean=c, var=v, rate=p)
     return (c**2 + v) / p - c**2  # Eq. 7
 
 
@@ -165,6 +168,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     v = check_var(var)
     r = check_in_range("rho", rho, -1.0, 1.0, meaning="a correlation")
     dc = check_var(d_cos2, "d_cos2")
+    _broadcastable(mean=mean, var=v, rate=rate, rho=r, d_cos2=dc)
     correlated = v * r * (dc - 1.0)  # v rho (d cos^2 theta - 1), the cross terms of Eq. 9-12
     return _ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
@@ -231,6 +235,7 @@ def uout_train_variance(mean, var, beta):
         beta: :math:`\beta \in [0, 1]`.
     """
     b = check_beta(beta)
+    _broadcastable(mean=mean, var=var, beta=b)
     return noise_train_variance(mean, var, b**2 / 3.0)
 
 
@@ -261,6 +266,7 @@ def gaussian_dropout_train_variance(mean, var, rate):
         \mathrm{Var}^{Train} = v + \frac{\text{rate}}{1-\text{rate}}(c^2 + v).
     """
     r = check_rate(rate)
+    _broadcastable(mean=mean, var=var, rate=r)
     return noise_train_variance(mean, var, r / (1.0 - r))
 
 
@@ -313,6 +319,7 @@ def restore_moving_variance(moving_mean, moving_var, rate):
     c = as_float_array("moving_mean", moving_mean)
     var_train = check_var(moving_var, "moving_var")
     p = 1.0 - check_rate(rate)
+    _broadcastable(moving_mean=c, moving_var=var_train, rate=p)
     return np.maximum(p * (c**2 + var_train) - c**2, 0.0)
 
 
@@ -343,9 +350,10 @@ def keras_expected_moving_variance(population_var, batch_size, *, steps=None, mo
     """
     sigma2 = check_var(population_var, "population_var")
     m = check_positive_int("batch_size", batch_size, minimum=2)
+    mu = float(check_in_range("momentum", momentum, 0.0, 1.0, high_open=True))  # even if unused
+    check_var(initial, "initial")
     converged = (m - 1) / m * sigma2
     if steps is None:
         return converged
     n = check_positive_int("steps", steps, minimum=0)
-    mu = float(check_in_range("momentum", momentum, 0.0, 1.0, high_open=True))
     return mu**n * initial + (1.0 - mu**n) * converged

@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-from varshift import theory
+from varshift import _validate, theory
 from varshift._graph import (
     _is_bn,
     layer_paths,
@@ -220,6 +220,7 @@ def audit(model, *, input_shape=None):
         >>> audit(dropout_dense_bn_model(8, 4, rate=0.5))[["bn_layer", "case", "d"]].values.tolist()
         [['bn', 'b', 8.0]]
     """
+    _validate.keras_model(model, input_shape=input_shape)
     import pandas as pd
 
     records, preds = trace_layer_graph(model, input_shape)

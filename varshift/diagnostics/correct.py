@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift import theory
+from varshift import _validate, theory
 from varshift._graph import all_bn_layers, layer_paths
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
@@ -92,6 +92,7 @@ def correct_direct(model, *, inplace=True, batch_size=None):
         >>> correct_direct(dropout_bn_model(5, rate=0.5))["action"].tolist()
         ['corrected']
     """
+    _validate.keras_model(model, known_inputs=True)
     import pandas as pd
 
     if not isinstance(inplace, bool):

@@ -23,6 +23,7 @@ import tempfile
 
 import numpy as np
 
+from varshift import _validate
 from varshift._graph import all_bn_layers
 from varshift._keras import keras as _load_keras
 from varshift._keras import to_numpy
@@ -111,6 +112,7 @@ def recalibrate_bn(model, data, *, mode="sequential", inplace=False, batch_size=
         >>> from varshift.models import dropout_bn_model, seed_data
         >>> fixed = recalibrate_bn(dropout_bn_model(5, 0.5), seed_data(1000))
     """
+    _validate.model_and_data(model, data)
     if mode not in _MODES:
         raise ValueError(
             f"Argument `mode` must be one of {_MODES}; received mode={mode!r}.")

@@ -38,6 +38,7 @@ import sys
 
 import numpy as np
 
+from varshift import _validate
 from varshift._graph import (
     all_bn_layers,
     layer_paths,
@@ -358,6 +359,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, progress=Fa
         >>> list(df[["bn_layer", "ratio"]].columns)
         ['bn_layer', 'ratio']
     """
+    _validate.model_and_data(model, data)
     import pandas as pd
 
     paths = layer_paths(model)
