@@ -22,7 +22,27 @@ def _fail(message: str):
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Click's usage errors (bad option value, unknown command) as one line, exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as err:  # bare `varshift`: the help
+            click.echo(err.ctx.get_help(), err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            hint = f" (see 'varshift {err.ctx.command.name} --help')" \
+                if getattr(err, "ctx", None) is not None and err.ctx.parent is not None else ""
+            _fail(" ".join(err.format_message().split()) + hint)
+        except click.exceptions.Abort:
+            click.echo("varshift: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="varshift")
 def cli():
     """The dropout / batch-normalization variance shift (Li et al., CVPR 2019)."""
