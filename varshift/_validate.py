@@ -38,7 +38,7 @@ def _show(value) -> str:
     arr = np.asarray(value)
     if arr.ndim == 0:
         return repr(value.item() if hasattr(value, "item") else value)
-    text = np.array2string(arr, threshold=8, precision=6)
+    text = " ".join(np.array2string(arr, threshold=8, edgeitems=2, precision=6).split())
     return f"{text} (array of shape {arr.shape})"
 
 
@@ -228,8 +228,11 @@ def data_like(data, model=None, name: str = "data", *, finite: bool = False):
         if finite and arr.dtype.kind == "f":
             bad = ~np.isfinite(arr)
             if bad.any():
-                raise ValueError(f"Argument `{name}` must be finite (no NaN or infinity); "
-                                 f"{_first_bad(label, arr, bad, arr)}.")
+                first = ", ".join(str(int(i)) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"Argument `{name}` must be finite; it holds {int(bad.sum())} NaN/inf "
+                    f"value(s) of {arr.size} (array of shape {arr.shape}), the first at "
+                    f"{label}[{first}]={arr[tuple(np.argwhere(bad)[0])].item()!r}.")
     return data
 
 
