@@ -184,8 +184,8 @@ def _check_array(name, a, expected, model):
         raise TypeError(f"Argument `{name}` must hold numbers (a bool, int or float dtype); "
                         f"received an array of dtype {arr.dtype} and shape {arr.shape}.")
     if arr.ndim == 0 or len(arr) == 0:
-        raise ValueError(f"Argument `{name}` must hold at least one sample along its first "
-                         f"(batch) axis; received an array of shape {arr.shape}.")
+        raise ValueError(f"Argument `{name}` is empty: it must hold at least one sample along "
+                         f"its first (batch) axis; received an array of shape {arr.shape}.")
     if expected is not None:
         ok = len(arr.shape) == len(expected) and all(
             e is None or a_ == e for a_, e in zip(arr.shape[1:], expected[1:], strict=True))
