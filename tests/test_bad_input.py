@@ -359,15 +359,15 @@ def _data_functions():
         "measure_shift": varshift.measure_shift,
         "recalibrate_bn": varshift.recalibrate_bn,
         "recalibrate_bn(inplace)": lambda m, d: varshift.recalibrate_bn(m, d, inplace=True),
-        "recalibrate_bn(simultaneous)": lambda m, d: varshift.recalibrate_bn(
-            m, d, mode="simultaneous"),
+        "recalibrate_bn(sequential)": lambda m, d: varshift.recalibrate_bn(
+            m, d, mode="sequential"),
         "converged_bn_statistics": converged_bn_statistics,
     }
 
 
 @pytest.mark.parametrize("kind", list(BAD_DATA))
 @pytest.mark.parametrize("name", ["measure_shift", "recalibrate_bn", "recalibrate_bn(inplace)",
-                                  "recalibrate_bn(simultaneous)", "converged_bn_statistics"])
+                                  "recalibrate_bn(sequential)", "converged_bn_statistics"])
 def test_table_data_functions(model, name, kind):
     data, error, pattern = BAD_DATA[kind]
     before = bn_state(model)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import varshift
-from varshift._graph import all_bn_layers
 from varshift._keras import to_numpy
+from varshift.bnstats import bn_layers
 
 
 def _images(n, seed):
@@ -58,7 +58,7 @@ def trained():
 
 def _stats(model):
     return [(to_numpy(bn.moving_mean).copy(), to_numpy(bn.moving_variance).copy())
-            for bn in all_bn_layers(model)]
+            for bn in bn_layers(model)]
 
 
 def _accuracy(model, x, y):
@@ -100,20 +100,51 @@ def test_sequential_recalibration_removes_the_shift_and_helps(trained):
     assert acc_after > acc_before, (acc_before, acc_after)
 
 
-def test_simultaneous_uses_one_pass_of_old_statistics(trained):
+def test_one_pass_removes_the_shift_and_matches_sequential(trained):
+    model, x, y = trained
+    saved = _stats(model)
+    one = varshift.recalibrate_bn(model, x)  # mode="one_pass", noise off
+    seq = varshift.recalibrate_bn(model, x, mode="sequential")
+    for (m0, v0), (m1, v1) in zip(saved, _stats(model), strict=True):  # original untouched
+        np.testing.assert_array_equal(m0, m1)
+        np.testing.assert_array_equal(v0, v1)
+    after = varshift.measure_shift(one, x)
+    assert after["ratio"].max() <= 1.05, after["ratio"].tolist()
+    # the first BN layer has no BN upstream: one_pass and sequential agree to rounding
+    (m_one, v_one), (m_seq, v_seq) = _stats(one)[0], _stats(seq)[0]
+    np.testing.assert_allclose(v_one, v_seq, rtol=1e-5)
+    np.testing.assert_allclose(m_one, m_seq, rtol=1e-5, atol=1e-6)
+    p_one = one.predict(x, batch_size=256, verbose=0)
+    p_seq = seq.predict(x, batch_size=256, verbose=0)
+    assert np.sqrt(np.mean((p_one - p_seq) ** 2) / np.mean(p_seq**2)) < 0.02
+
+
+def test_one_pass_with_noise_keeps_the_shift(trained):
     model, x, _ = trained
-    before = varshift.measure_shift(model, x, per_channel=True)
-    fixed = varshift.recalibrate_bn(model, x, mode="simultaneous")
-    stats = _stats(fixed)
-    for (mean, var), (_, row) in zip(stats, before.iterrows(), strict=True):
-        np.testing.assert_allclose(mean, row["real_mean_channels"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(var, row["real_var_channels"], rtol=1e-5)
-    after = varshift.measure_shift(fixed, x)
-    assert after["ratio"][0] == pytest.approx(1.0, abs=1e-3)
-    # later layers were measured behind uncorrected earlier layers: not exact
-    assert after["ratio"][1:].max() > 1.01
+    noisy = varshift.recalibrate_bn(model, x, noise=True, seed=3)
+    shift = varshift.measure_shift(noisy, x).set_index("bn_layer")
+    # bn1 and bn3 sit right behind Dropout(0.5) after a ReLU: Eq. 8 gives a ratio >= 2
+    assert shift.loc["bn1", "ratio"] >= 2 and shift.loc["bn3", "ratio"] >= 2, shift["ratio"]
 
 
+def test_simultaneous_mode_is_gone(trained):
+    model, x, _ = trained
+    with pytest.raises(ValueError, match=r"one_pass.*sequential.*simultaneous"):
+        varshift.recalibrate_bn(model, x, mode="simultaneous")
+
+
+def test_non_finite_data_leaves_the_model_untouched(trained):
+    model, x, _ = trained
+    bad = x.copy()
+    bad[300, 2, 3, 1] = np.nan
+    bad[301] = np.inf
+    saved = _stats(model)
+    for mode in ("one_pass", "sequential"):
+        with pytest.raises(ValueError, match=r"`data`.*769 NaN or infinite.*256.*sample 300"):
+            varshift.recalibrate_bn(model, bad, mode=mode, inplace=True)
+        for (m0, v0), (m1, v1) in zip(saved, _stats(model), strict=True):
+            np.testing.assert_array_equal(m0, m1)
+            np.testing.assert_array_equal(v0, v1)
 
 
 def test_failure_part_way_leaves_the_model_untouched(trained, keras):
@@ -136,7 +167,7 @@ def test_failure_part_way_leaves_the_model_untouched(trained, keras):
     saved = _stats(model)
     data = Failing()
     with pytest.raises(RuntimeError, match="disk on fire"):
-        varshift.recalibrate_bn(model, data, inplace=True)
+        varshift.recalibrate_bn(model, data, mode="sequential", inplace=True)
     assert data.calls > 4  # it did fail part-way, after the first layer was written
     for (m0, v0), (m1, v1) in zip(saved, _stats(model), strict=True):
         np.testing.assert_array_equal(m0, m1)
@@ -157,6 +188,7 @@ def test_inplace_returns_the_model_itself(keras, rng):
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"mode": "layerwise"}, "`mode`"),
+    ({"mode": "sequential", "noise": True}, "`noise`"),
     ({"inplace": "yes"}, "`inplace`"),
 ])
 def test_bad_arguments(keras, kwargs, message):
@@ -184,8 +216,46 @@ def test_nested_model_copy_is_recalibrated_layer_by_layer(keras, rng):
     h = layers.BatchNormalization(name="last_bn")(layers.Dense(4)(sub(h)))
     model = keras.Model(inputs, h)
     x = rng.normal(3.0, 2.0, (400, 6)).astype("float32")
-    fixed = varshift.recalibrate_bn(model, x, batch_size=128)
+    fixed = varshift.recalibrate_bn(model, x, mode="sequential", batch_size=128)
     after = varshift.measure_shift(fixed, x)
     assert after["path"].tolist() == ["first_bn", "sub/sub_bn", "last_bn"]
     np.testing.assert_allclose(after["ratio"], 1.0, atol=1e-3)
     assert (varshift.measure_shift(model, x)["ratio"] > 1.5).all()  # the original kept its own
+
+
+def _deep_residual(keras, blocks=10, width=8, seed=0):
+    """``blocks`` pre-activation residual blocks, each ReLU -> Dropout(0.5) -> BN -> conv."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(width, 3, padding="same", name="stem")(inputs)
+    for i in range(blocks):
+        y = layers.ReLU(name=f"relu{i}")(x)
+        y = layers.Dropout(0.5, seed=seed + i, name=f"drop{i}")(y)
+        y = layers.BatchNormalization(name=f"bn{i}")(y)
+        y = layers.Conv2D(width, 3, padding="same", name=f"conv{i}")(y)
+        x = layers.Add(name=f"add{i}")([x, y])
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
+    outputs = layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs, name="deep_residual")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.slow
+def test_one_pass_on_a_deep_residual_net(keras):
+    keras.utils.set_random_seed(0)
+    x, y = _images(768, seed=1)
+    x = x[:, ::2, ::2, :]  # 8x8
+    model = _deep_residual(keras, blocks=10)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    assert varshift.measure_shift(model, x)["ratio"].max() > 2  # the shift to remove
+
+    one = varshift.recalibrate_bn(model, x)
+    seq = varshift.recalibrate_bn(model, x, mode="sequential")
+    noisy = varshift.recalibrate_bn(model, x, noise=True, seed=0)
+    assert varshift.measure_shift(one, x)["ratio"].max() <= 1.05
+    p_one = one.predict(x, batch_size=256, verbose=0)
+    p_seq = seq.predict(x, batch_size=256, verbose=0)
+    assert np.sqrt(np.mean((p_one - p_seq) ** 2) / np.mean(p_seq**2)) < 0.02
+    # every BN sits right behind a Dropout(0.5): with the noise on, Eq. 8's shift stays
+    assert varshift.measure_shift(noisy, x)["ratio"].min() >= 2

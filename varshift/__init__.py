@@ -23,13 +23,17 @@ _LAZY_ATTRS = {
     "recalibrate_bn": "varshift.diagnostics",
     "correct_direct": "varshift.diagnostics",
     "converged_bn_statistics": "varshift.models",
+    "RecalibrateBN": "varshift.callbacks",
 }
-_LAZY_MODULES = {"layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli"}
+_LAZY_MODULES = {"layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli",
+                 "bnstats", "callbacks"}
 
 __all__ = [  # grouped: eager names, lazy names, lazy modules
     "theory", "__version__",
     "Uout", "audit", "measure_shift", "recalibrate_bn", "correct_direct", "converged_bn_statistics",
-    "layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli",
+    "RecalibrateBN",
+    "layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli", "bnstats",
+    "callbacks",
 ]
 
 

@@ -1,8 +1,9 @@
-"""Finding BatchNormalization layers and the tensors that enter them.
+"""Walking a Keras model's layers and recording what each layer call received and returned.
 
-Shared by :mod:`varshift.models` (converged statistics) and the diagnostics. A *probe* runs
-the model once on a batch and returns, for every BatchNormalization layer, the tensor that
-entered it, in graph order: one forward pass serves all layers.
+The building blocks of :mod:`varshift.bnstats` (the BN-statistics engine) and of
+:func:`varshift.audit`: every layer reachable from a model (nested models and custom layers
+included), their paths, and :class:`record_calls`, which intercepts layer calls while a
+``tf.function`` is traced.
 """
 
 from __future__ import annotations
@@ -11,42 +12,29 @@ from varshift._keras import keras as _keras
 from varshift._keras import tf as _tf
 
 __all__ = [
-    "bn_layers", "bn_input_model", "reduce_axes", "sub_layers", "all_layers", "leaf_layers",
+    "bn_layers", "bn_input_model", "sub_layers", "all_layers", "leaf_layers",
     "all_bn_layers", "CallRecord", "record_calls", "model_input_signature", "signature_of",
     "layer_paths",
 ]
 
 
-def _is_bn(layer) -> bool:
-    keras = _keras()
-    return isinstance(layer, keras.layers.BatchNormalization)
-
-
 def bn_layers(model):
-    """Every BatchNormalization layer of ``model`` in graph order (nested models included)."""
-    found = []
-    seen = set()
+    """Every BatchNormalization layer of ``model`` (alias of :func:`varshift.bnstats.bn_layers`,
+    the one finder)."""
+    from varshift.bnstats import bn_layers as find
 
-    def walk(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if _is_bn(layer):
-            found.append(layer)
-            return
-        for sub in getattr(layer, "layers", None) or []:
-            walk(sub)
+    return find(model)
 
-    for layer in model.layers:
-        walk(layer)
-    return found
+
+all_bn_layers = bn_layers
 
 
 def bn_input_model(model, layers=None):
     """A Keras model with ``model``'s inputs and the input tensor of each BN layer as outputs.
 
-    Works for Sequential and Functional models whose BN layers sit in the top-level graph.
-    Raises ``ValueError`` naming the layer otherwise.
+    A convenience for the docs' small Functional models (BN layers in the top-level graph);
+    the library measures through :func:`varshift.bnstats.collect_moments` instead, which
+    handles nested models and custom layers. Raises ``ValueError`` naming the layer otherwise.
     """
     keras = _keras()
     layers = bn_layers(model) if layers is None else list(layers)
@@ -69,14 +57,6 @@ def bn_input_model(model, layers=None):
         outputs.append(layer.input)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, outputs, name=f"{model.name}_bn_inputs")
-
-
-def reduce_axes(layer, ndim: int):
-    """The axes a BN layer reduces over for an input of rank ``ndim`` (all but ``layer.axis``)."""
-    axis = layer.axis
-    axes = axis if isinstance(axis, (list, tuple)) else [axis]
-    axes = {a % ndim for a in axes}
-    return [i for i in range(ndim) if i not in axes]
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,11 +102,6 @@ def leaf_layers(model):
     keras = _keras()
     return [layer for layer in all_layers(model)
             if not sub_layers(layer) and not isinstance(layer, keras.layers.InputLayer)]
-
-
-def all_bn_layers(model):
-    """Every BatchNormalization layer reachable from ``model``, including inside custom layers."""
-    return [layer for layer in all_layers(model) if _is_bn(layer)]
 
 
 class CallRecord:

@@ -149,7 +149,7 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
             "shape: this function needs a Functional or Sequential model built with "
             "keras.Input (for a subclassed model, audit(model, input_shape=...) still works).")
     if need_bn:
-        from varshift._graph import all_bn_layers  # noqa: PLC0415
+        from varshift.bnstats import bn_layers as all_bn_layers  # noqa: PLC0415
 
         if not all_bn_layers(model):
             raise ValueError(f"Argument `{name}`: model {model.name!r} has no BatchNormalization "

@@ -160,8 +160,10 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
               help="Batch size of the measuring passes.")
 @click.option("--recalibrate", "recalibrate", type=click.Path(dir_okay=False), default=None,
               metavar="OUT.keras", help="Re-estimate BN statistics on --data and save here.")
-@click.option("--mode", type=click.Choice(["sequential", "simultaneous"]), default="sequential",
-              show_default=True, help="Recalibration: layer by layer (exact) or all at once.")
+@click.option("--mode", type=click.Choice(["one_pass", "sequential"]), default="one_pass",
+              show_default=True,
+              help="Recalibration: one pass (BN on batch statistics, noise off) or sequential "
+                   "(inference mode, exact, one pass per BN layer).")
 def audit_command(model_path, data_path, key, batch_size, recalibrate, mode):
     """Audit a saved Keras model: noise layers feeding BN and, with --data, the measured shift.
 

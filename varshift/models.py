@@ -14,11 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
-from varshift._graph import bn_input_model, bn_layers, reduce_axes
 from varshift._keras import keras as _load_keras
-from varshift._keras import tf as _load_tf
-from varshift._keras import to_numpy
 from varshift._validate import check_positive_int, check_rate
+from varshift.bnstats import assign_statistics, collect_moments
 
 keras = _load_keras()
 
@@ -112,11 +110,6 @@ def dropout_dense_bn_model(d, units, rate, *, seed=None, kernel_initializer=None
     return _compiled(keras.Model(inputs, outputs, name="dropout_dense_bn_model"), compile)
 
 
-def _batches(n_samples, batch_size, rng):
-    order = rng.permutation(n_samples)
-    return [order[i:i + batch_size] for i in range(0, n_samples, batch_size)]
-
-
 def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign=False,
                             progress=None):
     r"""What every BN layer's moving mean/variance converges to under ``fit``, without ``fit``.
@@ -126,8 +119,11 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
     value has decayed, the expected stored value is :math:`E[s_t]`, the average of the batch
     statistic over batches of the training batch size drawn in training mode (dropout on, BN
     normalising with batch statistics). This function computes that average exactly over
-    ``passes`` shuffled passes of ``x``: one forward pass per batch for all BN layers at once,
-    no gradient step and no exponential smoothing (so no momentum noise either).
+    ``passes`` shuffled passes of ``x``: one forward pass per batch for all BN layers at once
+    (:func:`varshift.bnstats.collect_moments` with BN on batch statistics and noise layers
+    on), no gradient step and no exponential smoothing (so no momentum noise either). Nested
+    models and custom layers holding BN layers are handled; the stored statistics are never
+    touched while measuring.
 
     The weights are held at their current values, as if ``fit`` ran with learning rate 0.
     BN layers directly behind the input and noise layers (the seed's models) do not depend on
@@ -148,46 +144,24 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         order. The model's stored statistics are left unchanged unless ``assign=True``.
     """
     _validate.model_and_data(model, x, data_name="x", finite=True)
-    tf = _load_tf()
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
     x = np.asarray(x)
-    layers = bn_layers(model)
-    probe = bn_input_model(model, layers)
-    single = len(layers) == 1
-    saved = [(to_numpy(bn.moving_mean), to_numpy(bn.moving_variance)) for bn in layers]
-
-    @tf.function(reduce_retracing=True)
-    def batch_moments(xb):
-        outs = probe(xb, training=True)
-        outs = [outs] if single else outs
-        stats = []
-        for bn, t in zip(layers, outs, strict=True):
-            mean, var = tf.nn.moments(tf.cast(t, "float32"), axes=reduce_axes(bn, len(t.shape)))
-            stats.append((mean, var))  # var is the biased batch variance, as Keras stores
-        return stats
-
     rng = np.random.default_rng(seed)
-    plan = [b for _ in range(passes) for b in _batches(len(x), batch_size, rng)]
-    sums = None
-    try:
-        for i, idx in enumerate(plan):
-            stats = batch_moments(tf.convert_to_tensor(x[idx]))
-            stats = [(m.numpy().astype("float64"), v.numpy().astype("float64")) for m, v in stats]
-            if sums is None:
-                sums = stats
-            else:
-                sums = [(sm + m, sv + v) for (sm, sv), (m, v) in zip(sums, stats, strict=True)]
-            if progress is not None:
-                progress(i + 1, len(plan))
-    finally:
-        for bn, (mean, var) in zip(layers, saved, strict=True):  # training-mode calls updated them
-            bn.moving_mean.assign(mean)
-            bn.moving_variance.assign(var)
-    result = {bn.name: (sm / len(plan), sv / len(plan)) for bn, (sm, sv) in zip(layers, sums, strict=True)}
+    per_batch = -(-len(x) // batch_size)
+    total = passes * per_batch
+    sums = {}  # id(layer) -> [layer, sum of batch means, sum of batch variances, batches]
+    for k in range(passes):
+        tick = None if progress is None else (
+            lambda done, _, k=k: progress(k * per_batch + done, total))
+        for m in collect_moments(model, x[rng.permutation(len(x))], bn="batch", noise=True,
+                                 batch_size=batch_size, on_batch=tick):
+            entry = sums.setdefault(id(m.layer), [m.layer, 0.0, 0.0, 0])
+            entry[1] = entry[1] + m.batch_mean * m.n_batches
+            entry[2] = entry[2] + m.batch_var * m.n_batches
+            entry[3] += m.n_batches
+    result = {layer.name: (mean / n, var / n) for layer, mean, var, n in sums.values()}
     if assign:
-        for bn in layers:
-            mean, var = result[bn.name]
-            bn.moving_mean.assign(mean.astype(bn.moving_mean.dtype))
-            bn.moving_variance.assign(var.astype(bn.moving_variance.dtype))
+        layers = [entry[0] for entry in sums.values()]
+        assign_statistics(layers, [result[bn.name] for bn in layers])
     return result

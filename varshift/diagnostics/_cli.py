@@ -154,7 +154,7 @@ def _table(df, columns):
 
 
 def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibrate=None,
-              mode="sequential", echo=print):
+              mode="one_pass", echo=print):
     """Print the audit and, with data, the measured shift; optionally save a recalibrated model.
 
     Every argument is checked before TensorFlow is imported, and the data before anything is
@@ -163,7 +163,7 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size)
     x = load_data(data_path, key) if data_path is not None else None
     model = load_model(model_path)
-    from varshift._graph import all_bn_layers
+    from varshift.bnstats import bn_layers as all_bn_layers
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
 
     try:

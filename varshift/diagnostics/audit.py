@@ -23,7 +23,6 @@ import numpy as np
 
 from varshift import _validate, theory
 from varshift._graph import (
-    _is_bn,
     layer_paths,
     leaf_layers,
     model_input_signature,
@@ -32,6 +31,7 @@ from varshift._graph import (
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
 from varshift._keras import to_numpy
+from varshift.bnstats import is_bn, noise_kind
 
 __all__ = ["audit", "noise_kind", "AUDIT_COLUMNS"]
 
@@ -41,28 +41,6 @@ AUDIT_COLUMNS = [
     "bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2",
     "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "route", "bn_path", "noise_path",
 ]
-
-
-def noise_kind(layer):
-    """The kind of a noise layer (``dropout``, ``spatial_dropout``, ``gaussian_dropout``,
-    ``alpha_dropout``, ``gaussian_noise``, ``uout``) or ``None`` for any other layer."""
-    keras = _load_keras()
-    from varshift.layers import Uout
-
-    spatial = tuple(getattr(keras.layers, f"SpatialDropout{k}D") for k in (1, 2, 3))
-    if isinstance(layer, Uout):
-        return "uout"
-    if isinstance(layer, spatial):
-        return "spatial_dropout"
-    if isinstance(layer, keras.layers.GaussianDropout):
-        return "gaussian_dropout"
-    if isinstance(layer, keras.layers.AlphaDropout):
-        return "alpha_dropout"
-    if isinstance(layer, keras.layers.GaussianNoise):
-        return "gaussian_noise"
-    if isinstance(layer, keras.layers.Dropout):
-        return "dropout"
-    return None
 
 
 def _noise_parameter(layer, kind):
@@ -92,7 +70,7 @@ def _is_normalization(layer):
     kinds = tuple(getattr(keras.layers, n) for n in
                   ("BatchNormalization", "LayerNormalization", "GroupNormalization",
                    "UnitNormalization") if hasattr(keras.layers, n))
-    return isinstance(layer, kinds) or _is_bn(layer)
+    return isinstance(layer, kinds) or is_bn(layer)
 
 
 def _weight_layers_crossed(layer):
@@ -226,7 +204,7 @@ def audit(model, *, input_shape=None):
     records, preds = trace_layer_graph(model, input_shape)
     bn_calls, seen_bn = [], set()
     for i, rec in enumerate(records):
-        if _is_bn(rec.layer) and id(rec.layer) not in seen_bn:
+        if is_bn(rec.layer) and id(rec.layer) not in seen_bn:
             seen_bn.add(id(rec.layer))
             bn_calls.append(i)
     if not bn_calls:
