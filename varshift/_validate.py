@@ -157,10 +157,10 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
     return model
 
 
-def model_and_data(model, data, *, model_name="model", data_name="data", finite=False):
+def model_and_data(model, data, *, model_name="model", data_name="data"):
     """:func:`keras_model` then :func:`data_like`: the first line of every data-taking function."""
     keras_model(model, model_name)
-    data_like(data, model, data_name, finite=finite)
+    data_like(data, model, data_name)
 
 
 def _input_shapes(model):
@@ -196,14 +196,14 @@ def _check_array(name, a, expected, model):
     return arr
 
 
-def data_like(data, model=None, name: str = "data", *, finite: bool = False):
+def data_like(data, model=None, name: str = "data"):
     """Inputs for ``model``: numeric dtype, at least one sample, shape matching its inputs.
 
     Accepts what the diagnostics accept: an array (or ``(x, y[, w])``), a list/dict of arrays
     for a multi-input model, a ``tf.data.Dataset`` or a ``keras.utils.PyDataset``. Datasets
-    are not read here; the engine checks their batches as they stream (NaN/inf included, see
-    ``finite``). Arrays are checked without copying. ``finite=True`` also rejects NaN/inf in
-    an in-memory array, for functions that do not stream their data through the engine.
+    are not read here. Arrays are checked without a pass over their values: NaN and infinity
+    are found by the BN-statistics engine (:mod:`varshift.bnstats`) on the batches as they
+    stream, so finiteness costs no second pass.
     """
     if data is None:
         _check_array(name, None, None, model)
@@ -224,15 +224,7 @@ def data_like(data, model=None, name: str = "data", *, finite: bool = False):
                          f"{model.name!r} takes {len(expected)} input(s).")
     for i, (key, a) in enumerate(items):
         label = name if key is None else f"{name}[{key!r}]"
-        arr = _check_array(label, a, expected[i] if expected else None, model)
-        if finite and arr.dtype.kind == "f":
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                first = ", ".join(str(int(i)) for i in np.argwhere(bad)[0])
-                raise ValueError(
-                    f"Argument `{name}` must be finite; it holds {int(bad.sum())} NaN/inf "
-                    f"value(s) of {arr.size} (array of shape {arr.shape}), the first at "
-                    f"{label}[{first}]={arr[tuple(np.argwhere(bad)[0])].item()!r}.")
+        _check_array(label, a, expected[i] if expected else None, model)
     return data
 
 
