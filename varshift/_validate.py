@@ -164,11 +164,9 @@ def model_and_data(model, data, *, model_name="model", data_name="data"):
 
 
 def _input_shapes(model):
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    return [tuple(t.shape) for t in inputs] if inputs else None
+    from varshift.bnstats import _model_input_shapes  # noqa: PLC0415  (Keras is loaded already)
+
+    return _model_input_shapes(model)
 
 
 def _check_array(name, a, expected, model):

@@ -189,9 +189,9 @@ def audit(model, *, input_shape=None):
         ``noise_var`` (:math:`s^2` of the multiplicative noise factor, NaN for alpha dropout
         and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``route`` (the layers from
         the noise layer to BN) and the full paths ``bn_path``/``noise_path``. ``d`` and
-        ``mean_cos2`` are NaN unless the case is ``b``. A model with no BN or no noise layer
+        ``mean_cos2`` are NaN unless the case is ``b``. A model with no noise layer
         feeding BN gives an empty frame whose ``attrs["message"]`` says so (also logged as a
-        warning); this is not an error.
+        warning); a model with no BN layer is a ``ValueError`` (docs/api.md, Input contract).
 
     Example:
         >>> from varshift.models import dropout_dense_bn_model
