@@ -633,3 +633,44 @@ def test_table_reproduce_cli(tmp_path, capsys, case):
     assert_cli_error(code, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty"]
     assert not any((tmp_path / "empty").iterdir())
+
+
+def _builders():
+    from varshift import models
+    from varshift.demo import run_demo
+
+    return {
+        "dropout_model n str": (lambda: models.dropout_model("5", 0.2), "`n`"),
+        "dropout_bn_model rate NaN": (lambda: models.dropout_bn_model(5, float("nan")), "`rate`"),
+        "dropout_bn_model rate inf": (lambda: models.dropout_bn_model(5, float("inf")), "`rate`"),
+        "dropout_bn_model rate None": (lambda: models.dropout_bn_model(5, None), "`rate`"),
+        "dropout_dense_bn_model d 0": (lambda: models.dropout_dense_bn_model(0, 4, 0.2), "`d`"),
+        "bn_model n array": (lambda: models.bn_model(np.array([5, 5])), "`n`"),
+        "seed_data empty": (lambda: models.seed_data(0), "`n_samples`"),
+        "seed_data mean NaN": (lambda: models.seed_data(10, mean=float("nan")), "`mean`"),
+        "seed_data std inf": (lambda: models.seed_data(10, std=float("inf")), "`std`"),
+        "seed_data std < 0": (lambda: models.seed_data(10, std=-1.0), "`std`"),
+        "seed_data seed str": (lambda: models.seed_data(10, seed="a"), "`seed`"),
+        "run_demo rate NaN": (lambda: run_demo(float("nan")), "`rate`"),
+        "run_demo epochs 0": (lambda: run_demo(0.2, epochs=0), "`epochs`"),
+        "run_demo empty": (lambda: run_demo(0.2, n_samples=0), "`n_samples`"),
+        "run_demo batch_size 0": (lambda: run_demo(0.2, batch_size=0), "`batch_size`"),
+        "run_demo learning_rate NaN": (lambda: run_demo(0.2, learning_rate=float("nan")),
+                                       "`learning_rate`"),
+        "run_demo seed -1": (lambda: run_demo(0.2, seed=-1), "`seed`"),
+    }
+
+
+BUILDER_CASES = ["dropout_model n str", "dropout_bn_model rate NaN", "dropout_bn_model rate inf",
+                 "dropout_bn_model rate None", "dropout_dense_bn_model d 0", "bn_model n array",
+                 "seed_data empty", "seed_data mean NaN", "seed_data std inf", "seed_data std < 0",
+                 "seed_data seed str", "run_demo rate NaN", "run_demo epochs 0", "run_demo empty",
+                 "run_demo batch_size 0", "run_demo learning_rate NaN", "run_demo seed -1"]
+
+
+@pytest.mark.parametrize("case", BUILDER_CASES)
+def test_table_models_and_demo(case):
+    call, pattern = _builders()[case]
+    with pytest.raises((TypeError, ValueError), match=pattern) as err:
+        call()
+    one_line(err)

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["as_float_array", "check_rate", "check_beta", "check_var", "check_in_range",
-           "check_positive_int", "broadcastable", "keras_model", "model_and_data", "data_like",
-           "output_path", "output_folder", "describe"]
+           "check_positive_int", "check_seed", "check_finite_positive", "broadcastable",
+           "keras_model", "model_and_data", "data_like", "output_path", "output_folder",
+           "describe"]
 
 NUMERIC_KINDS = "biuf"  # bool, signed/unsigned integer, float
 
@@ -113,6 +114,22 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
             f"Argument `{name}` must be an integer >= {minimum}; received {name}={value!r}."
         )
     return int(value)
+
+
+def check_seed(value, name: str = "seed"):
+    """A random seed: ``None`` or an integer >= 0."""
+    if value is not None:
+        check_positive_int(name, value, minimum=0)
+    return value
+
+
+def check_finite_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """One finite real number > 0 (>= 0 with ``allow_zero``), e.g. a learning rate or a std."""
+    arr = as_float_array(name, value)
+    if arr.ndim != 0 or (arr < 0 if allow_zero else arr <= 0):
+        raise ValueError(f"Argument `{name}` must be a number {'>=' if allow_zero else '>'} 0; "
+                         f"received {name}={_show(value)}.")
+    return float(arr)
 
 
 def broadcastable(**arrays):

@@ -34,6 +34,9 @@ def seed_data(n_samples=10_000, n=5, mean=5.0, std=2.0, seed=0):
     """The seed notebook's data: ``n_samples`` x ``n`` draws of :math:`N(\\text{mean}, \\text{std}^2)`."""
     check_positive_int("n_samples", n_samples)
     check_positive_int("n", n)
+    _validate.as_float_array("mean", mean)
+    _validate.check_finite_positive("std", std, allow_zero=True)
+    _validate.check_seed(seed)
     rng = np.random.default_rng(seed)
     return rng.normal(mean, std, size=(n_samples, n)).astype("float32")
 
