@@ -104,6 +104,7 @@ def files(tmp_path_factory, model):
     np.save(d / "empty.npy", np.zeros((0, 5), "float32"))
     (d / "text.npy").write_text("1 2 3\n")
     (d / "text.keras").write_text("not a model\n")
+    (d / "truncated.keras").write_bytes(b"PK\x03\x04 a zip archive cut short")
     (d / "folder.keras").mkdir()
     return d
 
@@ -221,8 +222,9 @@ def test_recalibrate_destination_checked_first_and_named(files, dest):
     assert ".varshift-" not in line and ".tmp" not in line
 
 
-def test_a_keras_file_that_is_not_a_model_is_not_file_not_found(files):
-    code, _, stderr, exc = run_varshift(["audit", files / "text.keras"])
+@pytest.mark.parametrize("name", ["text.keras", "truncated.keras"])
+def test_a_keras_file_that_is_not_a_model_is_not_file_not_found(files, name):
+    code, _, stderr, exc = run_varshift(["audit", files / name])
     line = assert_cli_error(code, stderr, exception=exc, match="is not a Keras model")
     assert "not found" not in line.lower()
 

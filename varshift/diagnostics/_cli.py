@@ -65,12 +65,12 @@ def load_model(path):
     """Load a ``.keras`` (or ``.h5``) model without compiling it; one-line error otherwise."""
     if not os.path.isfile(path):
         raise AuditError(f"model file {path!r} does not exist.")
-    head = _head(path)
-    expected = {".keras": (ZIP_MAGIC, "a zip archive"), ".h5": (HDF5_MAGIC, "an HDF5 file")}
     suffix = os.path.splitext(path)[1].lower()
-    if suffix in expected and not head.startswith(expected[suffix][0]):
+    kinds = {".keras": (zipfile.is_zipfile, "a zip archive"),
+             ".h5": (lambda p: _head(p).startswith(HDF5_MAGIC), "an HDF5 file")}
+    if suffix in kinds and not kinds[suffix][0](path):
         raise AuditError(f"model file {path!r} is not a Keras model: a {suffix} model is "
-                         f"{expected[suffix][1]} (written by model.save), this file is not.")
+                         f"{kinds[suffix][1]} (written by model.save), this file is not.")
     import varshift.layers  # noqa: F401  (registers Uout)
     from varshift._keras import keras as load_keras
     from varshift._keras import quiet_stderr
