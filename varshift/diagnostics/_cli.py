@@ -69,8 +69,8 @@ def load_model(path):
     kinds = {".keras": (zipfile.is_zipfile, "a zip archive"),
              ".h5": (lambda p: _head(p).startswith(HDF5_MAGIC), "an HDF5 file")}
     if suffix in kinds and not kinds[suffix][0](path):
-        raise AuditError(f"model file {path!r} is not a Keras model: a {suffix} model is "
-                         f"{kinds[suffix][1]} (written by model.save), this file is not.")
+        raise AuditError(f"cannot read model file {path!r}: it is not a Keras model (a {suffix} "
+                         f"model is {kinds[suffix][1]} written by model.save; this file is not).")
     import varshift.layers  # noqa: F401  (registers Uout)
     from varshift._keras import keras as load_keras
     from varshift._keras import quiet_stderr
