@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from reproduce._io import atomic_write_json, read_json
+from reproduce._io import atomic_write_json, new_mode, read_json
 
 __all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "execute_plan"]
 
@@ -220,6 +220,7 @@ def subset_dir(out_root, data, subset, data_dir):
     (x, y), (xt, yt), info = vdata.load(data, data_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    os.chmod(tmp, new_mode(folder=True))  # mkdtemp makes 0700; the umask's, as mkdir would
     i, j = _stratified(y, subset["n_train"], 0), _stratified(yt, subset["n_test"], 0)
     for k, arr in (("x_train", x[i, ..., 0]), ("y_train", y[i]), ("x_test", xt[j, ..., 0]),
                    ("y_test", yt[j])):

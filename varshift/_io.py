@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "to_jsonable"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "to_jsonable", "new_mode"]
 
 
 def _umask() -> int:
@@ -31,12 +31,17 @@ def _umask() -> int:
     return mask
 
 
+def new_mode(folder: bool = False) -> int:
+    """The mode ``open(path, "w")`` (or ``mkdir`` for a ``folder``) gives a new file under the umask."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
 def _target_mode(path: Path) -> int:
     """An existing file keeps its mode; a new one gets ``0o666 & ~umask`` like ``open(path, "w")``."""
     try:
         return path.stat().st_mode & 0o7777
     except OSError:
-        return 0o666 & ~_umask()
+        return new_mode()
 
 
 @contextlib.contextmanager
