@@ -2,7 +2,8 @@
 
 The seed notebook trains ``Input(5) -> Dropout(0.2) -> BatchNormalization`` on N(5, 2^2) for
 50-100 epochs only to let BN's moving averages converge. ``varshift.models.converged_bn_statistics``
-computes the value they converge to with one training-mode pass and no gradient step. This script
+computes the value they converge to with one training-mode pass and no gradient step (on the
+:mod:`varshift.bnstats` engine; target: at least 100x faster than 50 epochs of ``fit``). This script
 runs both on the same data in one process and prints the numbers, the difference and the speed-up.
 
     python benchmarks/bn_statistics.py [--epochs 50] [--features 5]
@@ -76,8 +77,8 @@ def main(argv=None):
           f"feature mean {abs(direct_var.mean() / fit_var.mean() - 1):.2%})")
     print(f"  wall time: fit {t_fit:.2f} s, direct {t_direct:.3f} s, "
           f"speed-up {t_fit / t_direct:.1f}x")
-    ok = abs(direct_var.mean() / fit_var.mean() - 1) <= 0.02 and t_fit / t_direct >= 20
-    print("  PASS" if ok else "  FAIL", "(criterion: feature-mean within 2%, speed-up >= 20x)")
+    ok = abs(direct_var.mean() / fit_var.mean() - 1) <= 0.02 and t_fit / t_direct >= 100
+    print("  PASS" if ok else "  FAIL", "(criterion: feature-mean within 2%, speed-up >= 100x)")
     return 0 if ok else 1
 
 

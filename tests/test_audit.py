@@ -28,7 +28,7 @@ def test_every_noise_kind_and_case(keras):
     y = layers.Conv2D(6, 1, name="c1")(skip)
     y = layers.ReLU()(y)
     y = layers.Conv2D(6, 1, name="c2")(y)
-    y = layers.Add(name="add")([y, skip])  # gd -> add -> bn2 directly: case a (shortest route)
+    y = layers.Add(name="add")([y, skip])  # gd -> add -> bn2: a merge, no closed form
     y = layers.BatchNormalization(name="bn2")(y)
     z = layers.AlphaDropout(0.1, name="ad")(y)
     z = layers.Conv2D(6, 1, name="c3")(z)
@@ -45,7 +45,7 @@ def test_every_noise_kind_and_case(keras):
     assert set(COLUMNS) <= set(df.columns)
     assert _pairs(df) == [
         ("bn1", "sd", "spatial_dropout", "b"),
-        ("bn2", "gd", "gaussian_dropout", "a"),
+        ("bn2", "gd", "gaussian_dropout", "merge"),
         ("bn3", "ad", "alpha_dropout", "deeper"),
         ("bn3", "uout", "uout", "a"),
     ]
@@ -58,6 +58,8 @@ def test_every_noise_kind_and_case(keras):
     assert b["weight_layer"] == "conv_b"
     assert np.isnan(df["d"][1:]).all() and np.isnan(df["mean_cos2"][1:]).all()
     assert df["route"][1] == "gd -> add -> bn2"
+    assert [t if isinstance(t, str) else None for t in df["through"]] == [None, "add", None, None]
+    assert df["channels"].tolist() == ["all"] * 4
     assert df["noise_var"].tolist()[1] == pytest.approx(0.2 / 0.8)
     assert df["noise_var"].tolist()[3] == pytest.approx(0.3**2 / 3)
 
@@ -144,3 +146,47 @@ def test_elementwise_layers_with_weights_keep_case_a(keras):
     df = varshift.audit(keras.Model(inputs, h))
     assert df[["case", "n_weight_layers", "route"]].values.tolist() == [
         ["a", 0, "drop -> prelu -> bn"]]
+
+
+def _merge_pool_concat_model(keras):
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 4))
+    a = layers.Dropout(0.5, name="drop_a")(inputs)
+    a = layers.AveragePooling2D(2, name="avgpool")(a)
+    bn_pool = layers.BatchNormalization(name="bn_pool")(a)  # drop_a -> avgpool -> bn: pool
+    b = layers.Dropout(0.5, name="drop_b")(bn_pool)
+    b = layers.Conv2D(4, 3, padding="same", name="conv_b")(b)
+    b = layers.Add(name="residual")([b, bn_pool])
+    bn_add = layers.BatchNormalization(name="bn_add")(b)  # PreResNet dropout-(b): merge
+    c = layers.Dropout(0.3, name="drop_c")(bn_add)
+    c = layers.Conv2D(6, 1, name="conv_c")(c)
+    d = layers.Conv2D(2, 1, name="conv_d")(bn_add)
+    cat = layers.Concatenate(name="cat")([d, c])  # DenseNet: channels 2..7 carry drop_c
+    bn_cat = layers.BatchNormalization(name="bn_cat")(cat)
+    e = layers.Dropout(0.2, name="drop_e")(bn_cat)
+    e = layers.MaxPooling2D(2, name="maxpool")(layers.Conv2D(3, 1, name="conv_e")(e))
+    out = layers.BatchNormalization(name="bn_max")(e)  # one weight layer, then max pooling
+    return keras.Model(inputs, out)
+
+
+def test_merge_pool_and_concatenate_are_labelled(keras):
+    df = varshift.audit(_merge_pool_concat_model(keras)).set_index("bn_layer")
+    rows = [[bn, r.noise_layer, r.case, r.through if isinstance(r.through, str) else None,
+             r.channels] for bn, r in df.iterrows()]
+    assert rows == [
+        ["bn_pool", "drop_a", "pool", "avgpool", "all"],
+        ["bn_add", "drop_b", "merge", "residual", "all"],
+        ["bn_cat", "drop_c", "b", None, "2:8 of 8"],
+        ["bn_max", "drop_e", "pool", "maxpool", "all"],
+    ]
+    # no closed form behind a merge or pooling layer; Concatenate keeps case (b)'s d
+    assert np.isnan(df.loc[["bn_pool", "bn_add", "bn_max"], "d"]).all()
+    assert df.loc["bn_cat", "d"] == 4 and df.loc["bn_cat", "weight_layer"] == "conv_c"
+
+
+def test_correct_direct_skips_merge_and_pool(keras):
+    df = varshift.correct_direct(_merge_pool_concat_model(keras), inplace=False)
+    reasons = dict(zip(df["bn_layer"], df["reason"], strict=True))
+    assert "pooling layer (avgpool)" in reasons["bn_pool"]
+    assert "merge layer (residual)" in reasons["bn_add"]
+    assert (df["action"] == "skipped").all()

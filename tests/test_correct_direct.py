@@ -105,3 +105,22 @@ def test_with_the_batch_size_it_matches_recalibration_but_not_gamma_beta(case_a_
     assert df["moving_var_after"][0] == pytest.approx(restored.mean())
     np.testing.assert_array_equal(to_numpy(bn.gamma), gamma)
     np.testing.assert_array_equal(to_numpy(bn.beta), beta)
+
+
+def test_batch_size_on_a_conv_bn_counts_every_position(keras):
+    """Keras' biased batch variance on a conv BN averages B*H*W values per channel."""
+    inputs = keras.Input((4, 5, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(
+        keras.layers.Dropout(0.5, name="drop")(inputs)))
+    bn = model.get_layer("bn")
+    mean, var = np.array([5.0, 1.0, -2.0]), np.array([33.0, 3.0, 12.0])
+    bn.moving_mean.assign(mean.astype("float32"))
+    bn.moving_variance.assign(var.astype("float32"))
+    df = varshift.correct_direct(model, batch_size=8)
+    m = 8 * 4 * 5
+    assert df["values_per_channel"][0] == m
+    expected = 0.5 * (mean**2 + var * m / (m - 1)) - mean**2
+    np.testing.assert_allclose(to_numpy(bn.moving_variance), expected, rtol=1e-6)
+    # with m = 8 (the batch size alone) the first channel would be over-corrected by ~20%
+    wrong = 0.5 * (mean**2 + var * 8 / 7) - mean**2
+    assert abs(wrong[0] / expected[0] - 1) > 0.15

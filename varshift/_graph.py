@@ -13,7 +13,7 @@ from varshift._keras import tf as _tf
 
 __all__ = [
     "bn_layers", "bn_input_model", "sub_layers", "all_layers", "leaf_layers",
-    "all_bn_layers", "CallRecord", "record_calls", "model_input_signature", "signature_of",
+    "all_bn_layers", "CallPatches", "CallRecord", "record_calls", "model_input_signature", "signature_of",
     "layer_paths",
 ]
 
@@ -104,6 +104,26 @@ def leaf_layers(model):
             if not sub_layers(layer) and not isinstance(layer, keras.layers.InputLayer)]
 
 
+class CallPatches:
+    """Instance-level replacements of layers' ``call`` (Keras' ``__call__`` ends in
+    ``self.call``); :meth:`restore` undoes them all, newest first."""
+
+    def __init__(self):
+        self._saved = []
+
+    def set(self, layer, fn):
+        self._saved.append((layer, "call" in layer.__dict__, layer.__dict__.get("call")))
+        object.__setattr__(layer, "call", fn)  # bypass Keras' attribute tracking
+
+    def restore(self):
+        for layer, had, value in reversed(self._saved):
+            if had:
+                object.__setattr__(layer, "call", value)
+            else:
+                object.__delattr__(layer, "call")
+        self._saved = []
+
+
 class CallRecord:
     """One call of one layer during a trace: the layer, its tensor inputs and outputs."""
 
@@ -137,7 +157,7 @@ class record_calls:  # noqa: N801  (used as a context manager, reads like a func
         self.layers = list(layers)
         self.identity_outputs = identity_outputs
         self.records = []
-        self._saved = []
+        self._patches = CallPatches()
 
     def _wrap(self, layer):
         tf = _tf()
@@ -158,18 +178,11 @@ class record_calls:  # noqa: N801  (used as a context manager, reads like a func
 
     def __enter__(self):
         for layer in self.layers:
-            had = "call" in layer.__dict__
-            self._saved.append((layer, had, layer.__dict__.get("call")))
-            object.__setattr__(layer, "call", self._wrap(layer))  # bypass Keras' tracking
+            self._patches.set(layer, self._wrap(layer))
         return self.records
 
     def __exit__(self, *exc):
-        for layer, had, value in reversed(self._saved):
-            if had:
-                object.__setattr__(layer, "call", value)
-            else:
-                object.__delattr__(layer, "call")
-        self._saved = []
+        self._patches.restore()
         return False
 
 

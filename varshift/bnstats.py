@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from varshift._graph import all_layers, signature_of
+from varshift._graph import CallPatches, all_layers, signature_of
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
 from varshift._keras import to_numpy
@@ -358,7 +358,7 @@ class _intercept:  # noqa: N801  (a context manager that reads like a function)
         self.bn, self.measured, self.bn_mode, self.noise = bn, measured, bn_mode, noise
         self.noise_list = noise_list
         self.records = []
-        self._saved = []
+        self._patches = CallPatches()
 
     def _bn_call(self, layer, original):
         tf, records, measure = _load_tf(), self.records, id(layer) in self.measured
@@ -378,22 +378,13 @@ class _intercept:  # noqa: N801  (a context manager that reads like a function)
 
     def __enter__(self):
         for layer in self.bn:
-            self._set(layer, self._bn_call(layer, layer.call))
+            self._patches.set(layer, self._bn_call(layer, layer.call))
         for layer in self.noise_list:
-            self._set(layer, _forced(layer.call, self.noise))
+            self._patches.set(layer, _forced(layer.call, self.noise))
         return self.records
 
-    def _set(self, layer, fn):
-        self._saved.append((layer, "call" in layer.__dict__, layer.__dict__.get("call")))
-        object.__setattr__(layer, "call", fn)  # bypass Keras' attribute tracking
-
     def __exit__(self, *exc):
-        for layer, had, value in reversed(self._saved):
-            if had:
-                object.__setattr__(layer, "call", value)
-            else:
-                object.__delattr__(layer, "call")
-        self._saved = []
+        self._patches.restore()
         return False
 
 
@@ -409,18 +400,13 @@ def _forced(original, on: bool):
 def force_noise(model, on: bool):
     """Context manager: every noise layer of ``model`` runs as if ``training=on`` on each call,
     whatever the model is called with (eager calls, ``predict``, new traces)."""
-    saved = []
+    patches = CallPatches()
     for layer in noise_layers(model):
-        saved.append((layer, "call" in layer.__dict__, layer.__dict__.get("call")))
-        object.__setattr__(layer, "call", _forced(layer.call, on))
+        patches.set(layer, _forced(layer.call, on))
     try:
         yield
     finally:
-        for layer, had, value in reversed(saved):
-            if had:
-                object.__setattr__(layer, "call", value)
-            else:
-                object.__delattr__(layer, "call")
+        patches.restore()
 
 
 def _finite_check(tf, x):
@@ -468,10 +454,14 @@ def _traced_step(model, layers, bn, noise, noise_list):
     def step(x):
         with _intercept(everything, measured, bn, noise, noise_list) as records:
             model(x, training=False)
-        order[:] = [(layer, shape) for layer, shape, _ in records]
-        stats = [(n, tf.reshape(c + d, [-1]), tf.reshape(m2, [-1]))
-                 for _, _, (n, c, d, m2) in records]
-        return _finite_check(tf, x), stats
+        count, first = _finite_check(tf, x)
+        parts = [tf.cast(tf.stack([count, first]), "float64")]
+        order.clear()
+        for layer, shape, (n, c, d, m2) in records:
+            mean = tf.reshape(c + d, [-1])
+            order.append((layer, shape, int(mean.shape[0])))
+            parts += [tf.reshape(n, [1]), mean, tf.reshape(m2, [-1])]
+        return tf.concat(parts, axis=0)  # one transfer per batch
 
     return step, order
 
@@ -535,20 +525,23 @@ def _accumulate(fn, order, batches, total, progress, on_batch, desc):
     acc = {}
     with _progress_bar(progress, total, desc) as bar:
         for done, (offset, xb) in enumerate(batches, 1):
-            (count, first), out = fn(xb)
-            if int(count) > 0:
+            out = fn(xb).numpy()
+            if out[0] > 0:
                 raise ValueError(
-                    f"Argument `data` must be finite; it holds {int(count)} NaN or infinite "
+                    f"Argument `data` must be finite; it holds {int(out[0])} NaN or infinite "
                     f"value(s) in the batch starting at sample {offset}, the first in sample "
-                    f"{offset + int(first)}.")
-            for (layer, shape), (count_t, mean, m2) in zip(order, out, strict=True):
-                n = float(count_t.numpy())
+                    f"{offset + int(out[1])}.")
+            at = 2
+            for layer, shape, channels in order:
+                n, mean, m2 = out[at], out[at + 1:at + 1 + channels], \
+                    out[at + 1 + channels:at + 1 + 2 * channels]
+                at += 1 + 2 * channels
                 if n == 0:
                     continue
                 if id(layer) not in acc:
                     acc[id(layer)] = LayerMoments(layer)
                     acc[id(layer)].input_shape = shape
-                acc[id(layer)].add(n, mean.numpy().astype("float64"), m2.numpy())
+                acc[id(layer)].add(float(n), mean, m2)
             bar.update(1)
             if on_batch is not None:
                 on_batch(done, total)
@@ -557,7 +550,7 @@ def _accumulate(fn, order, batches, total, progress, on_batch, desc):
 
 def _finish(acc, order, layers):
     result, seen = [], set()
-    for layer, _ in order:
+    for layer, *_ in order:
         if id(layer) in seen or id(layer) not in acc:
             continue
         seen.add(id(layer))

@@ -324,12 +324,15 @@ def restore_moving_variance(moving_mean, moving_var, rate):
 
 
 def keras_expected_moving_variance(population_var, batch_size, *, steps=None, momentum=0.99,
-                                   initial=1.0):
+                                   initial=1.0, positions=1):
     r"""The moving variance Keras' BatchNormalization is expected to store.
 
     Keras 3 updates ``moving_var = momentum * moving_var + (1 - momentum) * batch_var`` with the
-    *biased* batch variance (divide by :math:`m`), whose expectation for :math:`m` i.i.d.
-    samples is :math:`\frac{m-1}{m}` times the population variance. After ``steps`` updates from
+    *biased* batch variance (divide by :math:`m`, the values per channel in a batch: the batch
+    size for a Dense BN, batch x H x W for a convolutional one), whose expectation for
+    :math:`m` i.i.d. values is :math:`\frac{m-1}{m}` times the population variance. (Positions
+    of one image are correlated, so on a conv BN the true factor lies between the
+    ``positions=1`` and the ``positions=H*W`` values.) After ``steps`` updates from
     ``initial`` (1.0 in Keras) the expectation is
 
     .. math::
@@ -339,10 +342,12 @@ def keras_expected_moving_variance(population_var, batch_size, *, steps=None, mo
 
     Args:
         population_var: :math:`\sigma^2`, e.g. :func:`dropout_train_variance`.
-        batch_size: :math:`m`, the training batch size.
+        batch_size: the training batch size :math:`B`.
         steps: :math:`n`, the number of training steps; ``None`` means converged.
         momentum: :math:`\mu`, Keras' default 0.99.
         initial: the moving variance before training.
+        positions: values per sample and channel (H x W on a 2-D conv BN); :math:`m = B`
+            times this.
 
     Example:
         >>> float(keras_expected_moving_variance(11.25, batch_size=32))
@@ -352,6 +357,7 @@ def keras_expected_moving_variance(population_var, batch_size, *, steps=None, mo
     m = check_positive_int("batch_size", batch_size, minimum=2)
     mu = float(check_in_range("momentum", momentum, 0.0, 1.0, high_open=True))  # even if unused
     check_var(initial, "initial")
+    m *= check_positive_int("positions", positions)
     converged = (m - 1) / m * sigma2
     if steps is None:
         return converged

@@ -2,10 +2,12 @@
 
 - :func:`audit` (static): which noise layers feed which BN layers, and through what (case
   (a): directly; (b): through one Dense/Conv, with its fan-in :math:`d` and mean
-  :math:`\\cos^2\\theta`; ``deeper``: through several weight layers).
+  :math:`\\cos^2\\theta`; ``deeper``: through several weight layers; ``merge``/``pool``:
+  through a layer that adds branches or pools, no closed form).
 - :func:`measure_shift` (data): the paper's Fig. 1/4 statistic per BN layer, measured.
-- :func:`recalibrate_bn` (data): Table 3's "Adjust BN", re-estimating the moving statistics in
-  inference mode, layer by layer (exact) or all at once.
+- :func:`recalibrate_bn` (data): Table 3's "Adjust BN", re-estimating the moving statistics
+  in one pass with BN on batch statistics and noise off (default), or layer by layer in
+  inference mode (exact).
 - :func:`correct_direct` (no data): the seed notebook's closed-form restore of the moving
   variance for case (a) pairs; it does not fix gamma/beta, so it is a partial repair.
 

@@ -3,11 +3,21 @@ r"""Static audit: which noise layers feed which BatchNormalization layers, and h
 The paper (Sec. 3) distinguishes two placements of a noise layer in front of BN:
 
 - **case (a)**: the noise reaches BN through shape or element-wise operations only (Eq. 7-8;
-  e.g. ``Dropout -> BN``, ``Dropout -> ReLU -> BN``, ``Dropout -> Add(skip) -> BN``);
+  e.g. ``Dropout -> BN``, ``Dropout -> ReLU -> BN``);
 - **case (b)**: through exactly one weight layer, a Dense or convolution with :math:`d` inputs
   per unit, whose weights enter Eq. 14 through :math:`\cos^2\theta` (Eq. 13);
 - ``deeper``: through two or more weight layers; no closed form, measure it with
-  :func:`varshift.measure_shift`.
+  :func:`varshift.measure_shift`;
+- ``merge``: through a layer that sums or multiplies branches (``Add``, ``Average``,
+  ``Subtract``, ``Multiply``, ...): an un-noised branch added in dilutes the shift, so neither
+  Eq. 8 nor Eq. 14 holds (PreResNet/WRN: dropout-(b) reaches the next block's BN through the
+  residual ``Add``);
+- ``pool``: through pooling (average pooling mixes positions linearly, max pooling is not
+  linear): no closed form either.
+
+``Concatenate`` is different: BN's statistics are per channel, so the channels that come from
+the noisy branch keep their case exactly and the others have no shift; the column
+``channels`` says which (DenseNet: dropout reaches the next BN through ``Concatenate``).
 
 :func:`audit` finds every (BN, noise) pair by tracing the model once (no data, no weights
 changed) and walking each BN layer's input upstream until the previous normalisation layer or
@@ -33,14 +43,19 @@ from varshift._keras import tf as _load_tf
 from varshift._keras import to_numpy
 from varshift.bnstats import is_bn, noise_kind
 
-__all__ = ["audit", "noise_kind", "AUDIT_COLUMNS"]
+__all__ = ["audit", "audit_result", "AuditResult", "noise_kind", "AUDIT_COLUMNS", "CASES"]
 
 log = logging.getLogger("varshift.diagnostics")
 
 AUDIT_COLUMNS = [
     "bn_layer", "noise_layer", "noise_kind", "rate_or_beta", "case", "d", "mean_cos2",
-    "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "route", "bn_path", "noise_path",
+    "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "through", "channels", "route",
+    "bn_path", "noise_path",
 ]
+CASES = ("a", "b", "deeper", "merge", "pool")
+_MERGE = ("Add", "Average", "Subtract", "Multiply", "Maximum", "Minimum", "Dot")
+_POOL = tuple(f"{kind}Pooling{k}D" for kind in ("Average", "Max", "GlobalAverage", "GlobalMax")
+              for k in (1, 2, 3))
 
 
 def _noise_parameter(layer, kind):
@@ -172,7 +187,16 @@ def audit(model, *, input_shape=None):
     - ``b`` (exactly one Dense/Conv): Eq. 14, with that layer's fan-in :math:`d` and the mean
       over its output units of Eq. 13's
       :math:`\cos^2\theta = (\sum_i w_i)^2 / (d \sum_i w_i^2)` from the current weights;
-    - ``deeper`` (two or more).
+    - ``deeper`` (two or more);
+    - ``merge`` / ``pool``: the route crosses a layer that sums or multiplies branches
+      (``Add``, ``Average``, ``Subtract``, ``Multiply``, ``Maximum``, ``Minimum``, ``Dot``) or
+      a pooling layer (column ``through`` names it), with at most one weight layer: Eq. 8 and
+      Eq. 14 do not hold there, no closed-form prediction (``d`` is NaN); measure instead.
+
+    A route through ``Concatenate`` keeps its case: BN's statistics are per channel, so only
+    the channels coming from the noisy branch are concerned (column ``channels``, e.g.
+    ``"16:32 of 48"``; the other channels have no shift). Merges done with raw TensorFlow
+    operations inside a custom layer (``x + y``) are not recognised.
 
     Works for Sequential and Functional models, nested sub-models, and custom layers that call
     other layers (including raw TensorFlow operations between them). The model must have a
@@ -187,8 +211,10 @@ def audit(model, *, input_shape=None):
         A ``pandas.DataFrame``, one row per pair, columns ``bn_layer, noise_layer, noise_kind,
         rate_or_beta, case, d, mean_cos2`` plus ``d_cos2`` (:math:`d\,\overline{\cos^2\theta}`),
         ``noise_var`` (:math:`s^2` of the multiplicative noise factor, NaN for alpha dropout
-        and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``route`` (the layers from
-        the noise layer to BN) and the full paths ``bn_path``/``noise_path``. ``d`` and
+        and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``through`` (the merge or
+        pooling layer, else None), ``channels`` (``"all"``, or the slice of BN's channels a
+        ``Concatenate`` fed from the noisy branch), ``route`` (the layers from the noise layer
+        to BN, for display) and the full paths ``bn_path``/``noise_path``. ``d`` and
         ``mean_cos2`` are NaN unless the case is ``b``. A model with no noise layer
         feeding BN gives an empty frame whose ``attrs["message"]`` says so (also logged as a
         warning); a model with no BN layer is a ``ValueError`` (docs/api.md, Input contract).
@@ -199,82 +225,156 @@ def audit(model, *, input_shape=None):
         [['bn', 'b', 8.0]]
     """
     _validate.keras_model(model, input_shape=input_shape)
+    return audit_result(model, input_shape=input_shape).frame
+
+
+class AuditResult:
+    """:func:`audit`'s table plus structured data for other diagnostics.
+
+    Attributes:
+        frame: the ``pandas.DataFrame`` :func:`audit` returns.
+        routes: per row, the tuple of layer objects from the noise layer to the BN layer.
+        records: the traced layer calls (:func:`trace_layer_graph`), ``[]`` if no pair.
+        bn_inputs: ``{id(bn_layer): input shape}`` of every BN layer called.
+    """
+
+    __slots__ = ("frame", "routes", "records", "bn_inputs")
+
+    def __init__(self, frame, routes, records, bn_inputs):
+        self.frame, self.routes, self.records, self.bn_inputs = frame, routes, records, bn_inputs
+
+
+def _role(layer):
+    """``"merge"``, ``"pool"``, ``"concat"`` or ``None`` for any other layer."""
+    keras = _load_keras()
+
+    def kinds(names):
+        return tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+
+    if isinstance(layer, keras.layers.Concatenate):
+        return "concat"
+    if isinstance(layer, kinds(_MERGE)):
+        return "merge"
+    if isinstance(layer, kinds(_POOL)):
+        return "pool"
+    return None
+
+
+def _concat_channels(records, i, p, producer):
+    """Which channels of Concatenate record ``i``'s output come from record ``p``: ``"a:b of
+    C"``, or ``"all"`` when that cannot be told (not the last axis, raw ops in between)."""
+    rec = records[i]
+    parts = rec.first_input if isinstance(rec.first_input, (list, tuple)) else []
+    ndim = len(rec.outputs[0].shape) if rec.outputs else 0
+    if not parts or ndim == 0 or rec.layer.axis % ndim != ndim - 1:
+        return "all"
+    sizes = [t.shape[-1] for t in parts]
+    if any(size is None for size in sizes):
+        return "all"
+    total, start = sum(sizes), 0
+    for t, size in zip(parts, sizes, strict=True):
+        if producer.get(t.ref()) == p:
+            return f"{start}:{start + size} of {total}"
+        start += size
+    return "all"
+
+
+def _search(records, preds, producer, b):
+    """Breadth-first walk upstream from BN record ``b``: per noise record the best route, as
+    ``{noise: (n_weight, weight record, route, through record, channels)}``."""
+    best = {}
+    queue = collections.deque((p, 0, None, (b,), None, "all") for p in preds[b])
+    visited = set()
+    while queue:
+        i, n_weight, weight_rec, route, through, channels = queue.popleft()
+        layer = records[i].layer
+        if _is_normalization(layer):
+            continue  # the previous normalisation ends the search
+        key = (i, min(n_weight, 2), through is not None, channels)
+        if key in visited:
+            continue
+        visited.add(key)
+        route = (i, *route)
+        if noise_kind(layer) is not None:
+            rank = (n_weight, through is not None)
+            if i not in best or rank < (best[i][0], best[i][3] is not None):
+                best[i] = (n_weight, weight_rec, route, through, channels)
+        crossed = _weight_layers_crossed(layer)
+        if crossed:
+            weight_rec = i if n_weight == 0 and crossed == 1 else None
+            n_weight += crossed
+        role = _role(layer)
+        if role in ("merge", "pool") and through is None:
+            through = i
+        for p in preds[i]:
+            ch = _concat_channels(records, i, p, producer) \
+                if role == "concat" and channels == "all" else channels
+            queue.append((p, n_weight, weight_rec, route, through, ch))
+    return best
+
+
+def _pair_row(records, paths, b, i, found):
+    """One audit row for BN record ``b`` and noise record ``i``."""
+    n_weight, weight_rec, route, through, channels = found
+    bn, noise = records[b].layer, records[i].layer
+    kind = noise_kind(noise)
+    value = _noise_parameter(noise, kind)
+    case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
+    if through is not None and case != "deeper":
+        case = _role(records[through].layer)
+    d = mean_cos2 = float("nan")
+    weight_name = None
+    if case == "b" and weight_rec is not None:
+        weight = records[weight_rec].layer
+        weight_name = weight.name
+        kernel = _kernel_matrix(weight)
+        if kernel is not None:
+            d = float(kernel.shape[0])
+            mean_cos2 = float(np.nanmean(theory.cos2_theta(kernel)))
+    return {
+        "bn_layer": bn.name, "noise_layer": noise.name, "noise_kind": kind,
+        "rate_or_beta": value, "case": case, "d": d, "mean_cos2": mean_cos2,
+        "d_cos2": d * mean_cos2, "noise_var": noise_variance(kind, value),
+        "weight_layer": weight_name, "n_weight_layers": int(n_weight),
+        "through": None if through is None else records[through].layer.name,
+        "channels": channels,
+        "route": " -> ".join(records[k].layer.name for k in route),
+        "bn_path": paths.get(id(bn), bn.name), "noise_path": paths.get(id(noise), noise.name),
+    }
+
+
+def audit_result(model, *, input_shape=None):
+    """:func:`audit` with its structured data (an :class:`AuditResult`): the routes as layer
+    objects and the traced calls, for :func:`varshift.correct_direct` and other diagnostics."""
     import pandas as pd
 
     records, preds = trace_layer_graph(model, input_shape)
-    bn_calls, seen_bn = [], set()
+    bn_calls, bn_inputs = [], {}
     for i, rec in enumerate(records):
-        if is_bn(rec.layer) and id(rec.layer) not in seen_bn:
-            seen_bn.add(id(rec.layer))
+        if is_bn(rec.layer) and id(rec.layer) not in bn_inputs:
+            bn_inputs[id(rec.layer)] = tuple(rec.first_input.shape)
             bn_calls.append(i)
     if not bn_calls:
-        return _empty(f"Model {model.name!r} has no BatchNormalization layer: "
-                      "there is no variance shift to audit.")
+        return AuditResult(_empty(f"Model {model.name!r} has no BatchNormalization layer: "
+                                  "there is no variance shift to audit."), [], [], bn_inputs)
     if not any(noise_kind(rec.layer) for rec in records):
-        return _empty(f"Model {model.name!r} has no noise layer (Dropout, SpatialDropout, "
-                      "GaussianDropout, AlphaDropout, GaussianNoise, Uout): no variance shift.")
-
+        return AuditResult(_empty(
+            f"Model {model.name!r} has no noise layer (Dropout, SpatialDropout, "
+            "GaussianDropout, AlphaDropout, GaussianNoise, Uout): no variance shift."),
+            [], records, bn_inputs)
+    producer = {t.ref(): i for i, rec in enumerate(records) for t in rec.outputs}
     paths = layer_paths(model)
-    rows = []
+    rows, routes = [], []
     for b in bn_calls:
-        bn = records[b].layer
-        best = {}  # noise record index -> (n_weight, weight record, route)
-        queue = collections.deque((p, 0, None, (bn.name,)) for p in preds[b])
-        visited = set()
-        while queue:
-            i, n_weight, weight_rec, route = queue.popleft()
-            layer = records[i].layer
-            if _is_normalization(layer):
-                continue  # the previous normalisation ends the search
-            key = (i, min(n_weight, 2))
-            if key in visited:
-                continue
-            visited.add(key)
-            route = (layer.name, *route)
-            if noise_kind(layer) is not None:
-                if i not in best or n_weight < best[i][0]:
-                    best[i] = (n_weight, weight_rec, route)
-            crossed = _weight_layers_crossed(layer)
-            if crossed:
-                weight_rec = i if n_weight == 0 and crossed == 1 else None
-                n_weight += crossed
-            for p in preds[i]:
-                queue.append((p, n_weight, weight_rec, route))
+        best = _search(records, preds, producer, b)
         for i in sorted(best):
-            n_weight, weight_rec, route = best[i]
-            noise = records[i].layer
-            kind = noise_kind(noise)
-            value = _noise_parameter(noise, kind)
-            case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
-            d = mean_cos2 = float("nan")
-            weight_name = None
-            if case == "b" and weight_rec is not None:
-                weight = records[weight_rec].layer
-                weight_name = weight.name
-                kernel = _kernel_matrix(weight)
-                if kernel is not None:
-                    d = float(kernel.shape[0])
-                    mean_cos2 = float(np.nanmean(theory.cos2_theta(kernel)))
-            rows.append({
-                "bn_layer": bn.name,
-                "noise_layer": noise.name,
-                "noise_kind": kind,
-                "rate_or_beta": value,
-                "case": case,
-                "d": d,
-                "mean_cos2": mean_cos2,
-                "d_cos2": d * mean_cos2,
-                "noise_var": noise_variance(kind, value),
-                "weight_layer": weight_name,
-                "n_weight_layers": int(n_weight),
-                "route": " -> ".join(route),
-                "bn_path": paths.get(id(bn), bn.name),
-                "noise_path": paths.get(id(noise), noise.name),
-            })
+            rows.append(_pair_row(records, paths, b, i, best[i]))
+            routes.append(tuple(records[k].layer for k in best[i][2]))
     if not rows:
-        return _empty(f"Model {model.name!r}: no noise layer lies upstream of a "
-                      "BatchNormalization layer (noise only after the last BN), no variance shift.")
+        return AuditResult(_empty(
+            f"Model {model.name!r}: no noise layer lies upstream of a BatchNormalization "
+            "layer (noise only after the last BN), no variance shift."), [], records, bn_inputs)
     df = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     df.attrs["message"] = (f"{len(df)} (BN, noise) pair(s) in model {model.name!r}: "
                            + ", ".join(f"{c}: {n}" for c, n in df["case"].value_counts().items()))
-    return df
+    return AuditResult(df, routes, records, bn_inputs)

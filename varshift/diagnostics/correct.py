@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate, theory
-from varshift._graph import all_bn_layers, layer_paths
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
-from varshift.diagnostics.audit import audit, trace_layer_graph
+from varshift.bnstats import values_per_channel
+from varshift.diagnostics.audit import audit_result
 
 __all__ = ["correct_direct"]
 
@@ -64,8 +64,9 @@ def correct_direct(model, *, inplace=True, batch_size=None):
     Gaussian dropout and Uout use the :math:`p` of equal noise variance
     (:math:`1-\text{rate}`, and :math:`3/(3+\beta^2)`, :func:`varshift.theory.uout_matched_rate`);
     several noise layers in a row multiply their factors. Everything else is left alone and
-    reported with the reason: case (b)/deeper pairs, alpha dropout and Gaussian noise (not
-    multiplicative), and paths through other layers (e.g. ``Add``, ``tanh``).
+    reported with the reason: case (b)/deeper pairs, paths through a merge (``Add``, ...) or
+    pooling layer, alpha dropout and Gaussian noise (not multiplicative), and paths through
+    other layers (e.g. ``tanh``).
 
     This corrects the divisor only, not gamma/beta learned under the shift (see the module
     notes): for a real repair measure with :func:`varshift.recalibrate_bn`.
@@ -74,9 +75,12 @@ def correct_direct(model, *, inplace=True, batch_size=None):
         model: a Keras model; no data needed.
         inplace: change ``model``'s BN layers (default); ``False`` is a dry run that only
             reports what would change.
-        batch_size: the training batch size :math:`m`, if known. Keras stores the average of
-            *biased* batch variances, :math:`\frac{m-1}{m}\mathrm{Var}^{Train}`; with
-            ``batch_size`` the stored variance is first divided by :math:`\frac{m-1}{m}`.
+        batch_size: the training batch size :math:`B`, if known. Keras stores the average of
+            *biased* batch variances, :math:`\frac{m-1}{m}\mathrm{Var}^{Train}` with
+            :math:`m` the values per channel and batch: :math:`m = B` on a Dense BN,
+            :math:`m = B \cdot H \cdot W` on a 2-D convolutional BN
+            (:func:`varshift.bnstats.values_per_channel`); with ``batch_size`` the stored
+            variance is first divided by :math:`\frac{m-1}{m}`.
             Without it (the seed notebook's formula) the bias is amplified by the inverse when
             the mean is large: for :math:`c = 5, v = 4`, rate 0.5, :math:`m = 32` the result
             is about 3.5 instead of 4.
@@ -85,6 +89,7 @@ def correct_direct(model, *, inplace=True, batch_size=None):
         A ``pandas.DataFrame``, one row per BN layer with noise upstream: ``bn_layer``,
         ``noise_layers``, ``rate`` (the effective drop ratio used, NaN if skipped), ``action``
         (``"corrected"``, ``"would correct"`` in a dry run, or ``"skipped"``), ``reason``,
+        ``values_per_channel`` (:math:`m`, None without ``batch_size``),
         ``moving_var_before``, ``moving_var_after`` (channel means) and ``moving_mean``.
 
     Example:
@@ -97,55 +102,65 @@ def correct_direct(model, *, inplace=True, batch_size=None):
 
     if not isinstance(inplace, bool):
         raise ValueError(f"Argument `inplace` must be True or False; received inplace={inplace!r}.")
-    unbias = 1.0
     if batch_size is not None:
-        unbias = check_positive_int("batch_size", batch_size, minimum=2)
-        unbias = unbias / (unbias - 1.0)  # m / (m - 1)
-    pairs = audit(model)
-    paths = layer_paths(model)
-    by_path = {paths.get(id(bn), bn.name): bn for bn in all_bn_layers(model)}
-    records, _ = trace_layer_graph(model) if len(pairs) else ([], [])
-    layer_by_name = {rec.layer.name: rec.layer for rec in records}
-
+        batch_size = check_positive_int("batch_size", batch_size, minimum=2)
+    result = audit_result(model)
+    pairs = result.frame
     rows = []
-    for bn_path, group in pairs.groupby("bn_path", sort=False):
-        bn = by_path[bn_path]
-        bn_name = bn.name
-        mean = to_numpy(bn.moving_mean).astype("float64")
-        var = to_numpy(bn.moving_variance).astype("float64")
-        row = {"bn_layer": bn_name, "noise_layers": ", ".join(group["noise_layer"]),
-               "rate": float("nan"), "action": "skipped", "reason": "",
-               "moving_var_before": float(var.mean()), "moving_var_after": float(var.mean()),
-               "moving_mean": float(mean.mean())}
-        reasons = []
-        if (group["case"] != "a").any():
-            reasons.append("noise reaches BN through a weight layer (case "
-                           + "/".join(sorted(set(group["case"]) - {"a"}))
-                           + "): Eq. 7 has no inverse there")
-        bad_kind = sorted(set(group["noise_kind"]) & {"alpha_dropout", "gaussian_noise"})
-        if bad_kind:
-            reasons.append(f"{', '.join(bad_kind)} is not multiplicative noise")
-        between = set()
-        for route in group["route"]:
-            between.update(route.split(" -> ")[1:-1])
-        between -= set(group["noise_layer"])
-        blocking = sorted(n for n in between
-                          if n in layer_by_name and not _transparent(layer_by_name[n]))
-        if blocking:
-            reasons.append(f"layer(s) {', '.join(blocking)} between noise and BN change Eq. 7")
-        if reasons:
-            row["reason"] = "; ".join(reasons)
-        else:
-            # independent factors multiply: 1 + s^2 = prod(1 + s_i^2); p = 1 / (1 + s^2)
-            second_moment = float(np.prod(1.0 + group["noise_var"].to_numpy()))
-            rate = 1.0 - 1.0 / second_moment
-            restored = theory.restore_moving_variance(mean, var * unbias, rate)
-            if inplace:
-                bn.moving_variance.assign(restored.astype(bn.moving_variance.dtype))
-            row.update(rate=rate, action="corrected" if inplace else "would correct",
-                       reason="case (a), Eq. 7 inverted", moving_var_after=float(restored.mean()))
-        rows.append(row)
+    for _, group in pairs.groupby("bn_path", sort=False):
+        routes = [result.routes[k] for k in group.index]
+        bn = routes[0][-1]
+        m = (values_per_channel(bn, result.bn_inputs[id(bn)], batch_size)
+             if batch_size is not None else None)
+        rows.append(_correct_one(bn, group, routes, m, inplace))
     df = pd.DataFrame(rows, columns=["bn_layer", "noise_layers", "rate", "action", "reason",
-                                     "moving_var_before", "moving_var_after", "moving_mean"])
+                                     "values_per_channel", "moving_var_before",
+                                     "moving_var_after", "moving_mean"])
     df.attrs["message"] = pairs.attrs.get("message", "")
     return df
+
+
+def _skip_reasons(group, routes):
+    reasons = []
+    weight_cases = sorted(set(group["case"]) & {"b", "deeper"})
+    if weight_cases:
+        reasons.append(f"noise reaches BN through a weight layer (case {'/'.join(weight_cases)})"
+                       ": Eq. 7 has no inverse there")
+    for kind, what in (("merge", "a merge layer"), ("pool", "a pooling layer")):
+        through = sorted(set(group.loc[group["case"] == kind, "through"]))
+        if through:
+            reasons.append(f"noise reaches BN through {what} ({', '.join(through)}): "
+                           "Eq. 7 does not hold there")
+    bad_kind = sorted(set(group["noise_kind"]) & {"alpha_dropout", "gaussian_noise"})
+    if bad_kind:
+        reasons.append(f"{', '.join(bad_kind)} is not multiplicative noise")
+    noise = {id(route[0]) for route in routes}
+    blocking = sorted({layer.name for route in routes for layer in route[1:-1]
+                       if id(layer) not in noise and not _transparent(layer)})
+    if blocking and not (set(group["case"]) & {"merge", "pool"}):
+        reasons.append(f"layer(s) {', '.join(blocking)} between noise and BN change Eq. 7")
+    return reasons
+
+
+def _correct_one(bn, group, routes, m, inplace):
+    """Correct (or skip, with the reason) one BN layer fed by the noise layers of ``group``."""
+    mean = to_numpy(bn.moving_mean).astype("float64")
+    var = to_numpy(bn.moving_variance).astype("float64")
+    row = {"bn_layer": bn.name, "noise_layers": ", ".join(group["noise_layer"]),
+           "rate": float("nan"), "action": "skipped", "reason": "",
+           "values_per_channel": m, "moving_var_before": float(var.mean()),
+           "moving_var_after": float(var.mean()), "moving_mean": float(mean.mean())}
+    reasons = _skip_reasons(group, routes)
+    if reasons:
+        row["reason"] = "; ".join(reasons)
+        return row
+    # independent factors multiply: 1 + s^2 = prod(1 + s_i^2); p = 1 / (1 + s^2)
+    second_moment = float(np.prod(1.0 + group["noise_var"].to_numpy()))
+    rate = 1.0 - 1.0 / second_moment
+    unbias = 1.0 if m is None else m / (m - 1.0)  # Keras stored (m-1)/m of the variance
+    restored = theory.restore_moving_variance(mean, var * unbias, rate)
+    if inplace:
+        bn.moving_variance.assign(restored.astype(bn.moving_variance.dtype))
+    row.update(rate=rate, action="corrected" if inplace else "would correct",
+               reason="case (a), Eq. 7 inverted", moving_var_after=float(restored.mean()))
+    return row
