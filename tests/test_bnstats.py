@@ -143,3 +143,15 @@ def test_values_per_channel(keras):
     dense = keras.layers.BatchNormalization()
     dense.build((None, 6))
     assert bnstats.values_per_channel(dense, (None, 6), 32) == 32
+
+
+def test_force_noise_switches_dropout_whatever_the_call_says(keras, rng):
+    inputs = keras.Input((200,))
+    model = keras.Model(inputs, keras.layers.Dropout(0.5, seed=0)(inputs))
+    x = np.ones((4, 200), "float32")
+    with bnstats.force_noise(model, True):
+        on = to_numpy(model(x, training=False))
+    assert set(np.unique(on)) == {0.0, 2.0}
+    with bnstats.force_noise(model, False):
+        np.testing.assert_array_equal(to_numpy(model(x, training=True)), x)
+    assert "call" not in model.layers[-1].__dict__  # restored

@@ -255,14 +255,12 @@ def chan_combine(acc, n_b, mean_b, m2_b):
 class LayerMoments:
     """What :func:`collect_moments` measured for one BN layer (per-channel float64 arrays).
 
-    Attributes:
-        layer: the BatchNormalization layer.
-        count: values per channel pooled over the pass (samples x positions x calls).
-        mean, var: exact pooled mean and biased (divide-by-count) variance.
-        batch_mean, batch_var: average over batches (and calls) of each batch's mean and
-            biased variance: the expectation that Keras' moving averages converge to.
-        n_batches: how many batch statistics were averaged.
-        input_shape: the layer's input shape in the first batch.
+    ``layer`` (the BatchNormalization layer); ``count`` (values per channel pooled over the
+    pass: samples x positions x calls); ``mean`` and ``var`` (exact pooled mean and biased,
+    divide-by-count, variance); ``batch_mean`` and ``batch_var`` (average over batches and
+    calls of each batch's mean and biased variance: what Keras' moving averages converge
+    to); ``n_batches`` (how many batch statistics were averaged); ``input_shape`` (the
+    layer's input shape in the first batch).
     """
 
     __slots__ = ("layer", "count", "mean", "var", "batch_mean", "batch_var", "n_batches",

@@ -144,7 +144,7 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         an interrupt), ``model`` is left exactly as it was, also with ``inplace=True``.
 
     Raises:
-        ValueError: ``mode`` is not one of :data:`MODES` (the former ``"simultaneous"`` mode
+        ValueError: ``mode`` is not ``"one_pass"`` or ``"sequential"`` (the former ``"simultaneous"`` mode
             compounds errors and was removed), ``noise=True`` with ``"sequential"``, no BN
             layer, or bad data.
 
