@@ -275,9 +275,11 @@ def cmd_run(profile, targets, out, args):
 def cmd_report(profile, targets, out):
     from reproduce.report import write_report
 
-    if not out.is_dir():
-        raise _Exit(f"no results in {str(out)!r}; run `python -m reproduce run --profile "
-                    f"{profile.name}` first", FAILED)
+    if not any((out / t / "result.json").is_file() for t in targets):  # it would test nothing
+        run = " ".join(["python -m reproduce run", *(targets if len(targets) < len(TARGETS) else []),
+                        f"--profile {profile.name}",
+                        *([] if out == Path("results") / profile.name else [f"--out {out}"])])
+        raise _Exit(f"no results in {str(out)!r} to report on; `{run}` writes them")
     _check_writable(out)
     rows = write_report(out, profile, targets)
     from reproduce.report import closing_note
@@ -310,6 +312,10 @@ def main(argv=None):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if not argv:  # no command: the help, not "TARGET is required" (it is optional)
+            _parser().print_help(sys.stderr)
+            return USAGE_ERROR
         args = _parser().parse_intermixed_args(argv)
         profile, targets, out = _check_args(args)
         if args.command == "list":

@@ -1,7 +1,8 @@
 """File helpers of the reproduction: atomic writes (from :mod:`varshift._io`), JSON, Markdown.
 
 An interrupted write (Ctrl-C, a killed process) never leaves a half-written result file: the
-reader sees either the old file or the complete new one.
+reader sees either the old file or the complete new one. Written files get the umask's
+permissions (``open(path, "w")``'s), and a replaced file keeps its mode.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import json
 import math
 from pathlib import Path
 
-from varshift._io import atomic_path, atomic_write_json, atomic_write_text, to_jsonable
+from varshift._io import atomic_path, atomic_write_json, atomic_write_text, new_mode, to_jsonable
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "to_jsonable", "read_json", "md_table"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "to_jsonable", "new_mode", "read_json",
+           "md_table"]
 
 
 def read_json(path):

@@ -110,16 +110,15 @@ def test_nested_models_and_custom_layers(keras):
     assert df["d"].tolist()[:2] == [5, 5]
 
 
-def test_no_bn_or_no_noise_is_an_empty_frame_with_a_message(keras, caplog):
+def test_no_noise_is_an_empty_frame_with_a_message_no_bn_an_error(keras, caplog):
     from varshift.models import bn_model, dropout_model
 
+    with pytest.raises(ValueError, match="no BatchNormalization"):  # docs/api.md, Input contract
+        varshift.audit(dropout_model(3, 0.5))
     with caplog.at_level(logging.WARNING, logger="varshift.diagnostics"):
-        no_bn = varshift.audit(dropout_model(3, 0.5))
         no_noise = varshift.audit(bn_model(3))
-    assert no_bn.empty and set(COLUMNS) <= set(no_bn.columns)
-    assert "no BatchNormalization" in no_bn.attrs["message"]
-    assert no_noise.empty and "no noise layer" in no_noise.attrs["message"]
-    assert "no BatchNormalization" in caplog.text and "no noise layer" in caplog.text
+    assert no_noise.empty and set(COLUMNS) <= set(no_noise.columns)
+    assert "no noise layer" in no_noise.attrs["message"] and "no noise layer" in caplog.text
 
     inputs = keras.Input((3,))
     h = keras.layers.BatchNormalization()(inputs)

@@ -2,7 +2,9 @@
 
 An interrupted write (Ctrl-C, a killed process) never leaves a half-written result file: the
 data goes to a temporary file in the same folder, which then replaces the target with
-``os.replace``, so a reader sees either the old file or the complete new one.
+``os.replace``, so a reader sees either the old file or the complete new one. The result has
+the permissions a plain ``open(path, "w")`` would give (the umask's), and a file that existed
+keeps its mode.
 """
 
 from __future__ import annotations
@@ -14,7 +16,32 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "to_jsonable"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "to_jsonable", "new_mode"]
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (thread-safe)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_mode(folder: bool = False) -> int:
+    """The mode ``open(path, "w")`` (or ``mkdir`` for a ``folder``) gives a new file under the umask."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def _target_mode(path: Path) -> int:
+    """An existing file keeps its mode; a new one gets ``0o666 & ~umask`` like ``open(path, "w")``."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return new_mode()
 
 
 @contextlib.contextmanager
@@ -32,6 +59,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _target_mode(path))  # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -22,7 +22,27 @@ def _fail(message: str):
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Click's usage errors (bad option value, unknown command) as one line, exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as err:  # bare `varshift`: the help
+            click.echo(err.ctx.get_help(), err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            hint = f" (see 'varshift {err.ctx.command.name} --help')" \
+                if getattr(err, "ctx", None) is not None and err.ctx.parent is not None else ""
+            _fail(" ".join(err.format_message().split()) + hint)
+        except click.exceptions.Abort:
+            click.echo("varshift: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="varshift")
 def cli():
     """The dropout / batch-normalization variance shift (Li et al., CVPR 2019)."""
@@ -94,6 +114,8 @@ def demo_command(rate, epochs, seed, as_json):
         check_rate(rate)
         if epochs < 1:
             raise ValueError(f"Argument `epochs` must be an integer >= 1; received epochs={epochs}.")
+        if seed < 0:
+            raise ValueError(f"Argument `seed` must be an integer >= 0; received seed={seed}.")
     except ValueError as err:
         _fail(str(err))
     from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
@@ -156,15 +178,15 @@ def audit_command(model_path, data_path, key, batch_size, recalibrate, mode):
     With --recalibrate, also write a copy whose BN moving statistics were re-estimated on the
     data in inference mode (the paper's "Adjust BN").
     """
-    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TensorFlow)
+    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TF lazily)
 
     try:
         run_audit(model_path, data_path, key=key, batch_size=batch_size,
                   recalibrate=recalibrate, mode=mode, echo=click.echo)
     except AuditError as err:
         _fail(str(err))
-    except (ValueError, TypeError, OSError) as err:
-        _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    except (ValueError, TypeError, OSError) as err:  # e.g. NaN found while the data streams
+        _fail(" ".join(str(err).split()) or type(err).__name__)
 
 
 def main(argv=None):

@@ -114,11 +114,19 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     from varshift import models, theory  # noqa: PLC0415  (TensorFlow loads here)
     from varshift._keras import keras as _keras  # noqa: PLC0415
     from varshift._keras import to_numpy  # noqa: PLC0415
-    from varshift._validate import check_positive_int, check_rate  # noqa: PLC0415
+    from varshift._validate import (  # noqa: PLC0415
+        check_finite_positive,
+        check_positive_int,
+        check_rate,
+        check_seed,
+    )
 
-    keras = _keras()
     check_rate(rate)
     epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    check_finite_positive("learning_rate", learning_rate)
+    check_seed(seed)
+    keras = _keras()
     keras.utils.set_random_seed(seed)
     x = models.seed_data(n_samples, n, seed=seed)
     steps = epochs * int(np.ceil(n_samples / batch_size))

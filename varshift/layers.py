@@ -5,8 +5,10 @@ Importing this module imports TensorFlow/Keras (quietly, see :mod:`varshift._ker
 
 from __future__ import annotations
 
+import numpy as np
+
 from varshift._keras import keras as _load_keras
-from varshift._validate import check_beta
+from varshift._validate import check_beta, describe
 
 keras = _load_keras()
 
@@ -31,6 +33,10 @@ class Uout(keras.layers.Layer):
     Args:
         beta: float in [0, 1], the half-width of the uniform noise.
         seed: optional integer, for a reproducible sequence of noise draws.
+
+    Raises:
+        TypeError: ``beta`` is not a real number (a string, ``None``, an array).
+        ValueError: ``beta`` is outside [0, 1] or not finite.
         **kwargs: base layer keyword arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -47,11 +53,9 @@ class Uout(keras.layers.Layer):
 
     def __init__(self, beta, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-            raise ValueError(
-                "Invalid value received for argument `beta`. Expected a float in [0, 1]. "
-                f"Received: beta={beta!r}"
-            )
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Argument `beta` must be a float in [0, 1] (Uout's noise "
+                            f"half-width); received {describe(beta)}.")
         check_beta(beta)
         self.beta = float(beta)
         self.seed = seed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift import _validate
 from varshift._keras import keras as _load_keras
 from varshift._validate import check_positive_int, check_rate
 from varshift.bnstats import assign_statistics, collect_moments
@@ -33,6 +34,9 @@ def seed_data(n_samples=10_000, n=5, mean=5.0, std=2.0, seed=0):
     """The seed notebook's data: ``n_samples`` x ``n`` draws of :math:`N(\\text{mean}, \\text{std}^2)`."""
     check_positive_int("n_samples", n_samples)
     check_positive_int("n", n)
+    _validate.as_float_array("mean", mean)
+    _validate.check_finite_positive("std", std, allow_zero=True)
+    _validate.check_seed(seed)
     rng = np.random.default_rng(seed)
     return rng.normal(mean, std, size=(n_samples, n)).astype("float32")
 
@@ -142,6 +146,7 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         ``{layer_name: (moving_mean, moving_variance)}``, per-channel numpy arrays, in graph
         order. The model's stored statistics are left unchanged unless ``assign=True``.
     """
+    _validate.model_and_data(model, x, data_name="x")
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
     x = np.asarray(x)

@@ -28,6 +28,7 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
+from varshift._validate import broadcastable as _broadcastable
 from varshift.noise import NOISES
 
 __all__ = [
@@ -93,6 +94,7 @@ def noise_train_variance(mean, var, noise_var):
     c = as_float_array("mean", mean)
     v = check_var(var)
     s2 = check_var(noise_var, "noise_var")
+    _broadcastable(mean=c, var=v, noise_var=s2)
     return v + s2 * (c**2 + v)
 
 
@@ -119,6 +121,7 @@ def dropout_train_variance(mean, var, rate):
     c = as_float_array("mean", mean)
     v = check_var(var)
     p = 1.0 - check_rate(rate)  # retain probability p
+    _broadcastable(mean=c, var=v, rate=p)
     return (c**2 + v) / p - c**2  # Eq. 7
 
 
@@ -182,6 +185,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     v = check_var(var)
     r = check_in_range("rho", rho, -1.0, 1.0, meaning="a correlation")
     dc = check_var(d_cos2, "d_cos2")
+    _broadcastable(mean=mean, var=v, rate=rate, rho=r, d_cos2=dc)
     correlated = v * r * (dc - 1.0)  # v rho (d cos^2 theta - 1), the cross terms of Eq. 9-12
     return variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
@@ -248,6 +252,7 @@ def uout_train_variance(mean, var, beta):
         beta: :math:`\beta \in [0, 1]`.
     """
     b = check_beta(beta)
+    _broadcastable(mean=mean, var=var, beta=b)
     return noise_train_variance(mean, var, NOISES["uout"].noise_var(b))  # beta^2 / 3
 
 
@@ -278,6 +283,7 @@ def gaussian_dropout_train_variance(mean, var, rate):
         \mathrm{Var}^{Train} = v + \frac{\text{rate}}{1-\text{rate}}(c^2 + v).
     """
     r = check_rate(rate)
+    _broadcastable(mean=mean, var=var, rate=r)
     return noise_train_variance(mean, var, NOISES["gaussian_dropout"].noise_var(r))  # r / (1-r)
 
 
@@ -330,6 +336,7 @@ def restore_moving_variance(moving_mean, moving_var, rate):
     c = as_float_array("moving_mean", moving_mean)
     var_train = check_var(moving_var, "moving_var")
     p = 1.0 - check_rate(rate)
+    _broadcastable(moving_mean=c, moving_var=var_train, rate=p)
     return np.maximum(p * (c**2 + var_train) - c**2, 0.0)
 
 
@@ -365,10 +372,11 @@ def keras_expected_moving_variance(population_var, batch_size, *, steps=None, mo
     """
     sigma2 = check_var(population_var, "population_var")
     m = check_positive_int("batch_size", batch_size, minimum=2)
+    mu = float(check_in_range("momentum", momentum, 0.0, 1.0, high_open=True))  # even if unused
+    check_var(initial, "initial")
     m *= check_positive_int("positions", positions)
     converged = (m - 1) / m * sigma2
     if steps is None:
         return converged
     n = check_positive_int("steps", steps, minimum=0)
-    mu = float(check_in_range("momentum", momentum, 0.0, 1.0, high_open=True))
     return mu**n * initial + (1.0 - mu**n) * converged

@@ -8,52 +8,111 @@ the click command turns it into ``varshift: error: ...`` and exit code 2.
 from __future__ import annotations
 
 import os
-import tempfile
+import re
 import zipfile
 
 import numpy as np
 
-__all__ = ["AuditError", "load_model", "load_data", "run_audit"]
+from varshift._io import atomic_path
+from varshift._validate import NUMERIC_KINDS, data_like, output_path
+
+__all__ = ["AuditError", "check_arguments", "load_model", "load_data", "run_audit"]
 
 
 class AuditError(Exception):
     """A problem with the user's files or options: shown as one line, exit code 2."""
 
 
+NPY_MAGIC, ZIP_MAGIC, HDF5_MAGIC = b"\x93NUMPY", b"PK", b"\x89HDF\r\n\x1a\n"
+
+
+def _head(path, n=8):
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _cause(err):
+    """The informative part of a Keras loading error, in full, on one line.
+
+    Keras wraps the real cause ("Could not locate class 'MyScale'. Make sure custom classes
+    ...") after "Exception encountered:" and before a dump of the whole config.
+    """
+    text = str(err).strip()
+    match = re.search(r"Exception encountered: (.*?)(?:\s*Full object config:|$)", text, re.S)
+    text = match.group(1) if match else text.split("\n\n")[0]
+    return " ".join(text.split()) or type(err).__name__
+
+
+def check_arguments(model_path, data_path=None, *, recalibrate=None, batch_size=256):
+    """Every check that needs no TensorFlow, made before loading anything (instant answers)."""
+    if not os.path.isfile(model_path):
+        what = "is a folder" if os.path.isdir(model_path) else "does not exist"
+        raise AuditError(f"model file {model_path!r} {what}.")
+    if data_path is not None and not os.path.isfile(data_path):
+        raise AuditError(f"data file {data_path!r} does not exist.")
+    if recalibrate is not None:
+        if data_path is None:
+            raise AuditError("--recalibrate needs --data (the statistics are measured on it).")
+        try:
+            output_path(recalibrate, "--recalibrate", suffix=".keras")
+        except (TypeError, ValueError) as err:
+            raise AuditError(str(err)) from None
+    if batch_size < 1:
+        raise AuditError(f"--batch-size must be an integer >= 1; received {batch_size}.")
+
+
 def load_model(path):
     """Load a ``.keras`` (or ``.h5``) model without compiling it; one-line error otherwise."""
+    if not os.path.isfile(path):
+        raise AuditError(f"model file {path!r} does not exist.")
+    suffix = os.path.splitext(path)[1].lower()
+    kinds = {".keras": (zipfile.is_zipfile, "a zip archive"),
+             ".h5": (lambda p: _head(p).startswith(HDF5_MAGIC), "an HDF5 file")}
+    if suffix in kinds and not kinds[suffix][0](path):
+        raise AuditError(f"cannot read model file {path!r}: it is not a Keras model (a {suffix} "
+                         f"model is {kinds[suffix][1]} written by model.save; this file is not).")
     import varshift.layers  # noqa: F401  (registers Uout)
     from varshift._keras import keras as load_keras
     from varshift._keras import quiet_stderr
 
     keras = load_keras()
-    if not os.path.isfile(path):
-        raise AuditError(f"model file {path!r} does not exist.")
     try:
         with quiet_stderr():
-            return keras.models.load_model(path, compile=False)
+            model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile,
             RuntimeError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AuditError(f"cannot read model file {path!r} as a Keras model ({detail[:200]}).") \
+        raise AuditError(f"cannot read model file {path!r} as a Keras model: {_cause(err)}") \
             from None
+    if not isinstance(model, keras.Model):
+        raise AuditError(f"model file {path!r} holds a {type(model).__name__}, not a Keras model.")
+    return model
 
 
 def load_data(path, key=None):
     """Inputs from a ``.npy`` file, or from a ``.npz`` file's array ``key``.
 
-    Without ``key`` a ``.npz`` file must hold an array named ``x`` or exactly one array.
+    Without ``key`` a ``.npz`` file must hold an array named ``x`` or exactly one array. The
+    result is a numeric array with at least one sample and no NaN/inf (it is in memory anyway,
+    so this costs no pass over the model).
     """
     if not os.path.isfile(path):
         raise AuditError(f"data file {path!r} does not exist.")
+    if not _head(path).startswith((NPY_MAGIC, ZIP_MAGIC)):
+        raise AuditError(f"data file {path!r} is not a .npy/.npz file (it does not start with "
+                         "numpy's header); write it with numpy.save or numpy.savez.")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise AuditError(f"cannot read data file {path!r} as .npy/.npz ({err}).") from None
+    except ValueError as err:
+        if "pickled" in str(err):
+            raise AuditError(f"data file {path!r} holds Python objects (dtype object), not "
+                             "numbers.") from None
+        raise AuditError(f"cannot read data file {path!r} as .npy/.npz ({_cause(err)}).") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise AuditError(f"cannot read data file {path!r} as .npy/.npz ({_cause(err)}).") from None
     if isinstance(loaded, np.ndarray):
         if key is not None:
             raise AuditError(f"--key {key!r} applies to .npz files only; {path!r} is a .npy array.")
-        return loaded
+        return _checked(loaded, path)
     with loaded:
         names = list(loaded.files)
         if key is None:
@@ -65,7 +124,25 @@ def load_data(path, key=None):
                 raise AuditError(f"data file {path!r} holds arrays {names}; choose one with --key.")
         if key not in names:
             raise AuditError(f"data file {path!r} has no array {key!r}; it holds {names}.")
-        return loaded[key]
+        try:
+            return _checked(loaded[key], path)
+        except ValueError as err:  # an object array inside the .npz
+            raise AuditError(f"cannot read array {key!r} of {path!r}: {_cause(err)}") from None
+
+
+def _checked(x, path):
+    if x.dtype.kind not in NUMERIC_KINDS:
+        raise AuditError(f"data file {path!r} holds values of dtype {x.dtype} (shape {x.shape}); "
+                         "expected numbers (bool, int or float).")
+    if x.ndim == 0 or len(x) == 0:
+        raise AuditError(f"data file {path!r} holds no samples (shape {x.shape}).")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise AuditError(f"data file {path!r} holds {int(bad.sum())} NaN/inf value(s) of "
+                             f"{x.size} (first at index {first}: {x[first].item()}).")
+    return x
 
 
 def _table(df, columns):
@@ -78,34 +155,23 @@ def _table(df, columns):
 
 def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibrate=None,
               mode="one_pass", echo=print):
-    """Print the audit and, with data, the measured shift; optionally save a recalibrated model."""
+    """Print the audit and, with data, the measured shift; optionally save a recalibrated model.
+
+    Every argument is checked before TensorFlow is imported, and the data before anything is
+    printed; the recalibrated model is written atomically, only when everything succeeded.
+    """
+    check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size)
+    x = load_data(data_path, key) if data_path is not None else None
+    model = load_model(model_path)
     from varshift.bnstats import bn_layers as all_bn_layers
-    from varshift.bnstats import check_input_shapes
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
 
-    if recalibrate is not None and data_path is None:
-        raise AuditError("--recalibrate needs --data (the statistics are measured on it).")
-    if recalibrate is not None and not str(recalibrate).endswith(".keras"):
-        raise AuditError(f"--recalibrate must name a .keras file; received {recalibrate!r}.")
-    if batch_size < 1:
-        raise AuditError(f"--batch-size must be an integer >= 1; received {batch_size}.")
-    model = load_model(model_path)
-    if not all_bn_layers(model):
-        raise AuditError(f"model {model_path!r} has no BatchNormalization layer: "
-                         "nothing to audit or recalibrate.")
-    x = None
-    if data_path is not None:  # read and check the data before printing anything
-        x = load_data(data_path, key)
-        if x.ndim == 0 or len(x) == 0:
-            raise AuditError(f"data file {data_path!r} holds no samples (shape {x.shape}).")
-        try:
-            check_input_shapes(model, x[:1])
-        except ValueError as err:
-            raise AuditError(str(err)) from None
     try:
+        if x is not None:
+            data_like(x, model, "--data")
         pairs = audit(model)
-    except ValueError as err:
-        raise AuditError(str(err)) from None
+    except (TypeError, ValueError) as err:
+        raise AuditError(_cause(err)) from None
     echo(f"Model {model.name!r} ({model_path}): {len(all_bn_layers(model))} "
          "BatchNormalization layer(s).")
     echo("")
@@ -121,26 +187,18 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     echo("")
     echo(f"Measured shift on {data_path} ({len(x)} samples, model in inference mode, exact "
          "one-pass biased variance):")
-    try:
-        shift = measure_shift(model, x, batch_size=batch_size, progress=True)
-    except (ValueError, TypeError) as err:
-        raise AuditError(str(err).splitlines()[0]) from None
+    shift = measure_shift(model, x, batch_size=batch_size, progress=True)
     echo(_table(shift, ["index", "bn_layer", "moving_mean", "real_mean", "moving_var",
                         "real_var", "ratio"]))
     if recalibrate is None:
         return
     fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
-    out_dir = os.path.dirname(os.path.abspath(recalibrate))
-    if not os.path.isdir(out_dir):
-        raise AuditError(f"folder of --recalibrate {recalibrate!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=".varshift-", suffix=".keras", dir=out_dir)
-    os.close(fd)
     try:
-        fixed.save(tmp)
-        os.replace(tmp, recalibrate)  # atomic: never a half-written model under the name
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with atomic_path(recalibrate) as tmp:  # never a half-written model under the name
+            fixed.save(tmp)
+    except OSError as err:
+        raise AuditError(f"cannot write --recalibrate {recalibrate!r}: "
+                         f"{err.strerror or _cause(err)}") from None
     after = measure_shift(fixed, x, batch_size=batch_size)
     echo("")
     echo(f"Recalibrated ({mode}) model written to {recalibrate}; max ratio now "

@@ -31,8 +31,8 @@ import logging
 
 import numpy as np
 
+from varshift import _validate, theory
 from varshift import noise as noise_registry
-from varshift import theory
 from varshift._graph import (
     layer_paths,
     leaf_layers,
@@ -196,15 +196,16 @@ def audit(model, *, input_shape=None):
         pooling layer, else None), ``channels`` (``"all"``, or the slice of BN's channels a
         ``Concatenate`` fed from the noisy branch), ``route`` (the layers from the noise layer
         to BN, for display) and the full paths ``bn_path``/``noise_path``. ``d`` and
-        ``mean_cos2`` are NaN unless the case is ``b``. A model with no BN or no noise layer
+        ``mean_cos2`` are NaN unless the case is ``b``. A model with no noise layer
         feeding BN gives an empty frame whose ``attrs["message"]`` says so (also logged as a
-        warning); this is not an error.
+        warning); a model with no BN layer is a ``ValueError`` (docs/api.md, Input contract).
 
     Example:
         >>> from varshift.models import dropout_dense_bn_model
         >>> audit(dropout_dense_bn_model(8, 4, rate=0.5))[["bn_layer", "case", "d"]].values.tolist()
         [['bn', 'b', 8.0]]
     """
+    _validate.keras_model(model, input_shape=input_shape)
     return audit_result(model, input_shape=input_shape).frame
 
 

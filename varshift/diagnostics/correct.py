@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift import noise, theory
+from varshift import _validate, noise, theory
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
 from varshift.bnstats import values_per_channel
@@ -97,6 +97,7 @@ def correct_direct(model, *, inplace=True, batch_size=None):
         >>> correct_direct(dropout_bn_model(5, rate=0.5))["action"].tolist()
         ['corrected']
     """
+    _validate.keras_model(model, known_inputs=True)
     import pandas as pd
 
     if not isinstance(inplace, bool):

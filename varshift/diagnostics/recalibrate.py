@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from varshift import _validate
 from varshift._keras import keras as _load_keras
 from varshift.bnstats import assign_statistics, bn_layers, collect_moments, save_statistics
 
@@ -151,6 +152,7 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         >>> from varshift.models import dropout_bn_model, seed_data
         >>> fixed = recalibrate_bn(dropout_bn_model(5, 0.5), seed_data(1000))
     """
+    _validate.model_and_data(model, data)
     if mode not in MODES:
         raise ValueError(
             f"Argument `mode` must be one of {MODES}; received mode={mode!r}"

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift import _validate
 from varshift._graph import layer_paths
 from varshift._keras import to_numpy
 from varshift.bnstats import collect_moments
@@ -112,6 +113,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         >>> list(df[["bn_layer", "ratio"]].columns)
         ['bn_layer', 'ratio']
     """
+    _validate.model_and_data(model, data)
     import pandas as pd
 
     paths = layer_paths(model)
