@@ -87,6 +87,34 @@ def _predict(model, x, to_numpy):
     return pred, float(np.mean((to_numpy(model(x, training=False)) - x) ** 2))
 
 
+def _train_three(keras, x, rate, seed, epochs, batch_size, learning_rate, steps, progress):
+    """Train, in this order, BN alone, ``Dropout -> BN`` and ``Dropout -> Dense(1)`` on ``x``."""
+    from varshift import models  # noqa: PLC0415
+
+    n = x.shape[1]
+    done = [0]
+
+    class _Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], 3 * epochs)
+
+    def train(model, optimizer=None):
+        model.compile(loss="mse", optimizer=optimizer or keras.optimizers.Adam(learning_rate))
+        model.fit(x, x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
+                  callbacks=[_Progress()])
+        return model
+
+    control = train(models.bn_model(n, compile=False))
+    model = train(models.dropout_bn_model(n, rate, seed=seed, compile=False))
+    # Without BN the input is not centred, so the slope and the bias are strongly coupled and a
+    # constant step size stalls along that valley; a decaying rate reaches the optimum.
+    schedule = keras.optimizers.schedules.CosineDecay(10 * learning_rate / 3, steps)
+    no_bn = train(_dropout_dense_model(keras, n, rate, seed), keras.optimizers.Adam(schedule))
+    return control, model, no_bn
+
+
 def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learning_rate=3e-3,
              seed=0, progress=None):
     """Run the seed notebook's Dropout -> BN experiment and return its numbers.
@@ -130,26 +158,8 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     keras.utils.set_random_seed(seed)
     x = models.seed_data(n_samples, n, seed=seed)
     steps = epochs * int(np.ceil(n_samples / batch_size))
-    done = [0]
-
-    class _Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], 3 * epochs)
-
-    def train(model, optimizer=None):
-        model.compile(loss="mse", optimizer=optimizer or keras.optimizers.Adam(learning_rate))
-        model.fit(x, x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
-                  callbacks=[_Progress()])
-        return model
-
-    control = train(models.bn_model(n, compile=False))
-    model = train(models.dropout_bn_model(n, rate, seed=seed, compile=False))
-    # Without BN the input is not centred, so the slope and the bias are strongly coupled and a
-    # constant step size stalls along that valley; a decaying rate reaches the optimum.
-    schedule = keras.optimizers.schedules.CosineDecay(10 * learning_rate / 3, steps)
-    no_bn = train(_dropout_dense_model(keras, n, rate, seed), keras.optimizers.Adam(schedule))
+    control, model, no_bn = _train_three(keras, x, rate, seed, epochs, batch_size, learning_rate,
+                                         steps, progress)
     bn = model.get_layer("bn")
     gamma, beta, moving_mean, moving_var = (to_numpy(w) for w in bn.weights)
     slope, intercept = (float(to_numpy(w).mean()) for w in no_bn.get_layer("dense").weights)
