@@ -209,19 +209,6 @@ def test_reproduce_writes_files_with_the_umask_permissions(tmp_path, capsys):
     assert {k: m for k, m in modes.items() if m != (0o755 if (out / k).is_dir() else 0o644)} == {}
 
 
-def test_reproduce_subset_folder_gets_the_umask_permissions(tmp_path, monkeypatch):
-    from reproduce import runs
-    from varshift import data as vdata
-
-    x, y = np.zeros((20, 28, 28, 1), "uint8"), np.arange(20) % 10
-    monkeypatch.setattr(vdata, "load", lambda name, data_dir=None: (
-        (x, y), (x, y), {"source": "test", "n_train": 20, "n_test": 20}))
-    with umask(0o022):
-        folder = runs.subset_dir(tmp_path, "fashion_mnist", {"n_train": 10, "n_test": 10}, None)
-    assert mode(folder) == 0o755  # not mkdtemp's 0700
-    assert {mode(p) for p in folder.iterdir()} == {0o644}
-
-
 def test_recalibrate_output_replaces_an_existing_file_keeping_its_mode(files, tmp_path):
     out = tmp_path / "fixed.keras"
     out.write_text("old")
