@@ -212,7 +212,11 @@ def test_build_step_regenerates_the_pages_from_published_records(dirs, tmp_path)
     assert (folder / "eq8" / "result.json").is_file()
     fig4 = json.loads((folder / "fig4" / "result.json").read_text())  # shares 2 runs with fig1
     assert fig4["runs_used"] == 2 < fig4["runs"]
-    assert all(f"partial: 2 of {fig4['runs']} runs" in v["evidence"] for v in fig4["verdicts"])
+    # each verdict says it rests on 2 of the runs, or (no compared setting cached: the claims
+    # statistics refuse unpaired seeds) the target is "not tested" and says why
+    assert all(f"partial: 2 of {fig4['runs']} runs" in v["evidence"]
+               or (v["verdict"] == "not tested" and v["evidence"].startswith("partial build: "))
+               for v in fig4["verdicts"])
     assert (folder / "report.md").is_file() and (folder / "verdicts.csv").is_file()
     assert (folder / "manifest.json").read_bytes() == (published / "manifest.json").read_bytes()
     assert not list(folder.glob("runs/*/work"))  # nothing was trained
