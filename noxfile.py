@@ -130,7 +130,7 @@ def cluster_check(session: nox.Session) -> None:
         session.run("apt-get", "update", "-qq", external=True, env=env)
         session.run("apt-get", "install", "-y", "-qq", "slurm-wlm", "munge", external=True,
                     env=env)
-    session.install("-e", ".[cluster]")
+    session.install("-e", ".[cluster,reproduce]")
     tmp = tempfile.mkdtemp(prefix="varshift-cluster-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl")}
