@@ -93,6 +93,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"(default|float|int|str|bool|dict|list|tuple|None|sequence|iterable).*"),
     (r"py:class", r".*\.(Layer|Model|Callback|DataFrame|ndarray)"),
     (r"py:mod", r"varshift\.(.+\.)?_\w+"),  # private modules are not documented
+    (r"py:class", r"collections\.abc\..*"),  # dataclass field annotations (no intersphinx)
+    (r"py:exc", r"\*\*kwargs"),  # napoleon reads a class docstring's "**kwargs:" line as a field
 ]
 
 # --- bibliography -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def derive_seed(seed, purpose, index=0):
 
     Args:
         seed: the user's integer seed.
-        purpose: a key of :data:`PURPOSES`.
+        purpose: a key of ``varshift.seeds.PURPOSES``.
         index: the stream's number within the purpose (the epoch, the layer), 0 if unused.
 
     Returns:

@@ -2,13 +2,13 @@
 
 The package in parts:
 
-- :mod:`varshift.train.recipes`: :class:`Recipe` and :func:`recipe_for` (each network's
+- ``varshift.train.recipes``: :class:`Recipe` and :func:`recipe_for` (each network's
   ``"paper"`` and ``"cpu"`` recipes are written in its :data:`varshift.nets.NETWORKS` entry);
-- :mod:`varshift.train.optim`: :class:`CoupledSGD` (PyTorch's SGD with coupled L2) and
+- ``varshift.train.optim``: :class:`CoupledSGD` (PyTorch's SGD with coupled L2) and
   :func:`compile_model`;
-- :mod:`varshift.train.config`: :class:`RunConfig`, everything that defines a run;
-- :mod:`varshift.train.folder`: :class:`RunFolder`, a run's record, progress and checkpoint;
-- :mod:`varshift.train.trainer`: :func:`run` as named steps (prepare the data, build or
+- ``varshift.train.config``: :class:`RunConfig`, everything that defines a run;
+- ``varshift.train.folder``: ``RunFolder``, a run's record, progress and checkpoint;
+- ``varshift.train.trainer``: :func:`run` as named steps (prepare the data, build or
   resume, train the epochs with checkpoints, final evaluation) and :func:`cos2_table`;
 - :func:`derive_seed` (:mod:`varshift.seeds`): every seed a run derives from its own.
 

@@ -107,7 +107,7 @@ class RunConfig:
 
     @property
     def noise_value(self) -> float:
-        """The noise kind's parameter: ``beta`` for Uout, ``rate`` otherwise."""
+        """Value of the noise kind's parameter (``beta`` for Uout, ``rate`` otherwise)."""
         from varshift.nets._blocks import resolve_noise
 
         return resolve_noise(self.noise, self.rate, self.beta)[1]
