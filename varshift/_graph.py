@@ -12,21 +12,9 @@ from varshift._keras import keras as _keras
 from varshift._keras import tf as _tf
 
 __all__ = [
-    "bn_layers", "bn_input_model", "sub_layers", "all_layers", "leaf_layers",
-    "all_bn_layers", "CallPatches", "CallRecord", "record_calls", "model_input_signature", "signature_of",
-    "layer_paths",
+    "bn_input_model", "sub_layers", "all_layers", "leaf_layers", "CallPatches", "CallRecord",
+    "record_calls", "model_input_signature", "signature_of", "layer_paths",
 ]
-
-
-def bn_layers(model):
-    """Every BatchNormalization layer of ``model`` (alias of :func:`varshift.bnstats.bn_layers`,
-    the one finder)."""
-    from varshift.bnstats import bn_layers as find
-
-    return find(model)
-
-
-all_bn_layers = bn_layers
 
 
 def bn_input_model(model, layers=None):
@@ -36,6 +24,8 @@ def bn_input_model(model, layers=None):
     the library measures through :func:`varshift.bnstats.collect_moments` instead, which
     handles nested models and custom layers. Raises ``ValueError`` naming the layer otherwise.
     """
+    from varshift.bnstats import bn_layers  # the one finder (bnstats imports this module)
+
     keras = _keras()
     layers = bn_layers(model) if layers is None else list(layers)
     if not layers:
