@@ -13,17 +13,37 @@ TensorFlow is imported only by the checks that need a Keras object.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["as_float_array", "check_rate", "check_beta", "check_var", "check_in_range",
-           "check_positive_int", "check_seed", "check_finite_positive", "broadcastable",
-           "keras_model", "model_and_data", "data_like", "output_path", "output_folder",
-           "describe"]
+           "check_positive_int", "check_max_samples", "check_seed", "check_bool",
+           "check_choice", "check_finite_positive", "broadcastable", "keras_model",
+           "model_and_data", "data_like", "is_numeric_dtype", "output_path", "output_folder",
+           "describe", "ArgumentTypeError", "MAX_SEED"]
 
 NUMERIC_KINDS = "biuf"  # bool, signed/unsigned integer, float
+#: the largest seed accepted: ``keras.utils.set_random_seed`` seeds numpy's legacy generator,
+#: which takes 32-bit seeds only
+MAX_SEED = 2**32 - 1
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong kind (``"100"`` for a count, ``"yes"`` for a flag).
+
+    Both a ``TypeError`` (the Input contract: a wrong kind of object) and a ``ValueError``
+    (what these checks raised before the distinction was made), so either ``except`` works.
+    """
+
+
+def is_numeric_dtype(dtype) -> bool:
+    """bool, integer and float dtypes, including ``ml_dtypes``' (bfloat16, float8, int4)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in NUMERIC_KINDS or \
+        getattr(dtype.type, "__module__", "").split(".")[0] == "ml_dtypes"
 
 
 def describe(value) -> str:
@@ -60,7 +80,7 @@ def as_float_array(name: str, value) -> np.ndarray:
                         "or an array of real numbers.")
     try:
         raw = np.asarray(value)
-        if raw.dtype.kind not in NUMERIC_KINDS:
+        if not is_numeric_dtype(raw.dtype):
             raise TypeError
         arr = raw.astype(np.float64)
     except (TypeError, ValueError):
@@ -107,19 +127,53 @@ def check_var(value, name: str = "var") -> np.ndarray:
     return arr
 
 
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    """An integer count such as a batch size or a width."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an integer >= {minimum}; received {name}={value!r}."
-        )
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer count such as a batch size or a width: ``minimum <= value (<= maximum)``.
+
+    ``2.5``, ``"100"``, ``True`` and ``None`` are an :class:`ArgumentTypeError`, a number out
+    of range a ``ValueError``; both name the argument and the value received.
+    """
+    bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    expected = "a positive integer" if minimum == 1 and maximum is None else \
+        f"an integer {bounds}"
+    if not _is_int(value):
+        raise ArgumentTypeError(f"Argument `{name}` must be {expected}; received "
+                                f"{name}={value!r} of type {type(value).__name__}.")
+    if value < minimum or maximum is not None and value > maximum:
+        raise ValueError(f"Argument `{name}` must be {expected}; received {name}={value!r}.")
     return int(value)
 
 
-def check_seed(value, name: str = "seed"):
-    """A random seed: ``None`` or an integer >= 0."""
-    if value is not None:
-        check_positive_int(name, value, minimum=0)
+def check_max_samples(value, name: str = "max_samples"):
+    """``None`` (all the data) or a positive integer."""
+    return None if value is None else check_positive_int(name, value)
+
+
+def check_seed(value, name: str = "seed", *, allow_none: bool = True):
+    """A random seed: ``None`` (where allowed) or an integer in ``[0, MAX_SEED]``."""
+    if value is None and allow_none:
+        return None
+    return check_positive_int(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def check_bool(name: str, value) -> bool:
+    """``True`` or ``False`` (numpy booleans too); ``"no"``, ``0`` or ``None`` are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"Argument `{name}` must be True or False; received "
+                                f"{name}={value!r} of type {type(value).__name__}.")
+    return bool(value)
+
+
+def check_choice(name: str, value, choices):
+    """One of ``choices`` (compared with ``==``, so only hashable, comparable values)."""
+    if not isinstance(value, str) and isinstance(next(iter(choices), None), str) or \
+            value not in tuple(choices):
+        raise ValueError(f"Argument `{name}` must be one of {', '.join(map(repr, choices))}; "
+                         f"received {name}={value!r}.")
     return value
 
 
@@ -174,10 +228,23 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
     return model
 
 
-def model_and_data(model, data, *, model_name="model", data_name="data"):
-    """:func:`keras_model` then :func:`data_like`: the first line of every data-taking function."""
+def model_and_data(model, data, *, model_name="model", data_name="data", **options):
+    """:func:`keras_model` then :func:`data_like`: the first line of every data-taking function.
+
+    ``options`` are the function's own counts, checked here too: ``batch_size`` (a positive
+    integer), ``max_samples`` (``None`` or a positive integer), ``seed`` (``None`` or an
+    integer in ``[0, MAX_SEED]``), ``passes`` (a positive integer). Returns the data in the
+    one form every engine takes (see :func:`data_like`).
+    """
+    checks = {"batch_size": check_positive_int, "passes": check_positive_int,
+              "max_samples": lambda n, v: check_max_samples(v, n),
+              "seed": lambda n, v: check_seed(v, n)}
+    for key, value in options.items():
+        if key not in checks:
+            raise TypeError(f"model_and_data() got an unexpected keyword argument {key!r}")
+        checks[key](key, value)
     keras_model(model, model_name)
-    data_like(data, model, data_name)
+    return data_like(data, model, data_name)
 
 
 def _input_shapes(model):
@@ -186,7 +253,8 @@ def _input_shapes(model):
     return _model_input_shapes(model)
 
 
-def _check_array(name, a, expected, model):
+def _as_array(name, a):
+    """``a`` as a numeric numpy array (ml_dtypes' floats as float32): the one conversion."""
     if a is None:
         raise TypeError(f"Argument `{name}` is missing (received None); expected a numpy array "
                         "of inputs, a tf.data.Dataset or a keras.utils.PyDataset.")
@@ -195,12 +263,19 @@ def _check_array(name, a, expected, model):
     except (TypeError, ValueError):  # ragged lists
         raise TypeError(f"Argument `{name}` must be a numeric array; received "
                         f"{describe(a)}.") from None
-    if arr.dtype.kind not in NUMERIC_KINDS:
+    if not is_numeric_dtype(arr.dtype):
         raise TypeError(f"Argument `{name}` must hold numbers (a bool, int or float dtype); "
                         f"received an array of dtype {arr.dtype} and shape {arr.shape}.")
+    if arr.dtype.kind not in NUMERIC_KINDS:  # bfloat16 and friends: numbers numpy cannot add
+        arr = arr.astype(np.float32)
     if arr.ndim == 0 or len(arr) == 0:
         raise ValueError(f"Argument `{name}` is empty: it must hold at least one sample along "
                          f"its first (batch) axis; received an array of shape {arr.shape}.")
+    return arr
+
+
+def _check_array(name, a, expected, model):
+    arr = _as_array(name, a)
     if expected is not None:
         ok = len(arr.shape) == len(expected) and all(
             e is None or a_ == e for a_, e in zip(arr.shape[1:], expected[1:], strict=True))
@@ -212,44 +287,121 @@ def _check_array(name, a, expected, model):
 
 
 def data_like(data, model=None, name: str = "data"):
-    """Inputs for ``model``: numeric dtype, at least one sample, shape matching its inputs.
+    """Inputs for ``model``, checked, in the one form every entry point uses; returned.
 
-    Accepts what the diagnostics accept: an array (or ``(x, y[, w])``), a list/dict of arrays
-    for a multi-input model, a ``tf.data.Dataset`` or a ``keras.utils.PyDataset``. Datasets
-    are not read here. Arrays are checked without a pass over their values: NaN and infinity
-    are found by the BN-statistics engine (:mod:`varshift.bnstats`) on the batches as they
-    stream, so finiteness costs no second pass.
+    The one data contract of the package: every function and class that takes data accepts
+    the same things, the same way:
+
+    - a numpy array, anything ``numpy.asarray`` reads (a nested Python list, a TensorFlow or
+      JAX array), of any numeric dtype (bool, int, float, and ml_dtypes' bfloat16, which is
+      converted to float32);
+    - a tuple ``(x, y)`` or ``(x, y, w)`` as given to ``fit`` (labels and weights dropped);
+    - for a model with several inputs, a list or dict of such arrays, one per input;
+    - a ``tf.data.Dataset`` or a ``keras.utils.PyDataset``, returned as they are and checked
+      per batch as they stream (recognised without importing TensorFlow: such an object exists
+      only once its module is imported).
+
+    Arrays must hold at least one sample and, when the model's input shape is known, samples
+    of that shape; a subclassed model (no declared input) is checked against the shape it was
+    built with, or called on one sample in inference mode (which changes nothing), so data of
+    the wrong shape is one line here rather than a Keras traceback later. NaN and infinity are
+    found by the BN-statistics engine (:mod:`varshift.bnstats`) on the batches as they stream,
+    so finiteness costs no second pass.
+
+    Returns:
+        A numpy array, a list/dict of numpy arrays (multi-input), or the dataset.
     """
     if data is None:
-        _check_array(name, None, None, model)
+        _as_array(name, None)
     if not isinstance(data, (np.ndarray, list, tuple, dict)) and not hasattr(data, "__array__"):
         return _stream(data, name)
     expected = _input_shapes(model) if model is not None else None
-    if isinstance(data, tuple) and (expected is None or len(expected) == 1) and \
-            1 <= len(data) <= 3:
+    multi = expected is not None and len(expected) > 1
+    if isinstance(data, tuple) and not multi and 1 <= len(data) <= 3 and \
+            (len(data) == 1 or not _is_plain_row(data)):
         data = data[0]  # (x, y) or (x, y, w) as given to fit
+        if not isinstance(data, (np.ndarray, list, tuple, dict)) and \
+                not hasattr(data, "__array__"):
+            return _stream(data, name)
+    if isinstance(data, tuple) and multi and 2 <= len(data) <= 3 and \
+            isinstance(data[0], (list, tuple, dict)):
+        data = data[0]  # ([x1, x2], y) for a multi-input model
+    if model is None and isinstance(data, list) and data and all(
+            isinstance(a, np.ndarray) or hasattr(a, "__array__") for a in data):
+        multi = len(data) > 1  # a list of arrays, one per input, for a model not known yet
     if isinstance(data, dict):
         items = list(data.items())
-    elif isinstance(data, list) and expected is not None and len(expected) > 1:
+    elif isinstance(data, (list, tuple)) and multi:
         items = list(enumerate(data))
     else:
         items = [(None, data)]
     if expected is not None and len(items) != len(expected):
         raise ValueError(f"Argument `{name}` gives {len(items)} input array(s); model "
                          f"{model.name!r} takes {len(expected)} input(s).")
-    for i, (key, a) in enumerate(items):
-        label = name if key is None else f"{name}[{key!r}]"
-        _check_array(label, a, expected[i] if expected else None, model)
-    return data
+    arrays = [_check_array(name if key is None else f"{name}[{key!r}]", a,
+                           expected[i] if expected else None, model)
+              for i, (key, a) in enumerate(items)]
+    if model is not None and expected is None and len(arrays) == 1:
+        _probe_subclassed(model, arrays[0], name)
+    if isinstance(data, dict):
+        return dict(zip(data, arrays, strict=True))
+    return arrays if multi else arrays[0]
+
+
+def _is_plain_row(data) -> bool:
+    """A tuple of plain numbers (one sample written as a tuple), not ``(x, y)``."""
+    return all(isinstance(v, (int, float, np.number)) for v in data)
+
+
+def _built_sample_shape(model):
+    """The sample shape a subclassed model was built with (``None`` if unknown)."""
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not isinstance(shapes, dict) or len(shapes) != 1:
+        return None
+    shape = next(iter(shapes.values()))
+    if not isinstance(shape, (tuple, list)) or not all(
+            d is None or isinstance(d, int) for d in shape):
+        return None
+    return tuple(shape)[1:]
+
+
+def _probe_subclassed(model, arr, name):
+    """Data of the wrong shape for a model without declared inputs: one line, not a traceback."""
+    import re  # noqa: PLC0415
+
+    built = _built_sample_shape(model)
+    if built is not None:
+        ok = len(built) == arr.ndim - 1 and all(
+            b is None or a == b for a, b in zip(arr.shape[1:], built, strict=True))
+        if not ok:
+            raise ValueError(f"Argument `{name}` has samples of shape {arr.shape[1:]}; model "
+                             f"{model.name!r} was built on samples of shape {built} (batch "
+                             "axis excluded).")
+        return
+    sample = arr[:1].astype(np.float32) if arr.dtype.kind in NUMERIC_KINDS else arr[:1]
+    try:
+        model(sample, training=False)
+    except Exception as err:  # noqa: BLE001  (any failure of the user's call() is the answer)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        text = re.sub(r"Exception encountered when calling \S+\.\s*", "", text)
+        text = " ".join(text.split("Arguments received by")[0].split()) or type(err).__name__
+        raise ValueError(f"Argument `{name}` (samples of shape {arr.shape[1:]}) does not fit "
+                         f"model {model.name!r}: calling it on one sample fails: "
+                         f"{text}") from None
 
 
 def _stream(data, name):
-    """A ``tf.data.Dataset`` or ``keras.utils.PyDataset``: checked per batch as it streams."""
-    from varshift._keras import keras as load_keras  # noqa: PLC0415
-    from varshift._keras import tf as load_tf  # noqa: PLC0415
-
-    keras, tf = load_keras(), load_tf()
-    if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
+    """A ``tf.data.Dataset`` or ``keras.utils.PyDataset``, recognised without importing
+    TensorFlow or Keras (an instance exists only once its module is imported)."""
+    tf, keras = sys.modules.get("tensorflow"), sys.modules.get("keras")
+    kinds = []
+    data_mod = getattr(tf, "data", None) if tf is not None else None
+    if data_mod is not None and hasattr(data_mod, "Dataset"):
+        kinds.append(data_mod.Dataset)
+    utils = getattr(keras, "utils", None) if keras is not None else None
+    if utils is not None and hasattr(utils, "PyDataset"):
+        kinds.append(utils.PyDataset)
+    if kinds and isinstance(data, tuple(kinds)):
         return data
     raise TypeError(f"Argument `{name}` must be a numpy array (or a list/dict of arrays), a "
                     f"tf.data.Dataset or a keras.utils.PyDataset; received {describe(data)}.")

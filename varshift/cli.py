@@ -11,7 +11,7 @@ import sys
 import click
 
 from varshift import __version__, theory
-from varshift._validate import check_rate
+from varshift._validate import check_positive_int, check_rate, check_seed
 
 __all__ = ["main", "cli"]
 
@@ -48,9 +48,11 @@ def cli():
     """The dropout / batch-normalization variance shift (Li et al., CVPR 2019)."""
 
 
-def _row(label, var_train, var_test):
-    ratio = float(theory.variance_ratio(var_test, var_train))
-    return f"  {label:<34} {float(var_train):>12.6g} {float(var_test):>12.6g} {ratio:>10.6f}"
+def _row(label, var_train, var_test, ratio):
+    """One case: the ratio comes from the shift functions' own stable forms (a training
+    variance beyond float64 prints as inf, its ratio as 0, never NaN)."""
+    return (f"  {label:<34} {float(var_train):>12.6g} {float(var_test):>12.6g} "
+            f"{float(ratio):>10.6f}")
 
 
 @cli.command("theory")
@@ -82,9 +84,11 @@ def theory_command(rate, mean, var, rho, d_cos2, beta):
     try:
         if rate is not None:
             lines.append(_row(f"(a) Dropout(rate={rate:g}) -> BN",
-                              theory.dropout_train_variance(mean, var, rate), var))
+                              theory.dropout_train_variance(mean, var, rate), var,
+                              theory.shift_ratio(mean, var, rate)))
             lines.append(_row(f"GaussianDropout(rate={rate:g}) -> BN",
-                              theory.gaussian_dropout_train_variance(mean, var, rate), var))
+                              theory.gaussian_dropout_train_variance(mean, var, rate), var,
+                              theory.gaussian_dropout_shift_ratio(mean, var, rate)))
             if rho is not None:
                 ratio = float(theory.shift_ratio_linear(mean, var, rate, rho, d_cos2))
                 lines.append(f"  {'(b) Dropout -> linear -> BN':<34} {'':>12} {'':>12} {ratio:>10.6f}"
@@ -93,7 +97,8 @@ def theory_command(rate, mean, var, rho, d_cos2, beta):
             _fail("case (b) needs --rate as well.")
         if beta is not None:
             lines.append(_row(f"Uout(beta={beta:g}) -> BN",
-                              theory.uout_train_variance(mean, var, beta), var))
+                              theory.uout_train_variance(mean, var, beta), var,
+                              theory.uout_shift_ratio(mean, var, beta)))
     except (TypeError, ValueError) as err:
         _fail(str(err))
     click.echo("\n".join(lines))
@@ -112,11 +117,9 @@ def demo_command(rate, epochs, seed, as_json):
 
     try:
         check_rate(rate)
-        if epochs < 1:
-            raise ValueError(f"Argument `epochs` must be an integer >= 1; received epochs={epochs}.")
-        if seed < 0:
-            raise ValueError(f"Argument `seed` must be an integer >= 0; received seed={seed}.")
-    except ValueError as err:
+        check_positive_int("epochs", epochs)
+        check_seed(seed, allow_none=False)
+    except (TypeError, ValueError) as err:
         _fail(str(err))
     from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
 
@@ -167,7 +170,8 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
 @click.option("--batch-size", type=int, default=256, show_default=True,
               help="Batch size of the measuring passes.")
 @click.option("--recalibrate", "recalibrate", type=click.Path(dir_okay=False), default=None,
-              metavar="OUT.keras", help="Re-estimate BN statistics on --data and save here.")
+              metavar="OUT.keras", help="Re-estimate BN statistics on --data and save here "
+                                        "(a symbolic link: its target is replaced).")
 @click.option("--mode", type=click.Choice(["one_pass", "sequential"]), default="one_pass",
               show_default=True,
               help="Recalibration: one pass (BN on batch statistics, noise off) or sequential "

@@ -150,10 +150,16 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     )
 
     check_rate(rate)
+    n = check_positive_int("n", n)
+    n_samples = check_positive_int("n_samples", n_samples)
     epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
+    # one value per batch has no variance, and the (m-1)/m correction divides by m - 1
+    batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     check_finite_positive("learning_rate", learning_rate)
-    check_seed(seed)
+    seed = check_seed(seed, allow_none=False)
+    if progress is not None and not callable(progress):
+        raise TypeError("Argument `progress` must be None or a callable progress(done, total); "
+                        f"received progress={progress!r}.")
     keras = _keras()
     keras.utils.set_random_seed(seed)
     x = models.seed_data(n_samples, n, seed=seed)

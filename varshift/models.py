@@ -146,7 +146,8 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         ``{layer_name: (moving_mean, moving_variance)}``, per-channel numpy arrays, in graph
         order. The model's stored statistics are left unchanged unless ``assign=True``.
     """
-    _validate.model_and_data(model, x, data_name="x")
+    x = _validate.model_and_data(model, x, data_name="x", batch_size=batch_size, passes=passes,
+                                 seed=seed)
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
     x = np.asarray(x)

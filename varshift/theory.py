@@ -49,6 +49,17 @@ __all__ = [
 ]
 
 
+def _times_square(k, c):
+    r""":math:`k\,c^2` without overflow warnings or :math:`0 \cdot \infty`.
+
+    For :math:`|c|` beyond :math:`10^{154}` the square exceeds float64 and becomes ``inf``
+    (the true value is that large: every ratio built on it is then 0, not NaN); a zero factor
+    gives 0 whatever :math:`c`.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(k == 0, 0.0, k * (c * c))
+
+
 def variance_ratio(var_test, var_train):
     r"""The variance shift :math:`\mathrm{Var}^{Test} / \mathrm{Var}^{Train}`, elementwise.
 
@@ -95,7 +106,7 @@ def noise_train_variance(mean, var, noise_var):
     v = check_var(var)
     s2 = check_var(noise_var, "noise_var")
     _broadcastable(mean=c, var=v, noise_var=s2)
-    return v + s2 * (c**2 + v)
+    return v + s2 * v + _times_square(s2, c)
 
 
 def dropout_train_variance(mean, var, rate):
@@ -122,7 +133,9 @@ def dropout_train_variance(mean, var, rate):
     v = check_var(var)
     p = 1.0 - check_rate(rate)  # retain probability p
     _broadcastable(mean=c, var=v, rate=p)
-    return (c**2 + v) / p - c**2  # Eq. 7
+    c2 = _times_square(1.0, c)
+    with np.errstate(invalid="ignore"):  # a square beyond float64: inf - inf, the answer is inf
+        return np.where(np.isfinite(c2), (c2 + v) / p - c2, v + _times_square((1 - p) / p, c))[()]  # Eq. 7
 
 
 def shift_ratio(mean, var, rate):
@@ -148,8 +161,12 @@ def shift_ratio(mean, var, rate):
         >>> round(float(shift_ratio(mean=5.0, var=4.0, rate=0.2)), 5)
         0.35556
     """
+    c = as_float_array("mean", mean)
     v = check_var(var)
-    return variance_ratio(v, dropout_train_variance(mean, var, rate))  # Eq. 8
+    p = 1.0 - check_rate(rate)  # retain probability p
+    _broadcastable(mean=c, var=v, rate=p)
+    # Eq. 8 as p v / (v + (1-p) c^2): finite for any finite input (no inf - inf)
+    return variance_ratio(p * v, v + _times_square(1.0 - p, c))
 
 
 def shift_ratio_linear(mean, var, rate, rho, d_cos2):
@@ -337,7 +354,11 @@ def restore_moving_variance(moving_mean, moving_var, rate):
     var_train = check_var(moving_var, "moving_var")
     p = 1.0 - check_rate(rate)
     _broadcastable(moving_mean=c, moving_var=var_train, rate=p)
-    return np.maximum(p * (c**2 + var_train) - c**2, 0.0)
+    c2 = _times_square(1.0, c)
+    with np.errstate(invalid="ignore"):  # a square beyond float64: p V - (1-p) c^2, no inf - inf
+        v = np.where(np.isfinite(c2), p * (c2 + var_train) - c2,
+                     p * var_train - _times_square(1.0 - p, c))
+    return np.maximum(v, 0.0)[()]
 
 
 def keras_expected_moving_variance(population_var, batch_size, *, steps=None, momentum=0.99,

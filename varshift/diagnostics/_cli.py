@@ -16,7 +16,8 @@ import numpy as np
 from varshift._io import atomic_path
 from varshift._validate import NUMERIC_KINDS, data_like, output_path
 
-__all__ = ["AuditError", "check_arguments", "load_model", "load_data", "run_audit"]
+__all__ = ["AuditError", "check_arguments", "recalibrate_target", "load_model", "load_data",
+           "run_audit"]
 
 
 class AuditError(Exception):
@@ -43,8 +44,18 @@ def _cause(err):
     return " ".join(text.split()) or type(err).__name__
 
 
-def check_arguments(model_path, data_path=None, *, recalibrate=None, batch_size=256):
+def recalibrate_target(path):
+    """Where ``--recalibrate PATH`` writes: ``PATH`` itself or, for a symbolic link, the file
+    it points to (followed to the end), so the link stays a link and its target is replaced
+    atomically; a dangling link is written through to its target the same way."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def check_arguments(model_path, data_path=None, *, recalibrate=None, batch_size=256, key=None):
     """Every check that needs no TensorFlow, made before loading anything (instant answers)."""
+    if key is not None and data_path is None:
+        raise AuditError(f"--key {key!r} names an array of the --data .npz file; give --data "
+                         "too (or drop --key).")
     if not os.path.isfile(model_path):
         what = "is a folder" if os.path.isdir(model_path) else "does not exist"
         raise AuditError(f"model file {model_path!r} {what}.")
@@ -55,6 +66,10 @@ def check_arguments(model_path, data_path=None, *, recalibrate=None, batch_size=
             raise AuditError("--recalibrate needs --data (the statistics are measured on it).")
         try:
             output_path(recalibrate, "--recalibrate", suffix=".keras")
+            target = recalibrate_target(recalibrate)
+            if target != recalibrate:
+                output_path(target, f"--recalibrate (link {str(recalibrate)!r} points to)",
+                            suffix=".keras")
         except (TypeError, ValueError) as err:
             raise AuditError(str(err)) from None
     if batch_size < 1:
@@ -160,7 +175,8 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     Every argument is checked before TensorFlow is imported, and the data before anything is
     printed; the recalibrated model is written atomically, only when everything succeeded.
     """
-    check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size)
+    check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size,
+                    key=key)
     x = load_data(data_path, key) if data_path is not None else None
     model = load_model(model_path)
     from varshift.bnstats import bn_layers as all_bn_layers
@@ -193,8 +209,8 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     if recalibrate is None:
         return
     fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
-    try:
-        with atomic_path(recalibrate) as tmp:  # never a half-written model under the name
+    try:  # never a half-written model under the name; a symbolic link stays one
+        with atomic_path(recalibrate_target(recalibrate)) as tmp:
             fixed.save(tmp)
     except OSError as err:
         raise AuditError(f"cannot write --recalibrate {recalibrate!r}: "

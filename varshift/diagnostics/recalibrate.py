@@ -152,7 +152,8 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         >>> from varshift.models import dropout_bn_model, seed_data
         >>> fixed = recalibrate_bn(dropout_bn_model(5, 0.5), seed_data(1000))
     """
-    _validate.model_and_data(model, data)
+    data = _validate.model_and_data(model, data, batch_size=batch_size, max_samples=max_samples,
+                                    seed=seed)
     if mode not in MODES:
         raise ValueError(
             f"Argument `mode` must be one of {MODES}; received mode={mode!r}"

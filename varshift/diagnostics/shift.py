@@ -113,7 +113,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         >>> list(df[["bn_layer", "ratio"]].columns)
         ['bn_layer', 'ratio']
     """
-    _validate.model_and_data(model, data)
+    data = _validate.model_and_data(model, data, batch_size=batch_size, max_samples=max_samples)
     import pandas as pd
 
     paths = layer_paths(model)
