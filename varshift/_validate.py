@@ -153,11 +153,15 @@ def check_max_samples(value, name: str = "max_samples"):
     return None if value is None else check_positive_int(name, value)
 
 
-def check_seed(value, name: str = "seed", *, allow_none: bool = True):
-    """A random seed: ``None`` (where allowed) or an integer in ``[0, MAX_SEED]``."""
+def check_seed(value, name: str = "seed", *, allow_none: bool = True, maximum=MAX_SEED):
+    """A random seed: ``None`` (where allowed) or an integer in ``[0, maximum]``.
+
+    ``maximum=None`` for seeds that only feed ``numpy.random.default_rng`` (any size); the
+    default :data:`MAX_SEED` where the seed may reach ``keras.utils.set_random_seed``.
+    """
     if value is None and allow_none:
         return None
-    return check_positive_int(name, value, minimum=0, maximum=MAX_SEED)
+    return check_positive_int(name, value, minimum=0, maximum=maximum)
 
 
 def check_bool(name: str, value) -> bool:

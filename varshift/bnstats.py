@@ -579,3 +579,30 @@ def assign_statistics(layers, statistics):
     for bn, (mean, var) in zip(layers, values, strict=True):
         bn.moving_mean.assign(mean)
         bn.moving_variance.assign(var)
+
+
+def shared_bn_layers(model):
+    """Names of the BatchNormalization layers called more than once in one forward pass.
+
+    A shared BN layer (the same weights called on two inputs) stores moving statistics that
+    mix every call's input, so no per-call statement about them holds (Eq. 7's inverse, a
+    per-call shift). Found by tracing the model once in inference mode; nothing is changed.
+    A model without a known input shape (subclassed) gives an empty set.
+    """
+    from collections import Counter
+
+    from varshift._graph import model_input_signature, record_calls
+
+    tf = _load_tf()
+    layers = bn_layers(model)
+    if not layers:
+        return set()
+    try:
+        spec = model_input_signature(model)
+    except ValueError:
+        return set()
+    with record_calls(layers) as records:
+        tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                    autograph=False).get_concrete_function()
+    counts = Counter(id(rec.layer) for rec in records)
+    return {layer.name for layer in layers if counts[id(layer)] > 1}

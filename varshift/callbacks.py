@@ -59,19 +59,33 @@ class RecalibrateBN(keras.callbacks.Callback):
     def __init__(self, data, *, mode="one_pass", on="train_end", max_samples=None,
                  batch_size=256, verbose=0):
         super().__init__()
+        from varshift import _validate
         from varshift.diagnostics.recalibrate import MODES
 
-        if mode not in MODES:
-            raise ValueError(f"Argument `mode` must be one of {MODES}; received mode={mode!r}.")
-        if on not in _WHEN:
-            raise ValueError(f"Argument `on` must be one of {_WHEN}; received on={on!r}.")
+        # everything is checked here, and against the model in on_train_begin: a bad argument
+        # must not surface after the epochs have run (weights changed, History lost)
+        _validate.check_choice("mode", mode, MODES)
+        _validate.check_choice("on", on, _WHEN)
+        self.max_samples = _validate.check_max_samples(max_samples)
+        self.batch_size = _validate.check_positive_int("batch_size", batch_size)
+        if isinstance(verbose, bool):
+            verbose = int(verbose)
+        self.verbose = _validate.check_positive_int("verbose", verbose, minimum=0)
+        _validate.data_like(data, None, "data")
         self.data = data
         self.mode = mode
         self.on = on
-        self.max_samples = max_samples
-        self.batch_size = batch_size
-        self.verbose = verbose
         self.count = 0  # recalibrations done
+
+    def on_train_begin(self, logs=None):
+        """Check the model being trained and the data against it, before the first epoch."""
+        from varshift import _validate
+
+        try:
+            _validate.keras_model(self.model, "model")
+            _validate.data_like(self.data, self.model, "data")
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"RecalibrateBN: {err}") from None
 
     def _recalibrate(self, when):
         from varshift.diagnostics.recalibrate import recalibrate_bn

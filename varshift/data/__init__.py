@@ -17,13 +17,16 @@ Importing this package does not import TensorFlow.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from varshift._validate import check_choice, check_finite_positive, check_positive_int, check_seed
 from varshift.data.cifar import load_cifar
 from varshift.data.digits import load_digits
 from varshift.data.fashion_mnist import load_fashion_mnist
 from varshift.data.pipeline import channel_stats, make_dataset
-from varshift.data.subset import subset_indices, take_subset
+from varshift.data.subset import check_subset, subset_indices, take_subset
 from varshift.seeds import rng as _rng
 
 __all__ = ["load", "load_cifar", "load_fashion_mnist", "load_digits", "synthetic",
@@ -49,6 +52,15 @@ def synthetic(n_train=1024, n_test=256, shape=(32, 32, 3), num_classes=10, seed=
     Returns:
         ``(x_train, y_train), (x_test, y_test)``.
     """
+    n_train = check_positive_int("n_train", n_train)
+    n_test = check_positive_int("n_test", n_test)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError("Argument `shape` must be (H, W, C), three positive integers; "
+                         f"received shape={shape!r}.")
+    shape = tuple(check_positive_int(f"shape[{i}]", d) for i, d in enumerate(shape))
+    num_classes = check_positive_int("num_classes", num_classes)
+    seed = check_seed(seed, allow_none=False)
+    noise = check_finite_positive("noise", noise, allow_zero=True)
     rng = _rng(seed, "synthetic")
     templates = rng.uniform(32, 224, size=(num_classes, *shape))
 
@@ -57,7 +69,7 @@ def synthetic(n_train=1024, n_test=256, shape=(32, 32, 3), num_classes=10, seed=
         x = templates[y] + rng.normal(0.0, noise, size=(n, *shape))
         return np.clip(np.rint(x), 0, 255).astype(np.uint8), y.astype(np.int64)
 
-    return draw(int(n_train)), draw(int(n_test))
+    return draw(n_train), draw(n_test)
 
 
 def load(name, data_dir=None, seed=0, *, subset=None, **kwargs):
@@ -83,6 +95,13 @@ def load(name, data_dir=None, seed=0, *, subset=None, **kwargs):
     >>> info["source"], info["shape"], info["num_classes"]
     ('sklearn bundled', [8, 8, 1], 10)
     """
+    check_choice("name", name, DATASETS)
+    check_seed(seed, allow_none=False)
+    if data_dir is not None and (not isinstance(data_dir, (str, os.PathLike)) or
+                                 str(data_dir) == ""):
+        raise TypeError(f"Argument `data_dir` must be a folder path or None; received "
+                        f"data_dir={data_dir!r}.")
+    check_subset(subset)
     if name in ("cifar10", "cifar100"):
         train, test, source = load_cifar(name, data_dir, return_source=True, **kwargs)
         num_classes = 10 if name == "cifar10" else 100

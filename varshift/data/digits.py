@@ -27,8 +27,9 @@ def load_digits(seed=0, test_fraction=0.25):
     >>> x.shape[1:], x.dtype, len(x) + len(xt)
     ((8, 8, 1), dtype('uint8'), 1797)
     """
-    from varshift._validate import check_in_range
+    from varshift._validate import check_in_range, check_seed
 
+    seed = check_seed(seed, allow_none=False, maximum=None)
     check_in_range("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     try:
         from sklearn.datasets import load_digits as sk_load

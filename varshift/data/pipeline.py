@@ -115,10 +115,17 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
     >>> ds = make_dataset(x, y, batch_size=128, training=True, seed=3)  # doctest: +SKIP
     """
     from varshift._keras import tf as _tf
-    from varshift._validate import check_positive_int
+    from varshift._validate import check_bool, check_positive_int, check_seed
 
     tf = _tf()
     check_positive_int("batch_size", batch_size)
+    seed = check_seed(seed, allow_none=False, maximum=None)
+    check_positive_int("pad", pad, minimum=0)
+    for flag, value in (("training", training), ("augment", augment), ("flip", flip),
+                        ("drop_remainder", drop_remainder)):
+        check_bool(flag, value)
+    if shuffle is not None:
+        check_bool("shuffle", shuffle)
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"Argument `x` must be NHWC images (4-D); received shape {x.shape}.")

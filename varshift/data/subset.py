@@ -37,6 +37,12 @@ def subset_indices(y, k, seed=0, *, stratified=True):
     >>> np.bincount(y[subset_indices(y, 4)]).tolist()
     [2, 2]
     """
+    from varshift._validate import check_bool, check_positive_int, check_seed
+
+    if k is not None:
+        check_positive_int("k", k)
+    seed = check_seed(seed, allow_none=False, maximum=None)
+    check_bool("stratified", stratified)
     n = len(y)
     if k is None or k >= n:
         return np.arange(n)
@@ -78,7 +84,10 @@ def take_subset(train, test, subset, seed=0):
     Returns:
         ``(train, test, note)``: the subsets and a JSON-ready description for ``info``.
     """
+    from varshift._validate import check_seed
+
     subset = check_subset(subset)
+    seed = check_seed(seed, allow_none=False, maximum=None)
     (x, y), (xt, yt) = train, test
     i = subset_indices(y, subset["n_train"], seed)
     j = subset_indices(yt, subset["n_test"], seed)

@@ -27,27 +27,52 @@ import numpy as np
 from varshift import _validate, noise, theory
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
-from varshift.bnstats import values_per_channel
+from varshift.bnstats import shared_bn_layers, values_per_channel
 from varshift.diagnostics.audit import audit_result
 
 __all__ = ["correct_direct"]
 
-# layers that may sit between the noise and BN without breaking Eq. 7: they act on each value
-# independently and commute with a non-negative multiplicative factor (relu(a x) = a relu(x)
-# for a >= 0), or only move values around
-_TRANSPARENT = ("Reshape", "Flatten", "Permute", "ReLU", "Identity", "Cropping1D", "Cropping2D",
-                "Cropping3D")
-_HOMOGENEOUS_ACTIVATIONS = ("relu", "linear")
+# layers that may sit between the noise and BN without breaking Eq. 7. "any": they commute
+# with any scalar factor (linear, or they only move values around); "non_negative": they
+# commute only with a factor a >= 0 (relu(a x) = a relu(x) needs a >= 0)
+_TRANSPARENT = {"Reshape": "any", "Flatten": "any", "Permute": "any", "Identity": "any",
+                "Cropping1D": "any", "Cropping2D": "any", "Cropping3D": "any",
+                "ReLU": "non_negative", "LeakyReLU": "non_negative"}
+_HOMOGENEOUS_ACTIVATIONS = {"linear": "any", "relu": "non_negative",
+                            "leaky_relu": "non_negative"}
+# noise kind -> whether its multiplicative factor is never negative, given its parameter:
+# Bernoulli dropout's is 0 or 1/p, Uout's 1 + r with r ~ U(-beta, beta) (>= 0 for beta <= 1);
+# Gaussian dropout's N(1, rate / (1 - rate)) is negative with probability Phi(-1 / sigma)
+_NON_NEGATIVE_FACTOR = {"dropout": lambda value: True, "spatial_dropout": lambda value: True,
+                        "uout": lambda beta: beta <= 1.0,
+                        "gaussian_dropout": lambda rate: rate == 0.0}
 
 
-def _transparent(layer):
+def _transparency(layer):
+    """``"any"``, ``"non_negative"`` (see :data:`_TRANSPARENT`) or ``None`` (changes Eq. 7)."""
     name = type(layer).__name__
+    if name in ("ReLU", "LeakyReLU"):
+        # a cap or a threshold is not homogeneous: relu6(a x) != a relu6(x) even for a >= 0
+        if getattr(layer, "max_value", None) is not None or \
+                float(getattr(layer, "threshold", 0.0) or 0.0) != 0.0:
+            return None
+        return "non_negative"
     if name in _TRANSPARENT:
-        return True
+        return _TRANSPARENT[name]
     if name == "Activation":
         act = getattr(layer.activation, "__name__", str(layer.activation))
-        return act in _HOMOGENEOUS_ACTIVATIONS
-    return False
+        return _HOMOGENEOUS_ACTIVATIONS.get(act)
+    return None
+
+
+def _negative_factor_probability(kind, value):
+    """P(factor < 0) of a Gaussian dropout factor N(1, rate / (1 - rate)), for the message."""
+    from math import erfc, sqrt
+
+    if kind != "gaussian_dropout" or value <= 0:
+        return None
+    sigma = sqrt(value / (1.0 - value))
+    return 0.5 * erfc(1.0 / (sigma * sqrt(2.0)))
 
 
 def correct_direct(model, *, inplace=True, batch_size=None):
@@ -65,8 +90,14 @@ def correct_direct(model, *, inplace=True, batch_size=None):
     (:math:`1-\text{rate}`, and :math:`3/(3+\beta^2)`, :func:`varshift.theory.uout_matched_rate`);
     several noise layers in a row multiply their factors. Everything else is left alone and
     reported with the reason: case (b)/deeper pairs, paths through a merge (``Add``, ...) or
-    pooling layer, alpha dropout and Gaussian noise (not multiplicative), and paths through
-    other layers (e.g. ``tanh``).
+    pooling layer, alpha dropout and Gaussian noise (not multiplicative), paths through
+    other layers (e.g. ``tanh``, a capped ``ReLU``), shared BN layers (called more than once
+    per forward pass: the stored statistics mix the calls), and a ReLU behind a noise whose
+    factor can be negative. The ReLU is transparent only because
+    :math:`\mathrm{relu}(a x) = a\,\mathrm{relu}(x)` for :math:`a \ge 0`: true of Bernoulli
+    and spatial dropout (factor 0 or :math:`1/p`) and of Uout with :math:`\beta \le 1`
+    (factor in :math:`[1-\beta, 1+\beta]`), not of Gaussian dropout, whose factor
+    :math:`N(1, \text{rate}/(1-\text{rate}))` is negative 16% of the time at rate 0.5.
 
     This corrects the divisor only, not gamma/beta learned under the shift (see the module
     notes): for a real repair measure with :func:`varshift.recalibrate_bn`.
@@ -100,19 +131,19 @@ def correct_direct(model, *, inplace=True, batch_size=None):
     _validate.keras_model(model, known_inputs=True)
     import pandas as pd
 
-    if not isinstance(inplace, bool):
-        raise ValueError(f"Argument `inplace` must be True or False; received inplace={inplace!r}.")
+    inplace = _validate.check_bool("inplace", inplace)
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size, minimum=2)
     result = audit_result(model)
     pairs = result.frame
+    shared = shared_bn_layers(model) if len(pairs) else set()
     rows = []
     for _, group in pairs.groupby("bn_path", sort=False):
         routes = [result.routes[k] for k in group.index]
         bn = routes[0][-1]
         m = (values_per_channel(bn, result.bn_inputs[id(bn)], batch_size)
              if batch_size is not None else None)
-        rows.append(_correct_one(bn, group, routes, m, inplace))
+        rows.append(_correct_one(bn, group, routes, m, inplace, bn.name in shared))
     df = pd.DataFrame(rows, columns=["bn_layer", "noise_layers", "rate", "action", "reason",
                                      "values_per_channel", "moving_var_before",
                                      "moving_var_after", "moving_mean"])
@@ -136,13 +167,34 @@ def _skip_reasons(group, routes):
         reasons.append(f"{', '.join(bad_kind)} is not multiplicative noise")
     noise_ids = {id(route[0]) for route in routes}
     blocking = sorted({layer.name for route in routes for layer in route[1:-1]
-                       if id(layer) not in noise_ids and not _transparent(layer)})
+                       if id(layer) not in noise_ids and _transparency(layer) is None})
     if blocking and not (set(group["case"]) & {"merge", "pool"}):
         reasons.append(f"layer(s) {', '.join(blocking)} between noise and BN change Eq. 7")
+    reasons += _sign_reasons(group, routes, noise_ids)
     return reasons
 
 
-def _correct_one(bn, group, routes, m, inplace):
+def _sign_reasons(group, routes, noise_ids):
+    """A ReLU between a noise whose factor can be negative and BN: no closed form."""
+    reasons = []
+    for (_, row), route in zip(group.iterrows(), routes, strict=True):
+        kind, value = row["noise_kind"], float(row["param_value"])
+        if kind not in _NON_NEGATIVE_FACTOR or _NON_NEGATIVE_FACTOR[kind](value):
+            continue
+        relus = [layer.name for layer in route[1:-1] if id(layer) not in noise_ids
+                 and _transparency(layer) == "non_negative"]
+        if relus:
+            prob = _negative_factor_probability(kind, value)
+            odds = f" ({100 * prob:.1f}% of the time at {row['param']}={value:g})" \
+                if prob is not None else ""
+            reasons.append(
+                f"{row['noise_layer']} ({kind}) reaches BN through {', '.join(relus)}: the "
+                f"ReLU commutes with the noise only if its factor is never negative, and "
+                f"this one is negative{odds}; no closed form, measure with recalibrate_bn")
+    return reasons
+
+
+def _correct_one(bn, group, routes, m, inplace, shared=False):
     """Correct (or skip, with the reason) one BN layer fed by the noise layers of ``group``."""
     mean = to_numpy(bn.moving_mean).astype("float64")
     var = to_numpy(bn.moving_variance).astype("float64")
@@ -151,6 +203,10 @@ def _correct_one(bn, group, routes, m, inplace):
            "values_per_channel": m, "moving_var_before": float(var.mean()),
            "moving_var_after": float(var.mean()), "moving_mean": float(mean.mean())}
     reasons = _skip_reasons(group, routes)
+    if shared:
+        reasons.insert(0, "shared BN layer (called more than once per forward pass): its "
+                          "stored statistics mix the inputs of every call, so Eq. 7 has no "
+                          "inverse there; left untouched")
     if reasons:
         row["reason"] = "; ".join(reasons)
         return row

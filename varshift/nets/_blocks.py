@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from varshift import noise as noise_registry
 from varshift._keras import keras as _keras
+from varshift._validate import check_choice
 
 __all__ = ["PLACEMENTS", "NOISES", "Builder", "resolve_noise"]
 
@@ -33,15 +34,6 @@ NOISES = noise_registry.buildable()
 # momentum 0.1 on the new batch statistic (Keras momentum 0.9) and eps 1e-5.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Argument `{name}` must be one of {', '.join(map(repr, choices))}; "
-            f"received {name}={value!r}."
-        )
-    return value
 
 
 def resolve_noise(noise, rate=0.0, beta=0.0):

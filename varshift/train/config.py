@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
+from varshift import _validate
 from varshift._io import to_jsonable
-from varshift.train.recipes import Recipe, recipe_for
+from varshift.train.recipes import RECIPE_KINDS, Recipe, recipe_for
 
-__all__ = ["RunConfig"]
+__all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_recipe", "check_out_dir"]
 
 
 #: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
@@ -124,8 +126,9 @@ class RunConfig:
                 f"Argument `net` must be one of {nets.NAMES}; received net={self.net!r}.")
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
+        check_fields(self)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
-        recipe = recipe_for(self.net, self.recipe, **self.overrides)
+        recipe = check_recipe(recipe_for(self.net, self.recipe, **self.overrides))
         augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
         return size, recipe, bool(augment)
 
@@ -137,3 +140,94 @@ class RunConfig:
         d["recipe_resolved"] = dataclasses.asdict(recipe)
         d["recipe_resolved"]["lr_drops"] = list(recipe.lr_drops)
         return to_jsonable(d)
+
+
+# ------------------------------------------------------------------------------- validation
+
+def _optional(check):
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _check_size(name, value):
+    if value != "small" and not isinstance(value, dict):
+        raise ValueError(f"Argument `{name}` must be a dict of size keywords or 'small'; "
+                         f"received {name}={value!r}.")
+
+
+def _check_dict(name, value):
+    if not isinstance(value, dict):
+        raise TypeError(f"Argument `{name}` must be a dict; received {name}={value!r} of type "
+                        f"{type(value).__name__}.")
+
+
+def _check_data(name, value):
+    from varshift.data import DATASETS
+
+    _validate.check_choice(name, value, DATASETS)
+
+
+def _check_path(name, value):
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise TypeError(f"Argument `{name}` must be a folder path or None; received "
+                        f"{name}={value!r}.")
+
+
+def _check_recipe_kind(name, value):
+    _validate.check_choice(name, value, RECIPE_KINDS)
+
+
+#: RunConfig field -> check(name, value); a field added to RunConfig gets its check here
+FIELD_CHECKS = {
+    "size": _check_size,
+    "data": _check_data,
+    "data_dir": _optional(_check_path),
+    "recipe": _check_recipe_kind,
+    "overrides": _check_dict,
+    "seed": lambda name, value: _validate.check_seed(value, name, allow_none=False),
+    "augment": _optional(_validate.check_bool),
+    "train_eval_samples": _optional(_validate.check_positive_int),
+    "stats_samples": _optional(_validate.check_positive_int),
+    "adjust": _validate.check_bool,
+    "save_model": _validate.check_bool,
+    "mixed_precision": _validate.check_bool,
+    "deterministic": _optional(_validate.check_bool),
+    "eval_batch_size": _validate.check_positive_int,
+    "data_kwargs": _check_dict,
+    "epoch_eval": _validate.check_bool,
+}
+
+
+def check_fields(config):
+    """Check every field of a :class:`RunConfig` that has a check in :data:`FIELD_CHECKS`:
+    one line naming the field, the value and what is expected, before any work."""
+    for name, check in FIELD_CHECKS.items():
+        if hasattr(config, name):
+            check(name, getattr(config, name))
+    return config
+
+
+def check_recipe(recipe):
+    """A resolved :class:`~varshift.train.recipes.Recipe` whose every field makes sense
+    (the recipe fields are given to a run as ``overrides`` or at the config's top level)."""
+    _validate.check_positive_int("epochs", recipe.epochs)
+    _validate.check_positive_int("batch_size", recipe.batch_size)
+    _validate.check_finite_positive("lr", recipe.lr)
+    _validate.check_in_range("momentum", recipe.momentum, 0.0, 1.0, high_open=True)
+    _validate.check_finite_positive("drop_factor", recipe.drop_factor)
+    _validate.check_finite_positive("weight_decay", recipe.weight_decay, allow_zero=True)
+    for i, epoch in enumerate(recipe.lr_drops):
+        _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
+    return recipe
+
+
+def check_out_dir(out_dir):
+    """``run``'s ``out_dir``: ``None``, or a folder that exists or can be created, writable;
+    an existing file is refused. Returns it unchanged."""
+    if out_dir is None:
+        return None
+    _check_path("out_dir", out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"Argument `out_dir` {os.fspath(out_dir)!r} is an existing file; "
+                         "expected a folder (created if missing).")
+    _validate.output_folder(out_dir, "out_dir")
+    return out_dir

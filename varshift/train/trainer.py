@@ -38,7 +38,7 @@ import numpy as np
 from varshift._io import to_jsonable
 from varshift._keras import keras as _load_keras
 from varshift.seeds import derive_seed
-from varshift.train.config import ADJUST_MODES, RunConfig
+from varshift.train.config import ADJUST_MODES, RunConfig, check_out_dir
 from varshift.train.folder import RunFolder
 from varshift.train.optim import compile_model
 
@@ -95,6 +95,7 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     """
     cfg = RunConfig.from_any(config)
     size, recipe, augment = cfg.resolved()
+    check_out_dir(out_dir)
     started = time.time()
     folder = None if out_dir is None else RunFolder(out_dir, cfg.to_dict())
     done = folder.start(resume) if folder is not None else None
