@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift._keras import keras as _load_keras
-from varshift._validate import check_beta, describe
+from varshift._validate import check_beta, check_seed, describe
 
 keras = _load_keras()
 
@@ -58,7 +58,7 @@ class Uout(keras.layers.Layer):
                             f"half-width); received {describe(beta)}.")
         check_beta(beta)
         self.beta = float(beta)
-        self.seed = seed
+        self.seed = check_seed(seed, maximum=None)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
         self._build_at_init()

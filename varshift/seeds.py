@@ -70,7 +70,11 @@ def derive_seed(seed, purpose, index=0):
     if purpose not in PURPOSES:
         raise ValueError(f"Argument `purpose` must be one of {', '.join(map(repr, PURPOSES))}; "
                          f"received purpose={purpose!r}.")
-    return _DERIVATIONS[purpose](int(seed), int(index))
+    from varshift._validate import check_positive_int, check_seed
+
+    seed = check_seed(seed, allow_none=False, maximum=None)
+    index = check_positive_int("index", index, minimum=0)
+    return _DERIVATIONS[purpose](seed, index)
 
 
 def rng(seed, purpose, index=0) -> np.random.Generator:

@@ -10,7 +10,7 @@ from varshift import _validate
 from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe, recipe_for
 
-__all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_recipe", "check_out_dir"]
+__all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir"]
 
 
 #: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
@@ -128,7 +128,7 @@ class RunConfig:
         check_subset(self.subset)
         check_fields(self)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
-        recipe = check_recipe(recipe_for(self.net, self.recipe, **self.overrides))
+        recipe = recipe_for(self.net, self.recipe, **self.overrides)  # checked by Recipe
         augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
         return size, recipe, bool(augment)
 
@@ -204,20 +204,6 @@ def check_fields(config):
         if hasattr(config, name):
             check(name, getattr(config, name))
     return config
-
-
-def check_recipe(recipe):
-    """A resolved :class:`~varshift.train.recipes.Recipe` whose every field makes sense
-    (the recipe fields are given to a run as ``overrides`` or at the config's top level)."""
-    _validate.check_positive_int("epochs", recipe.epochs)
-    _validate.check_positive_int("batch_size", recipe.batch_size)
-    _validate.check_finite_positive("lr", recipe.lr)
-    _validate.check_in_range("momentum", recipe.momentum, 0.0, 1.0, high_open=True)
-    _validate.check_finite_positive("drop_factor", recipe.drop_factor)
-    _validate.check_finite_positive("weight_decay", recipe.weight_decay, allow_zero=True)
-    for i, epoch in enumerate(recipe.lr_drops):
-        _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
-    return recipe
 
 
 def check_out_dir(out_dir):

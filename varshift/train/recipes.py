@@ -39,6 +39,22 @@ class Recipe:
     drop_factor: float = 0.1
     weight_decay: float = 1e-4
 
+    def __post_init__(self):
+        """Every field checked when a recipe is made (or changed by :meth:`replace`)."""
+        from varshift import _validate
+
+        _validate.check_positive_int("epochs", self.epochs)
+        _validate.check_positive_int("batch_size", self.batch_size)
+        _validate.check_finite_positive("lr", self.lr)
+        _validate.check_in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _validate.check_finite_positive("drop_factor", self.drop_factor)
+        _validate.check_finite_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not isinstance(self.lr_drops, (tuple, list)):
+            raise TypeError("Argument `lr_drops` must be a tuple of epochs; received "
+                            f"lr_drops={self.lr_drops!r}.")
+        for i, epoch in enumerate(self.lr_drops):
+            _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
+
     def lr_at(self, epoch: int) -> float:
         """Learning rate of (0-based) ``epoch``."""
         drops = sum(1 for t in self.lr_drops if t <= epoch)
@@ -51,8 +67,10 @@ class Recipe:
         if bad:
             raise ValueError(
                 f"Unknown recipe field(s) {bad}; expected some of {sorted(names)}.")
-        if "lr_drops" in overrides:
-            overrides["lr_drops"] = tuple(int(t) for t in overrides["lr_drops"])
+        if "lr_drops" in overrides and isinstance(overrides["lr_drops"], (tuple, list)):
+            overrides["lr_drops"] = tuple(
+                int(t) if isinstance(t, float) and t.is_integer() else t
+                for t in overrides["lr_drops"])
         return dataclasses.replace(self, **overrides)
 
 
