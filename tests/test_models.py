@@ -97,7 +97,7 @@ def test_bad_arguments(keras):
 
     with pytest.raises(ValueError, match=r"`rate`.*rate=1.0"):
         dropout_model(5, 1.0)
-    with pytest.raises(ValueError, match=r"`n` must be an integer >= 1.*n=0"):
+    with pytest.raises(ValueError, match=r"`n` must be a positive integer.*n=0"):
         dropout_bn_model(0, 0.2)
     model = dropout_bn_model(5, 0.2)
     with pytest.raises(ValueError, match=r"`batch_size`.*batch_size=0"):

@@ -48,6 +48,12 @@ class RecalibrateBN(keras.callbacks.Callback):
         batch_size: batch size for numpy input.
         verbose: print one line per recalibration.
 
+    Raises:
+        TypeError, ValueError: one line naming the argument, the value and what is expected:
+            in ``__init__`` for the arguments themselves (``data`` of the wrong kind, ``None``,
+            ``max_samples=-1``, ``batch_size=0``, ...), and in ``on_train_begin``, before the
+            first epoch, for a model without BatchNormalization or data that does not fit it.
+
     Example:
         >>> import numpy as np
         >>> from varshift.models import dropout_bn_model
