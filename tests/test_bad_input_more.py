@@ -189,6 +189,10 @@ def test_one_data_contract_gives_the_same_numbers(model, x):
         ref = varshift.recalibrate_bn(model, same_as)
         np.testing.assert_allclose(fixed.layers[-1].moving_variance.numpy(),
                                    ref.layers[-1].moving_variance.numpy(), rtol=1e-6)
+        fixed = varshift.recalibrate_bn(model, given, mode="sequential")
+        ref = varshift.recalibrate_bn(model, same_as, mode="sequential")
+        np.testing.assert_allclose(fixed.layers[-1].moving_variance.numpy(),
+                                   ref.layers[-1].moving_variance.numpy(), rtol=1e-6)
         got = converged_bn_statistics(bn_only, given, seed=0)
         want = converged_bn_statistics(bn_only, same_as, seed=0)
         np.testing.assert_allclose(got[name][1], want[name][1], rtol=1e-5, err_msg=label)
