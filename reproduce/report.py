@@ -293,7 +293,7 @@ def regime_lines(out_dir, profile, reference=None):
     if not table.is_file():
         return []
     t = pd.read_csv(table)
-    base = t[t.placement == "none"].drop_duplicates(["net", "data"])
+    base = t[t.rate == 0.0].drop_duplicates(["net", "data"])  # the shared no-dropout runs
     ref = _reference(reference)
     epochs = (getattr(profile, "recipe", None) or {}).get("epochs", "?")
     lines = ["## Regime: how far the networks are from convergence", "",
