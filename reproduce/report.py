@@ -358,9 +358,10 @@ def closing_note(out_dir, rows):
     lines = [f"{'target':<{width}}  {'family':<12}  {'verdict':<13}  {'effect [95% CI]':<30}  "
              f"{'k of n':<7}  {'p_holm':<8}  claim"]
     for r in rows:
+        k = "" if r.get("family") == CHECK else r.get("agree", "")
+        unit = f" ({r['unit']}, margin {_num(r['margin'])})" if r.get("unit") else ""
         lines.append(f"{r['target']:<{width}}  {r.get('family', ''):<12}  {r['verdict']:<13}  "
-                     f"{_interval(r):<30}  {r.get('agree', ''):<7}  {_p(r.get('p_holm')):<8}  "
-                     f"{r['claim']} ({r['unit']}, margin {_num(r['margin'])})")
+                     f"{_interval(r):<30}  {k:<7}  {_p(r.get('p_holm')):<8}  {r['claim']}{unit}")
     claims, checks = _split(rows)
     lines.append(f"wall time of the last run: {wall:.1f} min; {len(claims)} claims: "
                  f"{family_lines(claims)}; {len(checks)} theory checks: {summary_lines(checks)}")
