@@ -20,7 +20,7 @@ THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
 #: columns of ``verdicts.csv`` (the empirical claims, Holm-adjusted)
 VERDICT_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
-                   "ci_high", "margin", "unit", "n", "agree", "p_holm", "evidence")
+                   "ci_high", "margin", "unit", "n", "agree", "p_holm", "p_holm_fails", "evidence")
 #: columns of ``checks.csv`` (the theory checks: they guard the code, they are not findings)
 CHECK_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
                  "ci_high", "margin", "unit", "n", "evidence")
@@ -158,7 +158,8 @@ HOLM_NOTE = (
     "is a pair of one-sided t-tests at {alpha:g} each; over the {m} empirical claims of this run "
     "(paper claims and our claims) both are Holm-adjusted and every verdict is decided at the "
     "adjusted level: `holds` needs p_holm < {alpha:g}, `does not hold` the Holm-adjusted reverse "
-    "p-value < {alpha:g}, so the chance of any wrong verdict is at most {fw:g} whatever the "
+    "p-value (`p_holm_fails` in `verdicts.csv`) < {alpha:g}, so the chance of any wrong verdict "
+    "is at most {fw:g} whatever the "
     "dependence between claims. A claim whose interval clears its margin but whose p_holm does not "
     "stays inconclusive. `k of n`: the seeds whose own effect lies on the claimed side of the "
     "margin (a split such as 3 of 5 shows a bimodal outcome the mean hides). The theory checks "
