@@ -329,10 +329,9 @@ def _target_section(out_dir, profile, name, res, rows=()):
     if res is None:
         return [f'<a id="{name}"></a>', "", f"## {name}", "", "Not built at this profile yet.", ""]
     lines = [f'<a id="{name}"></a>', "", f"## {name}: {res['title']}", ""]
-    files = ", ".join(f"[`{a}`]({name}/{a})" for a in res.get("artefacts", []))
-    if (out_dir / name / "paper_vs_ours.csv").is_file():
-        files += f", [`paper_vs_ours.csv`]({name}/paper_vs_ours.csv)"
-    lines += [f"Files: {files}", ""]
+    names = list(dict.fromkeys([*res.get("artefacts", []), "paper_vs_ours.csv"]))
+    files = ", ".join(f"[`{a}`]({name}/{a})" for a in names if (out_dir / name / a).is_file())
+    lines += [f"Files: {files or 'none written'}", ""]
     if (out_dir / name / "figure.png").is_file():
         lines += [f"![{name}]({name}/figure.png)", ""]
     lines += [res.get("markdown", "").rstrip(), ""]
@@ -341,6 +340,9 @@ def _target_section(out_dir, profile, name, res, rows=()):
                   f"(profile `{profile.name}`).", ""]
     lines += ["Theory checks:" if name in THEORY_TARGETS else "Verdicts:", ""]
     for v in rows:
+        if math.isnan(float(v["effect"])):
+            lines.append(f"- {v['claim']}: **{v['verdict']}**. {v['evidence']}")
+            continue
         p = "" if v.get("family") == CHECK else (
             f", {v.get('agree', '')} seeds on the claimed side, p_holm {_p(v.get('p_holm')) or 'n/a'}")
         lines.append(f"- {v['claim']}: **{v['verdict']}**, effect {_interval(v)} {v['unit']} "
