@@ -27,6 +27,22 @@ One sample gives no interval (:math:`[-\infty, \infty]`), hence **inconclusive**
 tested** marks the smoke profile and missing runs. Settings compared by one claim must share
 their seeds: :func:`paired` refuses anything else.
 
+**p-values and Holm.** The interval rule is a pair of one-sided t-tests at
+:math:`\alpha = (1 - 0.95)/2 = 0.025` each: with :math:`t = (\hat\theta - \delta)/(s_e/\sqrt n)`,
+an ``"above"`` claim holds iff :math:`p_{\text{holds}} = P(T_{n-1} > t) < \alpha` (the same as
+:math:`L > \delta`) and does not hold iff :math:`p_{\text{fails}} = P(T_{n-1} < t) < \alpha`
+(:math:`H < \delta`); ``"below"`` swaps them; ``"within"`` takes the larger of the two
+one-sided p-values at :math:`\pm\delta` (TOST) for holds and the smaller of the reverse pair
+for does not hold. Over the empirical claims of a run (paper and our claims, not the theory
+checks), :func:`holm` adjusts both sets of p-values by Holm's step-down method and decides each
+verdict at the adjusted level: the probability of any wrong "holds" is at most
+:math:`\alpha`, and of any wrong "does not hold" at most :math:`\alpha`, whatever the
+dependence between claims. With one claim this is the interval rule.
+
+**Claims are data.** Every claim (text, source, family, effect, direction, unit, margin per
+profile and the margin's rationale) is written once in ``reproduce/claims.toml``; a target asks
+for it by id with :func:`get_claim`.
+
 Example:
 
 >>> c = Claim("dropout-(a) 0.5 raises the test error", "above", 1.0, "pp")
@@ -36,18 +52,33 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Claim", "HOLDS", "FAILS", "INCONCLUSIVE", "UNTESTED", "VERDICTS", "LEVEL",
-           "t_interval", "paired", "decide", "judge", "untested", "paper_passes"]
+__all__ = ["Claim", "HOLDS", "FAILS", "INCONCLUSIVE", "UNTESTED", "VERDICTS", "LEVEL", "ALPHA",
+           "FAMILIES", "EMPIRICAL", "CHECK", "CLAIMS_FILE", "t_interval", "paired", "decide",
+           "judge", "untested", "paper_passes", "p_values", "agree", "holm", "apply_holm",
+           "load_claims", "get_claim", "evaluate", "over_networks", "with_margin", "ClaimSpec"]
 
 HOLDS, FAILS, INCONCLUSIVE, UNTESTED = "holds", "does not hold", "inconclusive", "not tested"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNTESTED)
 DIRECTIONS = ("above", "below", "within")
 LEVEL = 0.95
+#: the level of each one-sided test of the interval rule
+ALPHA = (1.0 - LEVEL) / 2.0
+PAPER, OURS, CHECK = "paper claim", "our claim", "theory check"
+FAMILIES = (PAPER, OURS, CHECK)
+#: the families whose claims are findings (Holm-adjusted, in verdicts.csv)
+EMPIRICAL = (PAPER, OURS)
+PROFILES = ("smoke", "quick", "paper")
+RULES = ("mean", "every")
+SCOPES = ("network", "networks", "cells")
+CLAIMS_FILE = Path(__file__).resolve().parent / "claims.toml"
 
 
 @dataclass(frozen=True)
@@ -58,8 +89,14 @@ class Claim:
         text: the claim, one line.
         direction: ``"above"``, ``"below"`` or ``"within"`` (see the module docstring).
         margin: the smallest effect that matters, in ``unit`` (``"within"``: half-width > 0).
-        unit: the effect's unit (``"pp"``, ``"ratio"``, ...), written next to the margin.
-        effect: what the effect is (``"error(a 0.5) - error(none)"``), for the report.
+        unit: the effect's unit (``"pp"``, ``"relative"``, ...), written next to the margin.
+        effect: what the effect is, in words, for the report.
+        id: the claim's id in ``reproduce/claims.toml`` ("" for an ad-hoc claim).
+        source: the paper's table/figure/section it restates, or ``"ours"``.
+        family: ``"paper claim"``, ``"our claim"`` or ``"theory check"``.
+        rule: ``"mean"`` (t-interval of the mean) or ``"every"`` (the worst sample decides).
+        formula: the effect as a formula of named quantities (see :func:`evaluate`).
+        rationale: why this margin, one line.
     """
 
     text: str
@@ -67,6 +104,12 @@ class Claim:
     margin: float
     unit: str
     effect: str = ""
+    id: str = ""
+    source: str = ""
+    family: str = ""
+    rule: str = "mean"
+    formula: str = ""
+    rationale: str = ""
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -77,6 +120,138 @@ class Claim:
         if self.direction == "within" and self.margin <= 0:
             raise ValueError("a 'within' claim needs a margin > 0 (the half-width of the "
                              f"equivalence band); received margin={self.margin!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"Claim rule must be one of {RULES}; received rule={self.rule!r}")
+        if self.family and self.family not in FAMILIES:
+            raise ValueError(f"Claim family must be one of {FAMILIES}; "
+                             f"received family={self.family!r}")
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One entry of ``claims.toml``: a claim with its margins for every profile."""
+
+    id: str
+    family: str
+    source: str
+    text: str
+    effect: str
+    effect_is: str
+    scope: str
+    direction: str
+    unit: str
+    margins: dict
+    rationale: str
+    rule: str = "mean"
+    paper: dict = field(default_factory=dict)
+    no_numbers: str = ""
+
+    def claim(self, profile, **fill):
+        """The :class:`Claim` under ``profile`` (a name or a profile), ``{...}`` of the text
+        filled from ``fill``."""
+        name = getattr(profile, "name", profile)
+        if name not in self.margins:
+            raise KeyError(f"claim {self.id!r} has no margin for profile {name!r}; "
+                           f"claims.toml gives {sorted(self.margins)}")
+        return Claim(self.text.format(**fill) if fill else self.text, self.direction,
+                     float(self.margins[name]), self.unit, self.effect_is, id=self.id,
+                     source=self.source, family=self.family, rule=self.rule,
+                     formula=self.effect, rationale=self.rationale)
+
+
+def _toml(path):
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+_REQUIRED = ("family", "source", "text", "effect", "effect_is", "scope", "direction", "unit",
+             "margin", "rationale")
+
+
+@lru_cache(maxsize=4)
+def load_claims(path=CLAIMS_FILE):
+    """``{id: ClaimSpec}`` of the claims file, checked field by field (one line per error)."""
+    out = {}
+    for cid, raw in _toml(path).items():
+        missing = [k for k in _REQUIRED if k not in raw]
+        if missing:
+            raise ValueError(f"claim {cid!r} in {Path(path).name} lacks {', '.join(missing)}")
+        margins = raw["margin"]
+        if not isinstance(margins, dict) or set(margins) != set(PROFILES):
+            raise ValueError(f"claim {cid!r}: margin must give every profile {PROFILES}; "
+                             f"received {margins!r}")
+        if raw["family"] not in FAMILIES or raw["scope"] not in SCOPES:
+            raise ValueError(f"claim {cid!r}: family must be one of {FAMILIES} and scope one of "
+                             f"{SCOPES}; received {raw['family']!r}, {raw['scope']!r}")
+        if (raw["source"] == "ours") != (raw["family"] == OURS) and raw["family"] != CHECK:
+            raise ValueError(f"claim {cid!r}: source 'ours' goes with family {OURS!r}; received "
+                             f"source {raw['source']!r}, family {raw['family']!r}")
+        paper = raw.get("paper", {})
+        if raw["family"] == PAPER and not paper and raw.get("paper_numbers", True):
+            raise ValueError(f"claim {cid!r}: a paper claim names its numbers (paper = ...) or "
+                             "says why there are none (paper_numbers = false, no_numbers = ...)")
+        spec = ClaimSpec(cid, raw["family"], raw["source"], raw["text"], raw["effect"],
+                         raw["effect_is"], raw["scope"], raw["direction"], raw["unit"],
+                         {k: float(v) for k, v in margins.items()}, raw["rationale"],
+                         raw.get("rule", "mean"), paper, raw.get("no_numbers", ""))
+        for prof in PROFILES:
+            spec.claim(prof)  # validates direction, margin, rule
+        out[cid] = spec
+    return out
+
+
+def get_claim(claim_id, profile, **fill):
+    """The claim ``claim_id`` of ``claims.toml`` with ``profile``'s margin."""
+    specs = load_claims()
+    if claim_id not in specs:
+        raise KeyError(f"unknown claim {claim_id!r}; claims.toml defines {', '.join(specs)}")
+    return specs[claim_id].claim(profile, **fill)
+
+
+_OPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+
+
+def evaluate(formula, values):
+    """The value of an effect ``formula`` (names, numbers, ``+ - * /``, parentheses) with the
+    names bound to ``values`` (numbers or equal-length arrays)."""
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in values:
+                raise KeyError(f"effect {formula!r} needs {node.id!r}; received "
+                               f"{sorted(values)}")
+            return np.asarray(values[node.id], dtype="float64")
+        raise ValueError(f"effect formulas use names, numbers and + - * /; received {formula!r}")
+
+    return ev(ast.parse(formula, mode="eval"))
+
+
+def over_networks(per_network):
+    """``{seed: mean over networks}`` of ``{network: {seed: value}}``: the seed stays the unit.
+
+    Raises:
+        ValueError: if the networks do not share their seeds.
+    """
+    per_network = {k: dict(v) for k, v in per_network.items()}
+    if not per_network:
+        raise ValueError("over_networks needs at least one network; received none")
+    seeds = [set(v) for v in per_network.values()]
+    if any(s != seeds[0] for s in seeds):
+        raise ValueError("networks compared by one claim must share their seeds; received "
+                         + ", ".join(f"{k}: {sorted(v)}" for k, v in per_network.items()))
+    return {s: float(np.mean([v[s] for v in per_network.values()])) for s in sorted(seeds[0])}
 
 
 def t_interval(samples, level=LEVEL):
@@ -84,11 +259,7 @@ def t_interval(samples, level=LEVEL):
 
     One sample gives ``(x, -inf, inf, 1)``. NaNs and infinities are refused.
     """
-    x = np.asarray(samples, dtype="float64").reshape(-1)
-    if x.size == 0:
-        raise ValueError("t_interval needs at least one sample; received none")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"t_interval needs finite samples; received {x.tolist()}")
+    x = _finite(samples, "t_interval")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1); received level={level!r}")
     n, mean = x.size, float(x.mean())
@@ -98,6 +269,51 @@ def t_interval(samples, level=LEVEL):
 
     half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half, n
+
+
+def _finite(samples, what):
+    x = np.asarray(samples, dtype="float64").reshape(-1)
+    if x.size == 0:
+        raise ValueError(f"{what} needs at least one sample; received none")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} needs finite samples; received {x.tolist()}")
+    return x
+
+
+def _sf(x, margin):
+    """``P(T > t)``, ``t = (mean - margin) / se``, for the samples ``x`` (n >= 2)."""
+    from scipy import stats
+
+    n, se = x.size, float(x.std(ddof=1)) / math.sqrt(x.size)
+    diff = float(x.mean()) - margin
+    if se == 0.0:  # identical samples: the sign of the difference decides
+        return 0.0 if diff > 0 else 1.0 if diff < 0 else 0.5
+    return float(stats.t.sf(diff / se, n - 1))
+
+
+def p_values(direction, margin, samples):
+    """``(p_holds, p_fails)``: the one-sided p-values whose ``< ALPHA`` is the interval rule's
+    "holds" and "does not hold" (see the module docstring); ``(nan, nan)`` for one sample."""
+    x = _finite(samples, "p_values")
+    if x.size < 2:
+        return math.nan, math.nan
+    if direction == "above":
+        up = _sf(x, margin)
+        return up, 1.0 - up
+    if direction == "below":
+        up = _sf(x, margin)
+        return 1.0 - up, up
+    if direction == "within":
+        above_low, above_high = _sf(x, -margin), _sf(x, margin)  # P(T > t) at -margin, +margin
+        return max(above_low, 1.0 - above_high), min(1.0 - above_low, above_high)
+    raise ValueError(f"direction must be one of {DIRECTIONS}; received {direction!r}")
+
+
+def agree(direction, margin, samples):
+    """``"k of n"``: how many samples lie on the claimed side of the margin."""
+    x = _finite(samples, "agree")
+    ok = {"above": x > margin, "below": x < margin, "within": np.abs(x) < margin}[direction]
+    return f"{int(ok.sum())} of {x.size}"
 
 
 def paired(treated, control):
@@ -131,8 +347,25 @@ def decide(direction, margin, low, high):
     raise ValueError(f"direction must be one of {DIRECTIONS}; received {direction!r}")
 
 
+def _every(claim, x):
+    """A "for every cell" claim: the worst cell decides; the range of the cells is reported."""
+    if claim.direction == "within":
+        worst = float(x[np.argmax(np.abs(x))])
+        verdict = HOLDS if np.all(np.abs(x) < claim.margin) else FAILS
+    elif claim.direction == "above":
+        worst = float(x.min())
+        verdict = HOLDS if worst > claim.margin else FAILS
+    else:
+        worst = float(x.max())
+        verdict = HOLDS if worst < claim.margin else FAILS
+    return worst, float(x.min()), float(x.max()), verdict
+
+
 def judge(claim, samples, evidence="", *, test=True, paper=""):
     """One verdict row of ``claim`` from its effect samples (paired differences or values).
+
+    ``claim.rule == "every"`` (theory checks over cells): the effect is the worst cell, the
+    interval the range of the cells, and the claim holds only if every cell does.
 
     Args:
         claim: a :class:`Claim`.
@@ -142,25 +375,84 @@ def judge(claim, samples, evidence="", *, test=True, paper=""):
         paper: for a claim that does not hold, whether the paper's own numbers would pass.
 
     Returns:
-        ``{claim, verdict, effect, ci_low, ci_high, margin, unit, n, evidence, direction}``.
+        ``{claim, id, family, source, verdict, effect, ci_low, ci_high, margin, unit, n, agree,
+        p_holds, p_fails, evidence, direction, effect_is}``; ``verdict`` is the claim's own
+        (unadjusted) verdict, which :func:`apply_holm` replaces for the empirical claims.
     """
-    effect, low, high, n = t_interval(samples)
-    verdict = decide(claim.direction, claim.margin, low, high) if test else UNTESTED
+    x = _finite(samples, "judge")
+    if claim.rule == "every":
+        effect, low, high, verdict = _every(claim, x)
+        n, p_hold, p_fail = x.size, math.nan, math.nan
+        evidence = f"{evidence}; every cell must hold: effect = the worst cell, interval = the " \
+                   "range of the cells".lstrip("; ")
+    else:
+        effect, low, high, n = t_interval(x)
+        verdict = decide(claim.direction, claim.margin, low, high)
+        p_hold, p_fail = p_values(claim.direction, claim.margin, x)
+    if not test:
+        verdict = UNTESTED
     if n < 2 and test:
         evidence = f"{evidence}; one sample: no interval".lstrip("; ")
     if verdict == FAILS and paper:
         evidence = f"{evidence}; {paper}"
-    return {"claim": claim.text, "verdict": verdict, "effect": effect, "ci_low": low,
-            "ci_high": high, "margin": float(claim.margin), "unit": claim.unit, "n": n,
-            "evidence": evidence, "direction": claim.direction, "effect_is": claim.effect}
+    return {"claim": claim.text, "id": claim.id, "family": claim.family, "source": claim.source,
+            "verdict": verdict, "effect": effect, "ci_low": low, "ci_high": high,
+            "margin": float(claim.margin), "unit": claim.unit, "n": n,
+            "agree": agree(claim.direction, claim.margin, x), "p_holds": p_hold,
+            "p_fails": p_fail, "evidence": evidence, "direction": claim.direction,
+            "effect_is": claim.effect}
 
 
 def untested(claim, reason):
     """A ``not tested`` row of ``claim`` with no numbers (missing runs, missing settings)."""
     nan = float("nan")
-    return {"claim": claim.text, "verdict": UNTESTED, "effect": nan, "ci_low": nan,
-            "ci_high": nan, "margin": float(claim.margin), "unit": claim.unit, "n": 0,
-            "evidence": reason, "direction": claim.direction, "effect_is": claim.effect}
+    return {"claim": claim.text, "id": claim.id, "family": claim.family, "source": claim.source,
+            "verdict": UNTESTED, "effect": nan, "ci_low": nan, "ci_high": nan,
+            "margin": float(claim.margin), "unit": claim.unit, "n": 0, "agree": "",
+            "p_holds": nan, "p_fails": nan, "evidence": reason, "direction": claim.direction,
+            "effect_is": claim.effect}
+
+
+def holm(p):
+    """Holm's step-down adjusted p-values of ``p`` (NaNs stay NaN and do not count)."""
+    p = np.asarray(p, dtype="float64")
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = idx.size
+    order = idx[np.argsort(p[idx], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def apply_holm(rows, alpha=ALPHA):
+    """Holm-adjust the empirical claims of ``rows`` (paper and our claims with p-values) and
+    decide each at the adjusted level; return new rows with ``p_holm`` (of "holds"),
+    ``p_holm_fails`` and ``verdict_unadjusted``. Theory checks and untested rows keep their
+    verdict (``p_holm`` empty)."""
+    rows = [dict(r) for r in rows]
+    live = [i for i, r in enumerate(rows) if r.get("family") in EMPIRICAL
+            and r.get("verdict") != UNTESTED]
+    ph = holm([_nan(rows[i].get("p_holds")) for i in live])
+    pf = holm([_nan(rows[i].get("p_fails")) for i in live])
+    for r in rows:
+        r.setdefault("p_holm", math.nan)
+        r.setdefault("p_holm_fails", math.nan)
+        r["verdict_unadjusted"] = r.get("verdict")
+    for i, a, b in zip(live, ph, pf, strict=True):
+        r = rows[i]
+        r["p_holm"], r["p_holm_fails"] = float(a), float(b)
+        if math.isnan(a):
+            r["verdict"] = INCONCLUSIVE
+        else:
+            r["verdict"] = HOLDS if a < alpha else FAILS if b < alpha else INCONCLUSIVE
+    return rows
+
+
+def _nan(x):
+    return math.nan if x is None else float(x)
 
 
 def paper_passes(claim, paper_effect, source):
@@ -171,3 +463,8 @@ def paper_passes(claim, paper_effect, source):
     return (f"the paper's own numbers give {paper_effect:+.3g} {claim.unit}, which "
             f"{'would pass' if ok else 'would not pass'} the same margin on its point estimate "
             f"(the paper publishes no interval; {source})")
+
+
+def with_margin(claim, margin):
+    """A copy of ``claim`` with another margin (the paper test judges at ``paper``'s)."""
+    return replace(claim, margin=float(margin))

@@ -5,20 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 from reproduce import plotting
 from reproduce._io import atomic_write_text, read_json
-from reproduce.claims import VERDICTS, Claim, untested
+from reproduce.claims import ALPHA, CHECK, EMPIRICAL, FAMILIES, VERDICTS, Claim, apply_holm, untested
 from reproduce.registry import TARGETS, load_result
 
 __all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
-           "VERDICT_COLUMNS"]
+           "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines"]
 
 THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
-VERDICT_COLUMNS = ("target", "claim", "verdict", "effect", "ci_low", "ci_high", "margin", "unit",
-                   "n", "evidence")
+#: columns of ``verdicts.csv`` (the empirical claims, Holm-adjusted)
+VERDICT_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
+                   "ci_high", "margin", "unit", "n", "agree", "p_holm", "p_holm_fails", "evidence")
+#: columns of ``checks.csv`` (the theory checks: they guard the code, they are not findings)
+CHECK_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
+                 "ci_high", "margin", "unit", "n", "evidence")
+CONVERGED_REFERENCE = Path(__file__).resolve().parent / "data" / "converged_reference.csv"
 
 
 def _verdict_rows(out_dir, targets):
@@ -26,13 +32,15 @@ def _verdict_rows(out_dir, targets):
     for name in targets:
         res = load_result(out_dir, name)
         results[name] = res
+        family = CHECK if name in THEORY_TARGETS else ""
         if res is None:
-            rows.append({"target": name, **untested(Claim("(target not built)", "above", 0.0, ""),
+            rows.append({"target": name, **untested(Claim("(target not built)", "above", 0.0, "",
+                                                          family=family),
                                                     f"run `python -m reproduce run {name}`")})
             continue
         for v in res.get("verdicts", []):
-            rows.append(_numbers({"target": name, **v}))
-    return rows, results
+            rows.append(_numbers({"target": name, **v, "family": v.get("family") or family}))
+    return apply_holm(rows), results
 
 
 def _numbers(row):
@@ -40,26 +48,58 @@ def _numbers(row):
     one-sample interval is (-inf, inf), anything else missing is NaN."""
     wide = int(row.get("n") or 0) == 1
     for key, fill in (("effect", math.nan), ("ci_low", -math.inf if wide else math.nan),
-                      ("ci_high", math.inf if wide else math.nan), ("margin", math.nan)):
+                      ("ci_high", math.inf if wide else math.nan), ("margin", math.nan),
+                      ("p_holds", math.nan), ("p_fails", math.nan)):
         row[key] = fill if row.get(key) is None else float(row[key])
     return row
 
 
-def _num(x, digits=3):
+def _num(x, digits=3, margin=None):
+    """A number rounded to what it means: to a tenth of the claim's margin where there is one
+    (never ``-7.5e-05`` or ``-0.000``), else to ``digits`` significant digits; NaN is empty."""
     x = float(x)
-    return "" if math.isnan(x) else ("inf" if x == math.inf else "-inf" if x == -math.inf
-                                     else f"{x:.{digits}g}")
+    if math.isnan(x):
+        return ""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if margin is not None and math.isfinite(float(margin)) and float(margin) != 0.0:
+        decimals = max(0, 1 - math.floor(math.log10(abs(float(margin)))))
+        text = f"{x:.{decimals}f}"
+        return text[1:] if re.fullmatch(r"-0\.?0*", text) else text
+    return f"{x:.{digits}g}"
 
 
-def _claim_table(rows):
-    """The Markdown table of claims: verdict, effect [95% interval] vs margin, link to section."""
-    lines = ["| target | claim | verdict | effect [95% CI] | margin | n |", "|---|---|---|---|---|---|"]
+def _interval(r):
+    """``effect [low, high]``, or ``not measured`` for a row without numbers."""
+    if math.isnan(float(r["effect"])):
+        return "not measured"
+    m = r.get("margin")
+    return (f"{_num(r['effect'], margin=m)} [{_num(r['ci_low'], margin=m)}, "
+            f"{_num(r['ci_high'], margin=m)}]")
+
+
+def _p(x):
+    x = float(x) if x is not None else math.nan
+    return "" if math.isnan(x) else ("< 0.0001" if x < 1e-4 else f"{x:.4f}")
+
+
+def _claim_table(rows, checks=False):
+    """The Markdown table of claims: verdict, effect [95% interval] vs margin, k of n, p_holm."""
+    head = "| target | claim | verdict | effect [95% CI] | margin | n |"
+    if not checks:
+        head = "| target | claim | family | verdict | effect [95% CI] | margin | k of n | p_holm |"
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         side = {"above": ">", "below": "<", "within": "+-"}.get(r.get("direction"), "")
         text = r["claim"].replace("|", "\\|")
-        lines.append(f"| [{r['target']}](#{r['target']}) | {text} | **{r['verdict']}** | "
-                     f"{_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | "
-                     f"{side} {_num(r['margin'])} {r['unit']} | {r['n']} |")
+        margin = f"{side} {_num(r['margin'])} {r['unit']}"
+        if checks:
+            lines.append(f"| [{r['target']}](#{r['target']}) | {text} | **{r['verdict']}** | "
+                         f"{_interval(r)} | {margin} | {r['n']} |")
+        else:
+            lines.append(f"| [{r['target']}](#{r['target']}) | {text} | {r.get('family', '')} | "
+                         f"**{r['verdict']}** | {_interval(r)} | {margin} | "
+                         f"{r.get('agree', '')} | {_p(r.get('p_holm'))} |")
     return lines
 
 
@@ -67,6 +107,24 @@ def summary_lines(rows):
     """Counts per verdict, in :data:`reproduce.claims.VERDICTS` order."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def family_lines(rows):
+    """Counts per verdict within each family: ``paper claim: 10 holds, ...``."""
+    out = []
+    for fam in FAMILIES:
+        sub = [r for r in rows if r.get("family") == fam]
+        if sub:
+            out.append(f"{fam}: {len(sub)} ({summary_lines(sub)})")
+    other = [r for r in rows if r.get("family") not in FAMILIES]
+    if other:
+        out.append(f"targets not built: {len(other)}")
+    return "; ".join(out)
+
+
+def _split(rows):
+    checks = [r for r in rows if r.get("family") == CHECK]
+    return [r for r in rows if r.get("family") != CHECK], checks
 
 
 def setup_differences(profile):
@@ -93,50 +151,116 @@ def setup_differences(profile):
             "error levels.")
 
 
+HOLM_NOTE = (
+    "Each claim is decided from an effect (one sample per seed; a claim about \"the networks\" "
+    "averages the per-network effect over the networks of each seed, so n is the number of seeds), "
+    "its 95% t-interval and a margin fixed in advance in `reproduce/claims.toml`. The interval rule "
+    "is a pair of one-sided t-tests at {alpha:g} each; over the {m} empirical claims of this run "
+    "(paper claims and our claims) both are Holm-adjusted and every verdict is decided at the "
+    "adjusted level: `holds` needs p_holm < {alpha:g}, `does not hold` the Holm-adjusted reverse "
+    "p-value (`p_holm_fails` in `verdicts.csv`) < {alpha:g}, so the chance of any wrong verdict "
+    "is at most {fw:g} whatever the "
+    "dependence between claims. A claim whose interval clears its margin but whose p_holm does not "
+    "stays inconclusive. `k of n`: the seeds whose own effect lies on the claimed side of the "
+    "margin (a split such as 3 of 5 shows a bimodal outcome the mean hides). The theory checks "
+    "(formulas against simulation, identities) guard the code and are listed apart "
+    "(`checks.csv`); they are not findings and not adjusted; a check \"for every cell\" is "
+    "judged on its worst cell.")
+
+
+def _forest_rows(rows):
+    """Rows with a claim label that fits the forest plot (cut at a word, the network kept)."""
+    out = []
+    for r in rows:
+        text = r["claim"]
+        m = re.search(r"\s\(([^()]*)\)$", text)
+        tail = f" ({m.group(1)})" if m else ""
+        body = text[: m.start()] if m else text
+        room = 70 - len(tail)
+        if len(body) > room:
+            body = body[: room - 3].rsplit(" ", 1)[0] + "..."
+        out.append({**r, "claim": body + tail})
+    return out
+
+
+def _write_csv(path, rows, columns):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k))
+                         for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
 def write_report(out_dir, profile, targets=TARGETS):
-    """Write ``report.md``, ``verdicts.csv`` and ``forest.png``/``.svg`` in ``out_dir``; return
-    the verdict rows."""
+    """Write ``report.md``, ``verdicts.csv`` (empirical claims), ``checks.csv`` (theory checks)
+    and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then checks)."""
     out_dir = Path(out_dir)
     rows, results = _verdict_rows(out_dir, targets)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=VERDICT_COLUMNS, lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out_dir / "verdicts.csv", buf.getvalue())
-    plotting.forest(rows, out_dir, profile.name, list(profile.data))
-
+    claims, checks = _split(rows)
+    _write_csv(out_dir / "verdicts.csv", claims, VERDICT_COLUMNS)
+    _write_csv(out_dir / "checks.csv", checks, CHECK_COLUMNS)
+    plotting.forest(_forest_rows(claims), out_dir, profile.name, list(profile.data))
+    m = sum(r.get("family") in EMPIRICAL and r["verdict_unadjusted"] != "not tested"
+            for r in claims)
     lines = [f"# Reproduction report: profile `{profile.name}`", "",
              f"{profile.description}.", "", "## Summary", "",
-             f"{len(rows)} claims: {summary_lines(rows)}. Each claim is decided from an effect, its "
-             "95% interval over seeds and a stated margin (see *How verdicts are decided* in the "
-             "reproduction docs); the forest plot shows every effect in units of its margin.", "",
+             f"{len(claims)} claims: {summary_lines(claims)} ({family_lines(claims)}); and "
+             f"{len(checks)} theory checks: {summary_lines(checks)}.", "",
+             HOLM_NOTE.format(alpha=ALPHA, m=m, fw=2 * ALPHA), "",
+             "The forest plot shows every claim's effect in units of its margin.", "",
              "![forest plot of the claims](forest.png)", ""]
     lines += _manifest_lines(out_dir)
     lines += ["", f"Budget: {profile.budget_note}", "",
               "## Setup differences from the paper", "", setup_differences(profile), "",
+              *regime_lines(out_dir, profile),
               "Table 5 (ImageNet, ResNet-200 / ResNeXt-101 / SENet with one dropout 0.2 after all "
               "BN) is out of reach on one machine and is not reproduced; its numbers are kept in "
               "`reproduce/data/paper_results.csv` for reference.", "",
-              "## Verdicts", "", *_claim_table(rows), "",
-              "Evidence of each claim: in its target's section below and in `verdicts.csv`.", ""]
+              "## Verdicts", "", *_claim_table(claims), "",
+              "Evidence of each claim: in its target's section below and in `verdicts.csv`.", "",
+              "## Theory checks", "",
+              "Formula against Monte Carlo and against what Keras stores; identities. They guard "
+              "the code and are not counted as findings.", "", *_claim_table(checks, checks=True), ""]
+    by_target = {}
+    for r in rows:
+        by_target.setdefault(r["target"], []).append(r)
     for name in targets:
-        lines += _target_section(out_dir, profile, name, results[name])
+        lines += _target_section(out_dir, profile, name, results[name], by_target.get(name, []))
     atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
-    return rows
+    return claims + checks
+
+
+def _trained_commit(out_dir, manifest):
+    """The commit the runs were trained at: the published records' provenance, else the
+    manifest of the invocation that trained them (not a later ``--cached-only`` rebuild)."""
+    prov = out_dir / "provenance.json"
+    if prov.is_file():
+        p = read_json(prov)
+        return p.get("commit") or "unknown", bool(p.get("dirty")), "the published records' provenance"
+    git = manifest.get("git") or {}
+    if "--cached-only" in str(manifest.get("command", "")):
+        return "not recorded", False, "a rebuild from cached runs"
+    return git.get("commit", "unknown"), bool(git.get("dirty")), "this run"
+
+
+def _public_command(command):
+    """The command without machine paths (``--out``/``--data-dir`` values)."""
+    return re.sub(r"\s--(out|data-dir|dest)(=|\s+)\S+", "", str(command)).strip()
 
 
 def _manifest_lines(out_dir):
     if not (out_dir / "manifest.json").is_file():
         return []
     manifest = read_json(out_dir / "manifest.json")
-    git = manifest.get("git") or {}
+    commit, dirty, where = _trained_commit(out_dir, manifest)
     data = ", ".join(f"{d.get('name')} ({d.get('source', 'source not recorded')})"
                      for d in manifest.get("data", []))
     return [
-        f"- command: `{manifest.get('command', '')}`",
-        f"- git commit: `{git.get('commit', 'unknown')}`"
-        + (" (uncommitted changes)" if git.get("dirty") else ""),
+        f"- command: `{_public_command(manifest.get('command', ''))}`",
+        f"- runs trained at commit: `{commit}`" + (" (uncommitted changes)" if dirty else "")
+        + f" ({where})",
         f"- data: {data}",
         f"- seeds: {manifest.get('seeds')}; training runs: {len(manifest.get('runs', {}))}; "
         f"sum of run times: {manifest.get('total_run_time_s', 0) / 60:.1f} min; "
@@ -145,41 +269,103 @@ def _manifest_lines(out_dir):
     ]
 
 
-def _target_section(out_dir, profile, name, res):
+def _reference(path=None):
+    """``{(net, data): (epochs, test_error)}`` of the converged reference, or ``{}``."""
+    path = Path(path or CONVERGED_REFERENCE)
+    if not path.is_file():
+        return {}
+    import pandas as pd
+
+    ref = pd.read_csv(path, comment="#")
+    return {(r.net, r.data): (int(r.epochs), float(r.test_error)) for r in ref.itertuples()}
+
+
+def regime_lines(out_dir, profile, reference=None):
+    """Per network: the profile's no-dropout test error beside the converged reference of the
+    same network on the same images (``reproduce/data/converged_reference.csv``), and what the
+    regime means for comparing magnitudes with the paper."""
+    if profile.name == "smoke":
+        return []
+    import pandas as pd
+
+    from reproduce.profiles import PAPER_NAMES
+
+    table = Path(out_dir) / "fig4" / "table.csv"
+    if not table.is_file():
+        return []
+    t = pd.read_csv(table)
+    base = t[t.rate == 0.0].drop_duplicates(["net", "data"])  # the shared no-dropout runs
+    ref = _reference(reference)
+    epochs = (getattr(profile, "recipe", None) or {}).get("epochs", "?")
+    lines = ["## Regime: how far the networks are from convergence", "",
+             f"| network | data | {profile.name}: no-dropout test error (%), {epochs} epochs | "
+             "converged reference (%) | reference epochs |", "|---|---|---|---|---|"]
+    gaps = []
+    for r in base.itertuples(index=False):
+        e, err = ref.get((r.net, r.data), (None, None))
+        std = "" if pd.isna(r.test_error_std) else f" +- {r.test_error_std:.1f}"
+        lines.append(f"| {PAPER_NAMES.get(r.net, r.net)} | {r.data} | {r.test_error_mean:.1f}"
+                     f"{std} ({int(r.n_seeds)} seeds) | "
+                     + (f"{err:.1f} | {e} |" if err is not None else "not measured | |"))
+        if err is not None:
+            gaps.append(r.test_error_mean - err)
+    gap = (f"{profile.name}'s baselines are {min(gaps):.1f}-{max(gaps):.1f} pp above the "
+           "converged reference" if gaps else
+           "the converged reference has not been measured (reproduce/data/converged_reference.csv)")
+    lines += ["", f"What this means: {gap}. The paper's networks are trained to convergence on "
+              "CIFAR; these small networks are trained for a budget of minutes, so their errors "
+              "are higher and dropout's harm and Adjust BN's gain are larger, in percentage "
+              "points, than the paper's. That is why every error claim is stated relative to "
+              "the same network's own no-dropout error, and why a verdict here says whether an "
+              "effect shows at this scale: it does not say how large the effect is at the "
+              "paper's scale, and a claim that cannot fail at this scale (a large harm) or can "
+              "hardly hold (no harm at all) is weaker evidence than the same verdict at "
+              "convergence.", ""]
+    return lines
+
+
+def _target_section(out_dir, profile, name, res, rows=()):
     # an explicit anchor: the claim table links to #<target>
     if res is None:
         return [f'<a id="{name}"></a>', "", f"## {name}", "", "Not built at this profile yet.", ""]
     lines = [f'<a id="{name}"></a>', "", f"## {name}: {res['title']}", ""]
-    files = ", ".join(f"[`{a}`]({name}/{a})" for a in res.get("artefacts", []))
-    if (out_dir / name / "paper_vs_ours.csv").is_file():
-        files += f", [`paper_vs_ours.csv`]({name}/paper_vs_ours.csv)"
-    lines += [f"Files: {files}", ""]
+    names = list(dict.fromkeys([*res.get("artefacts", []), "paper_vs_ours.csv"]))
+    files = ", ".join(f"[`{a}`]({name}/{a})" for a in names if (out_dir / name / a).is_file())
+    lines += [f"Files: {files or 'none written'}", ""]
     if (out_dir / name / "figure.png").is_file():
         lines += [f"![{name}]({name}/figure.png)", ""]
     lines += [res.get("markdown", "").rstrip(), ""]
     if name not in THEORY_TARGETS:
         lines += ["Setup: see *Setup differences from the paper* above "
                   f"(profile `{profile.name}`).", ""]
-    lines += ["Verdicts:", ""]
-    for v in map(_numbers, res.get("verdicts", [])):
-        lines.append(f"- {v['claim']}: **{v['verdict']}**, effect {_num(v['effect'])} "
-                     f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}] {v['unit']} "
-                     f"(margin {_num(v['margin'])}, n = {v['n']}; {v.get('effect_is', '')}). "
-                     f"{v['evidence']}")
+    lines += ["Theory checks:" if name in THEORY_TARGETS else "Verdicts:", ""]
+    for v in rows:
+        if math.isnan(float(v["effect"])):
+            lines.append(f"- {v['claim']}: **{v['verdict']}**. {v['evidence']}")
+            continue
+        p = "" if v.get("family") == CHECK else (
+            f", {v.get('agree', '')} seeds on the claimed side, p_holm {_p(v.get('p_holm')) or 'n/a'}")
+        lines.append(f"- {v['claim']}: **{v['verdict']}**, effect {_interval(v)} {v['unit']} "
+                     f"(margin {_num(v['margin'])}, n = {v['n']}{p}; {v.get('effect_is', '')}; "
+                     f"source: {v.get('source') or 'n/a'}). {v['evidence']}")
     lines.append("")
     return lines
 
 
 def closing_note(out_dir, rows):
-    """What ``report`` prints: wall time, counts per verdict, each claim with its interval."""
+    """What ``report`` prints: wall time, counts per family and verdict, each claim with its
+    effect, interval, k of n and p_holm."""
     path = Path(out_dir) / "manifest.json"
     wall = (read_json(path).get("wall_time_s") or 0.0) / 60.0 if path.is_file() else float("nan")
     width = max(len(r["target"]) for r in rows)
-    lines = [f"{'target':<{width}}  {'verdict':<13}  {'effect [95% CI]':<28}  margin  claim"]
+    lines = [f"{'target':<{width}}  {'family':<12}  {'verdict':<13}  {'effect [95% CI]':<30}  "
+             f"{'k of n':<7}  {'p_holm':<8}  claim"]
     for r in rows:
-        ci = f"{_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
-        lines.append(f"{r['target']:<{width}}  {r['verdict']:<13}  {ci:<28}  "
-                     f"{_num(r['margin']):>6}  {r['claim']} ({r['unit']})")
-    lines.append(f"wall time of the last run: {wall:.1f} min; {len(rows)} claims: "
-                 f"{summary_lines(rows)}")
+        k = "" if r.get("family") == CHECK else r.get("agree", "")
+        unit = f" ({r['unit']}, margin {_num(r['margin'])})" if r.get("unit") else ""
+        lines.append(f"{r['target']:<{width}}  {r.get('family', ''):<12}  {r['verdict']:<13}  "
+                     f"{_interval(r):<30}  {k:<7}  {_p(r.get('p_holm')):<8}  {r['claim']}{unit}")
+    claims, checks = _split(rows)
+    lines.append(f"wall time of the last run: {wall:.1f} min; {len(claims)} claims: "
+                 f"{family_lines(claims)}; {len(checks)} theory checks: {summary_lines(checks)}")
     return "\n".join(lines)

@@ -116,3 +116,193 @@ def test_paper_check_uses_the_same_rule():
     assert "no number" in paper_passes(RAISES, None, "Fig. 4")
     row = judge(RAISES, [-5.0, -4.0, -4.5], paper=paper_passes(RAISES, 3.5, "Fig. 4"))
     assert row["verdict"] == FAILS and "would pass" in row["evidence"]
+
+
+# ------------------------------------------------------------------ claims written once, in advance
+def test_every_claim_is_complete_and_used_by_a_target():
+    """claims.toml gives every claim its text, source, family, effect, direction, unit, a
+    margin for each profile and a rationale; every id is used by a target, and no target
+    asks for an id the file lacks."""
+    import re
+    from pathlib import Path
+
+    from reproduce.claims import FAMILIES, load_claims
+
+    specs = load_claims()
+    for cid, s in specs.items():
+        assert s.family in FAMILIES and s.source and s.text and s.effect and s.rationale, cid
+        assert set(s.margins) == {"smoke", "quick", "paper"}, cid
+        assert (s.source == "ours") == (s.family == "our claim") or s.family == "theory check"
+    targets = Path(__file__).resolve().parent.parent / "reproduce" / "targets"
+    code = "\n".join(p.read_text() for p in targets.glob("*.py"))
+    used = set(re.findall(r'(?:profile, |claim_id=)"((?:eq|fig|table)\d+_[a-z0-9_]+)"', code))
+    used |= {f"table3_noise_{p}" for p in "ab"}  # built as f"table3_noise_{p}"
+    assert set(specs) - used == set(), "claims no target judges"
+    assert used - set(specs) == set(), "targets ask for claims the file lacks"
+    assert not re.search(r"Claim\(\s*f?\"", code), "a target defines a claim in code"
+
+
+def test_paper_claims_hold_on_the_papers_own_numbers():
+    """Every paper-sourced claim, judged on the paper's point estimates (no interval: the point
+    against the margin) under the paper profile's margins, holds: a perfect reproduction
+    passes. A paper claim without numbers says why (a figure) instead."""
+    from reproduce.claims import load_claims
+    from reproduce.targets._common import paper_effects
+
+    judged = 0
+    for cid, spec in load_claims().items():
+        if spec.family != "paper claim":
+            continue
+        if not spec.paper:
+            assert "Fig." in spec.source and spec.no_numbers, cid
+            continue
+        effects = paper_effects(spec)
+        assert effects, cid
+        m = spec.margins["paper"]
+        for case, value in effects.items():
+            assert decide(spec.direction, m, value, value) == HOLDS, (cid, case, value, m)
+        judged += len(effects)
+    assert judged >= 100  # per network x data set (x drop ratio), CIFAR-10 and CIFAR-100
+
+
+def test_paper_fraction_of_the_harm_is_the_issue_s_number():
+    from reproduce.claims import load_claims
+    from reproduce.targets._common import paper_effects
+
+    fr = paper_effects(load_claims()["table3_recovers_a"])
+    assert fr["PreResNet, cifar10"] == pytest.approx((8.42 - 6.42) / (8.42 - 5.02))  # 59%
+
+
+def test_margins_come_from_the_file_per_profile():
+    from reproduce.claims import get_claim
+
+    quick, paper = get_claim("fig4_raises", "quick", network="WRN"), get_claim("fig4_raises", "paper")
+    assert quick.text.endswith("(WRN)") and quick.unit == "relative"
+    assert quick.margin == 0.05 and paper.margin == 0.05 and quick.family == "paper claim"
+    with pytest.raises(KeyError, match="unknown claim"):
+        get_claim("no_such_claim", "quick")
+
+
+# ------------------------------------------------------------------ p-values, Holm, k of n
+@pytest.mark.parametrize("direction, margin", [("above", 1.0), ("below", 1.0), ("within", 0.5)])
+def test_p_values_are_the_interval_rule(direction, margin):
+    """p_holds < 0.025 exactly when the 95% interval says holds, p_fails < 0.025 exactly when
+    it says does not hold: the Holm step adjusts the same tests the intervals make."""
+    from reproduce.claims import ALPHA, p_values
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(400):
+        x = rng.normal(rng.uniform(-3, 3), rng.uniform(0.05, 2.0), size=rng.integers(2, 8))
+        _, lo, hi, _ = t_interval(x)
+        verdict = decide(direction, margin, lo, hi)
+        ph, pf = p_values(direction, margin, x)
+        assert (ph < ALPHA) == (verdict == HOLDS), (x, lo, hi, ph)
+        assert (pf < ALPHA) == (verdict == FAILS), (x, lo, hi, pf)
+        seen.add(verdict)
+    assert seen == {HOLDS, FAILS, INCONCLUSIVE}
+
+
+def test_holm_matches_the_step_down_by_hand():
+    from reproduce.claims import holm
+
+    p = [0.01, 0.04, 0.03, 0.005, float("nan")]
+    # sorted 0.005, 0.01, 0.03, 0.04 with m = 4: 0.02, 0.03, 0.06, max(0.06, 0.04) = 0.06
+    assert holm(p)[:4].tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(holm(p)[4])
+
+
+def test_apply_holm_decides_at_the_adjusted_level_and_leaves_checks_alone():
+    from reproduce.claims import apply_holm
+
+    claim = Claim("x", "above", 0.0, "pp", family="paper claim")
+    check = Claim("identity", "within", 0.1, "relative", family="theory check")
+    weak = judge(claim, [1.0, 2.0, 1.5, 0.4, 1.1])  # holds alone (interval above 0)
+    strong = judge(claim, [5.0, 5.1, 4.9, 5.2, 5.0])
+    # ten such claims: Holm multiplies the smallest p by 10, and the step-down keeps it for all
+    rows = [dict(weak) for _ in range(10)] + [strong, judge(check, [0.0, 0.01, -0.01])]
+    out = apply_holm(rows)
+    assert weak["verdict"] == HOLDS and out[0]["verdict_unadjusted"] == HOLDS
+    assert weak["p_holds"] < 0.025 < 10 * weak["p_holds"]
+    assert all(r["verdict"] == INCONCLUSIVE and r["p_holm"] >= 0.025 for r in out[:10])
+    assert out[10]["verdict"] == HOLDS and out[10]["p_holm"] == pytest.approx(11 * strong["p_holds"])
+    assert out[-1]["verdict"] == HOLDS and math.isnan(out[-1]["p_holm"])  # checks: not adjusted
+
+
+def test_k_of_n_shows_a_split_the_mean_hides():
+    row = judge(RAISES, [30.0, 28.0, -1.0, 31.0, -2.0])
+    assert row["agree"] == "3 of 5"
+
+
+def test_for_every_cell_is_judged_on_the_worst_cell():
+    """+3% in one cell and -3% in another average to 0 but do not match within 1%."""
+    every = Claim("formula matches Monte Carlo in every cell", "within", 0.01, "relative",
+                  rule="every")
+    cells = [0.03, -0.03] + [0.0] * 18
+    assert judge(Claim("mean", "within", 0.01, "relative"), cells)["verdict"] == HOLDS  # the old rule
+    row = judge(every, cells)
+    assert row["verdict"] == FAILS and abs(row["effect"]) == pytest.approx(0.03)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(-0.03), pytest.approx(0.03))
+    assert judge(every, [0.005, -0.004, 0.0])["verdict"] == HOLDS
+
+
+# ------------------------------------------------------------------ the seed is the unit
+def test_over_networks_keeps_one_sample_per_seed():
+    from reproduce.claims import over_networks
+
+    per_seed = over_networks({"A": {0: 1.0, 1: 3.0}, "B": {0: 3.0, 1: 5.0}})
+    assert per_seed == {0: 2.0, 1: 4.0}
+    with pytest.raises(ValueError, match="share their seeds"):
+        over_networks({"A": {0: 1.0, 1: 3.0}, "B": {0: 3.0}})
+
+
+def _table3_frame(seeds=5, nets=("preresnet", "wrn", "densenet_bc")):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for net in nets:
+        for s in range(seeds):
+            base = 20.0 + rng.normal()
+            rows.append({"net": net, "data": "fashion_mnist", "placement": "none", "seed": s,
+                         "test_error": base, "stats_samples": np.nan,
+                         **{f"test_error_adjust_{m}": np.nan
+                            for m in ("sequential", "one_pass", "one_pass_noise")}})
+            for p, harm in (("a", 20.0), ("b", 6.0)):
+                err = base + harm + rng.normal()
+                adj = base + 0.3 * harm + rng.normal()
+                rows.append({"net": net, "data": "fashion_mnist", "placement": p, "seed": s,
+                             "test_error": err, "test_error_adjust_sequential": adj,
+                             "test_error_adjust_one_pass": adj + rng.normal(0, 0.2),
+                             "test_error_adjust_one_pass_noise": err + rng.normal(),
+                             "stats_samples": 2000})
+    return pd.DataFrame(rows)
+
+
+def test_table3_claims_have_one_sample_per_seed_and_no_duplicates():
+    """Table 3 no longer pools networks x seeds (n = 15): every claim's n is the number of
+    seeds, the baseline claim exists, and no two claims are the same test."""
+    from reproduce.profiles import get_profile
+    from reproduce.targets import table3
+
+    rows = table3._claims(get_profile("quick"), _table3_frame())
+    assert rows and all(r["n"] == 5 for r in rows), [(r["id"], r["n"]) for r in rows]
+    ids = [r["id"] for r in rows]
+    assert ids.count("table3_above_baseline") == 3 and ids.count("table3_one_pass") == 1
+    assert "Adjust BN (one_pass) lowers" not in " ".join(r["claim"] for r in rows)
+    keys = [(round(r["effect"], 12), round(r["ci_low"], 12), round(r["ci_high"], 12)) for r in rows]
+    assert len(set(keys)) == len(keys)
+    lowers = next(r for r in rows if r["id"] == "table3_lowers_a")
+    assert lowers["verdict"] == HOLDS and lowers["family"] == "paper claim"
+    assert lowers["effect"] == pytest.approx(0.7 * 20.0 / 20.0, abs=0.1)  # 70% of 20 over 20
+
+
+def test_evaluate_is_arithmetic_only():
+    from reproduce.claims import evaluate
+
+    assert evaluate("(a - none) / none", {"a": 30.0, "none": 20.0}) == pytest.approx(0.5)
+    assert evaluate("a - b", {"a": np.array([1.0, 2.0]), "b": 1.0}).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="names, numbers"):
+        evaluate("__import__('os')", {})
+    with pytest.raises(KeyError, match="needs 'b'"):
+        evaluate("a - b", {"a": 1.0})

@@ -229,11 +229,16 @@ def test_theory_target_end_to_end(tmp_path, capsys):
     assert manifest["profile"] == "smoke" and "numpy" in manifest["versions"]
     assert manifest["targets"] == ["eq8"]
     assert main(["report", "eq8", "--profile", "smoke", "--out", str(out)]) == 0
-    verdicts = pd.read_csv(out / "verdicts.csv")
-    assert list(verdicts.columns) == ["target", "claim", "verdict", "effect", "ci_low", "ci_high",
-                                      "margin", "unit", "n", "evidence"]
-    assert (verdicts.verdict == "not tested").all(), verdicts  # smoke decides nothing
-    assert (verdicts.n > 1).all() and (verdicts.ci_low <= verdicts.ci_high).all()
+    from reproduce.report import CHECK_COLUMNS, VERDICT_COLUMNS
+
+    verdicts = pd.read_csv(out / "verdicts.csv")  # the findings: none from a theory target
+    assert tuple(verdicts.columns) == VERDICT_COLUMNS and len(verdicts) == 0
+    assert {"family", "source", "p_holm", "agree"} <= set(VERDICT_COLUMNS)
+    checks = pd.read_csv(out / "checks.csv")  # the theory checks, apart
+    assert tuple(checks.columns) == CHECK_COLUMNS and len(checks) == 5
+    assert (checks.family == "theory check").all() and checks.id.str.startswith("eq8_").all()
+    assert (checks.verdict == "not tested").all(), checks  # smoke decides nothing
+    assert (checks.n > 1).all() and (checks.ci_low <= checks.ci_high).all()
     report = (out / "report.md").read_text()
     assert "## eq8" in report and "figure.png" in report and "forest.png" in report
     assert '<a id="eq8"></a>' in report and "](#eq8)" in report  # rows link to the section

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from reproduce._io import atomic_path
-from reproduce.claims import judge, paired
+from reproduce.claims import evaluate, get_claim, judge, load_claims, over_networks, paper_passes
 from reproduce.profiles import PAPER_NAMES
 from reproduce.runs import noise_value, run_spec
 
 __all__ = ["fig4_specs", "baseline_specs", "grid_specs", "collect", "summarise", "test_error",
            "shift_table", "write_csv", "paper_table", "mean_std", "seed_std", "paper_data_for",
-           "by_seed", "decide", "compare", "SMOKE_NOTE"]
+           "by_seed", "decide", "check", "network_claim", "networks_claim", "seed_effect",
+           "paper_effects", "SMOKE_NOTE"]
 
 SMOKE_NOTE = ("smoke profile: tiny samples, tiny networks, 1 epoch; it tests the plumbing only, "
               "values shown are not evidence")
@@ -100,6 +101,7 @@ def collect(ctx, specs):
                for m in ADJUST_MODES},
             "mean_statistic": float(shift["statistic"].mean()) if len(shift) else np.nan,
             "max_statistic": float(shift["statistic"].max()) if len(shift) else np.nan,
+            "stats_samples": final.get("stats_samples"),
             "key": spec.key,
         })
     return pd.DataFrame(rows).drop_duplicates("key")
@@ -157,12 +159,113 @@ def decide(profile, claim, samples, evidence, paper=""):
                  paper=paper or NO_PAPER_NUMBER)
 
 
-def compare(profile, claim, treated, control, evidence="", paper=""):
-    """A claim on paired differences ``treated - control`` (``{seed: value}`` each)."""
-    diffs = paired(treated, control)
-    ev = (f"{np.mean(list(treated.values())):.3g} vs {np.mean(list(control.values())):.3g} "
-          f"(mean of {len(diffs)} seeds)")
-    return decide(profile, claim, diffs, f"{ev}; {evidence}".rstrip("; "), paper)
+def check(profile, claim_id, samples, evidence, **fill):
+    """A claim of ``claims.toml`` judged on ``samples`` (theory checks: cells or chunks)."""
+    return decide(profile, get_claim(claim_id, profile, **fill), samples, evidence)
+
+
+def seed_effect(formula, values):
+    """``{seed: formula(values at seed)}`` of ``values = {name: {seed: value}}``; every name
+    must have the same seeds (the paired design)."""
+    values = {k: dict(v) for k, v in values.items()}
+    seeds = [set(v) for v in values.values()]
+    if not seeds or any(s != seeds[0] for s in seeds):
+        raise ValueError("settings compared by one claim must share their seeds; received "
+                         + ", ".join(f"{k}: {sorted(v)}" for k, v in values.items()))
+    order = sorted(seeds[0])
+    arrays = {k: np.array([v[s] for s in order], dtype="float64") for k, v in values.items()}
+    return dict(zip(order, np.atleast_1d(evaluate(formula, arrays)).tolist(), strict=True))
+
+
+def _evidence(values):
+    """``name mean`` of each quantity, then the number of seeds."""
+    means = ", ".join(f"{k} {np.mean(list(v.values())):.3g}" for k, v in values.items())
+    n = len(next(iter(values.values()))) if values else 0
+    return f"{means} (means over {n} seeds)"
+
+
+def network_claim(profile, claim_id, values, evidence="", **fill):
+    """A per-network claim: its effect formula per seed of ``values = {name: {seed: value}}``."""
+    claim = get_claim(claim_id, profile, **fill)
+    effect = seed_effect(claim.formula, values)
+    return decide(profile, claim, list(effect.values()),
+                  f"{_evidence(values)}; {evidence}".rstrip("; "), _paper_note(claim))
+
+
+def networks_claim(profile, claim_id, per_network, evidence="", **fill):
+    """A claim about the networks: per seed, the mean over networks of the per-network effect
+    (``per_network = {network: {name: {seed: value}}}``); n is the number of seeds."""
+    claim = get_claim(claim_id, profile, **fill)
+    effects = {net: seed_effect(claim.formula, v) for net, v in per_network.items()}
+    per_seed = over_networks(effects)
+    each = ", ".join(f"{net} {np.mean(list(e.values())):.3g}" for net, e in effects.items())
+    ev = (f"mean over {len(effects)} networks per seed, {len(per_seed)} seeds; per network "
+          f"(mean over seeds): {each}; {evidence}").rstrip("; ")
+    return decide(profile, claim, list(per_seed.values()), ev, _paper_note(claim))
+
+
+def _paper_note(claim):
+    spec = load_claims()[claim.id]
+    if not spec.paper:
+        return NO_PAPER_NUMBER
+    effects = paper_effects(spec)
+    if not effects:
+        return NO_PAPER_NUMBER
+    low = min(effects, key=lambda k: effects[k] if claim.direction != "below" else -effects[k])
+    return paper_passes(claim, effects[low], f"the paper's least favourable case, {low}; "
+                        f"{spec.source}")
+
+
+def _names(formula):
+    import ast
+
+    return sorted({n.id for n in ast.walk(ast.parse(formula, mode="eval"))
+                   if isinstance(n, ast.Name)})
+
+
+def paper_effects(spec):
+    """``{case: effect}`` of a paper claim on the paper's own point estimates (the numbers its
+    ``paper`` entry names), per network and data set, or per data set for a claim about the
+    networks (mean over the paper's networks)."""
+    tables = list(spec.paper.get("tables", []))
+    if not tables:
+        return {}
+    out = {}
+    if tables == [1]:
+        t = paper_table("paper_table1_cos.csv")
+        for data, g in t.groupby("dataset", sort=False):
+            d = dict(zip(g.network, g.mean_d_cos2.astype(float), strict=True))
+            if spec.scope == "network":
+                for net, v in d.items():  # random init has E[d cos^2] = 1
+                    out[f"{net}, {data}"] = float(evaluate(spec.effect, {"trained": v, "init": 1.0}))
+            else:
+                rival = max(v for k, v in d.items() if k != "WRN")
+                out[data] = float(evaluate(spec.effect, {"wrn": d["WRN"], "rival": rival}))
+        return out
+    paper = paper_table()
+    paper = paper[paper.table.isin(tables)]
+    names = _names(spec.effect)
+    xs = ([float(spec.paper["x"])] if "x" in spec.paper else
+          sorted(set(paper[paper.setting.isin([n for n in names if n != "none"])].x.astype(float))))
+    for data, g in paper.groupby("dataset", sort=False):
+        per_net = {}
+        for net, h in g.groupby("network", sort=False):
+            for x in xs:
+                vals = {}
+                for name in names:
+                    sel = h[(h.setting == name) & np.isclose(h.x, 0.0 if name == "none" else x)]
+                    if len(sel):
+                        vals[name] = float(sel.error_pct.iloc[0])
+                if len(vals) == len(names):
+                    per_net[(net, x)] = float(evaluate(spec.effect, vals))
+        if spec.scope == "network":
+            out.update({f"{net}, {data}" + (f", x {x:g}" if len(xs) > 1 else ""): v
+                        for (net, x), v in per_net.items()})
+        elif per_net:
+            for x in xs:
+                vs = [v for (_, xx), v in per_net.items() if xx == x]
+                out[data + (f", x {x:g}" if len(xs) > 1 else "")] = float(np.mean(vs))
+    return out
 
 
 def write_csv(df, path):

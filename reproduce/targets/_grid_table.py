@@ -6,26 +6,21 @@ import numpy as np
 import pandas as pd
 
 from reproduce._io import md_table
-from reproduce.claims import Claim, paper_passes
 from reproduce.targets._common import (
     by_seed,
     collect,
-    compare,
     grid_specs,
+    network_claim,
     paper_data_for,
     paper_table,
     seed_std,
     write_csv,
 )
 
-#: non-inferiority margin of "does not hurt": the largest harm (pp of test error) that does not
-#: matter at this scale
-NON_INFERIORITY_PP = 1.0
-
 __all__ = ["build_grid_table"]
 
 
-def build_grid_table(ctx, *, table, placement, noise, values, setting, value_name, claim_text):
+def build_grid_table(ctx, *, table, placement, noise, values, setting, value_name, claim_id):
     """Write table.csv / paper_vs_ours.csv and judge "does not hurt" (non-inferiority) per
     network and strength, paired by seed with the no-dropout baseline."""
     profile = ctx.profile
@@ -59,17 +54,11 @@ def build_grid_table(ctx, *, table, placement, noise, values, setting, value_nam
     verdicts = []
     for (network, data), g in df.groupby(["network", "data"], sort=False):
         base = by_seed(g, "test_error", value=0.0)
-        p_base = paper[(paper.network == network) & (paper.setting == "none")
-                       & (paper.dataset == paper_data_for(data))].error_pct
+        tag = network + ("" if len(profile.data) == 1 else f", {data}")
         for v in values:
-            c = Claim(f"{claim_text} ({network}, {value_name} {v:g})", "below",
-                      NON_INFERIORITY_PP, "pp", "error(setting) - error(no dropout), "
-                      "non-inferiority")
-            p_v = paper[(paper.network == network) & (paper.setting == setting)
-                        & (paper.dataset == paper_data_for(data)) & np.isclose(paper.x, v)].error_pct
-            p_eff = float(p_v.iloc[0] - p_base.iloc[0]) if len(p_v) and len(p_base) else None
-            verdicts.append(compare(profile, c, by_seed(g, "test_error", value=float(v)), base,
-                                    paper=paper_passes(c, p_eff, f"Table {table}, CIFAR-10")))
+            verdicts.append(network_claim(profile, claim_id,
+                                          {setting: by_seed(g, "test_error", value=float(v)),
+                                           "none": base}, network=tag, value=f"{v:g}"))
     md = (f"Test error (%), paper's CIFAR numbers beside ours ({', '.join(profile.data)}, "
           f"{profile.size} networks: {', '.join(profile.table_networks)}).\n\n"
           + md_table(pvo.drop(columns=["source", "paper_dataset"])))

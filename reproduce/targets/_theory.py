@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BATCH", "MC_MARGIN", "noise_mc", "keras_stored_variance", "chunk_variances", "fmt"]
+__all__ = ["BATCH", "noise_mc", "keras_stored_variance", "chunk_variances", "fmt"]
 
 #: the training batch size m of the Keras toy models (Keras' default)
 BATCH = 32
-#: margin of "formula matches Monte Carlo" claims: 1% relative (a third of the 1/m = 3.1% the
-#: (m-1)/m checks resolve)
-MC_MARGIN = 0.01
 
 
 def noise_mc(x, kind, param, rng):

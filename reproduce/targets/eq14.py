@@ -23,8 +23,7 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.claims import Claim
-from reproduce.targets._common import decide, write_csv
+from reproduce.targets._common import check, write_csv
 from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, noise_mc
 from varshift import theory
 
@@ -106,10 +105,6 @@ def compute(profile, seed=0):
     return pd.DataFrame(rows), n_mc, {"chunks": chunks, "init_d_cos2": init}
 
 
-#: margin of the case-(b) "matches" claims: 2% relative (fewer samples per cell than eq8)
-MARGIN = 0.02
-
-
 def claims(df, profile, n_mc, extra):
     left = df[df.panel == "d_cos2"]
     grow = [float(left[left.rho == r].sort_values("d_cos2").shift_mc.iloc[-1]
@@ -119,36 +114,22 @@ def claims(df, profile, n_mc, extra):
     wide = df[df.panel == wide_panel].sort_values("d").shift_mc.to_numpy()
     rand = df[df.panel == "width, random w"].sort_values("d").shift_mc.to_numpy()
     return [
-        decide(profile, Claim("Eq. 14 matches Monte Carlo of Dropout -> Dense -> BN with "
-                              "correlated inputs", "within", MARGIN, "relative",
-                              "shift_MC / Eq. 14 - 1"),
-               df.shift_mc / df.shift_formula - 1.0, f"{len(df)} cells, {n_mc} samples each"),
-        decide(profile, Claim("Keras BN stores the case-(b) training variance x (m-1)/m", "within",
-                              MARGIN, "relative", "corrected Keras shift / Eq. 14 - 1"),
-               df.shift_keras_corrected / df.shift_formula - 1.0,
-               f"{len(df)} cells, {profile.keras_samples} samples each"),
-        decide(profile, Claim(f"with rho > 0 the shift grows towards 1 as d cos^2 grows "
-                              f"({D_COS2[0]:g} -> {D_COS2[-1]:g})", "above", 0.05, "shift",
-                              "shift_MC(largest d cos^2) - shift_MC(smallest)"),
-               grow, "one sample per rho in " + ", ".join(f"{r:g}" for r in RHOS[1:])
-               + ": " + ", ".join(fmt(g, 3) for g in grow)),
-        decide(profile, Claim("caveat: with rho = 0 the shift is p whatever d cos^2", "within",
-                              MARGIN, "relative", "shift_MC / p - 1"),
-               zero.shift_mc / (1.0 - RATE) - 1.0, f"{len(zero)} d cos^2 values, p = {1 - RATE:g}"),
-        decide(profile, Claim(f"at Table 1's cos^2 ({COS2_WRN}) the widest layer (d = {WIDTHS[-1]}) "
-                              f"shifts less than the narrowest (d = {WIDTHS[0]})", "above", 0.05,
-                              "shift", "shift_MC(widest) - shift_MC(narrowest), 20 chunks"),
-               extra["chunks"][(wide_panel, WIDTHS[-1], RHO_WIDTH)]
-               - extra["chunks"][(wide_panel, WIDTHS[0], RHO_WIDTH)],
-               f"d = {', '.join(map(str, WIDTHS))}: " + ", ".join(fmt(w, 3) for w in wide)
-               + f" (rho {RHO_WIDTH} assumed)"),
-        decide(profile, Claim("... but random-init weights have E[d cos^2] = 1 at every width, so "
-                              "width alone does not help", "within", 0.1, "d cos^2",
-                              "mean d cos^2 of random Gaussian weights - 1"),
-               np.concatenate(list(extra["init_d_cos2"].values())) - 1.0,
-               "1,000 draws per width; means " + ", ".join(
-                   f"d {d}: {fmt(v.mean(), 3)}" for d, v in extra["init_d_cos2"].items())
-               + f"; one random w per width: shift_MC {', '.join(fmt(r, 3) for r in rand)}"),
+        check(profile, "eq14_mc", df.shift_mc / df.shift_formula - 1.0,
+              f"{len(df)} cells, {n_mc} samples each"),
+        check(profile, "eq14_keras", df.shift_keras_corrected / df.shift_formula - 1.0,
+              f"{len(df)} cells, {profile.keras_samples} samples each"),
+        check(profile, "eq14_grows", grow, "one sample per rho in "
+              + ", ".join(f"{r:g}" for r in RHOS[1:]) + ": " + ", ".join(fmt(g, 3) for g in grow)),
+        check(profile, "eq14_rho0", zero.shift_mc / (1.0 - RATE) - 1.0,
+              f"{len(zero)} d cos^2 values, p = {1 - RATE:g}"),
+        check(profile, "eq14_width", extra["chunks"][(wide_panel, WIDTHS[-1], RHO_WIDTH)]
+              - extra["chunks"][(wide_panel, WIDTHS[0], RHO_WIDTH)],
+              f"d = {', '.join(map(str, WIDTHS))}: " + ", ".join(fmt(w, 3) for w in wide)
+              + f" (rho {RHO_WIDTH} assumed)"),
+        check(profile, "eq14_init", np.concatenate(list(extra["init_d_cos2"].values())) - 1.0,
+              "1,000 draws per width; means " + ", ".join(
+                  f"d {d}: {fmt(v.mean(), 3)}" for d, v in extra["init_d_cos2"].items())
+              + f"; one random w per width: shift_MC {', '.join(fmt(r, 3) for r in rand)}"),
     ]
 
 

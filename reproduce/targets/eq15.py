@@ -18,9 +18,8 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.claims import Claim
-from reproduce.targets._common import decide, write_csv
-from reproduce.targets._theory import BATCH, MC_MARGIN, fmt, keras_stored_variance, noise_mc
+from reproduce.targets._common import check, write_csv
+from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, noise_mc
 from varshift import noise, theory
 
 TITLE = "Eq. 15: Uout vs Bernoulli vs Gaussian dropout, shift vs noise strength and variance"
@@ -94,25 +93,15 @@ def claims(df, profile):
             m = df[(df.group == f"matched to Uout {beta:g}") & (df.noise == kind)].shift_mc.iloc[0]
             diffs.append(float(m) / float(u.loc[beta]) - 1.0)
     return [
-        decide(profile, Claim("Eq. 15 (Uout 3/(3+beta^2)) and the dropout formulas match Monte "
-                              "Carlo", "within", MC_MARGIN, "relative", "shift_MC / formula - 1"),
-               df.shift_mc / df.shift_formula - 1.0,
-               f"{len(df)} cells, {profile.mc_samples} samples each; formula vs the paper's Uout "
-               f"values: max difference {err_paper:.1e}"),
-        decide(profile, Claim("Keras' Dropout, GaussianDropout and varshift.Uout before BN store "
-                              "the predicted training variance x (m-1)/m", "within", 0.5 / BATCH,
-                              "relative", "corrected Keras shift / formula - 1"),
-               df.shift_keras_corrected / df.shift_formula - 1.0,
-               f"{len(df)} cells, {profile.keras_samples} samples each; margin 1/(2m)"),
-        decide(profile, Claim("Uout shifts far less than dropout at the same parameter value "
-                              "(beta = rate)", "above", 0.05, "shift", "shift(Uout) - shift(dropout)"),
-               [float(u.loc[p] - d.loc[p]) for p in PARAMS],
-               "; ".join(f"{p:g}: Uout {fmt(u.loc[p], 3)} vs dropout {fmt(d.loc[p], 3)}"
-                         for p in PARAMS)),
-        decide(profile, Claim("at matched noise variance the three noises shift the variance "
-                              "equally", "within", MC_MARGIN, "relative",
-                              "shift(dropout or Gaussian) / shift(Uout) - 1"),
-               diffs, "so Uout's advantage is its weaker noise, not its shape"),
+        check(profile, "eq15_mc", df.shift_mc / df.shift_formula - 1.0,
+              f"{len(df)} cells, {profile.mc_samples} samples each; formula vs the paper's Uout "
+              f"values: max difference {err_paper:.1e}"),
+        check(profile, "eq15_keras", df.shift_keras_corrected / df.shift_formula - 1.0,
+              f"{len(df)} cells, {profile.keras_samples} samples each; margin 1/(2m)"),
+        check(profile, "eq15_uout_less", [float(u.loc[p] - d.loc[p]) for p in PARAMS],
+              "; ".join(f"{p:g}: Uout {fmt(u.loc[p], 3)} vs dropout {fmt(d.loc[p], 3)}"
+                        for p in PARAMS)),
+        check(profile, "eq15_matched", diffs, "so Uout's advantage is its weaker noise, not its shape"),
     ]
 
 

@@ -17,9 +17,8 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.claims import Claim
-from reproduce.targets._common import decide, write_csv
-from reproduce.targets._theory import BATCH, MC_MARGIN, chunk_variances, keras_stored_variance, noise_mc
+from reproduce.targets._common import check, write_csv
+from reproduce.targets._theory import BATCH, chunk_variances, keras_stored_variance, noise_mc
 from varshift import theory
 
 TITLE = "Eq. 7-8 (case a): variance shift of Dropout -> BN vs drop ratio"
@@ -77,25 +76,17 @@ def claims(df, profile, worked_chunks):
     centred = df[df["mean"] == 0.0]
     cells = f"{len(df)} (c, v, rate) cells"
     return [
-        decide(profile, Claim("Eq. 8 formula matches Monte Carlo for every (c, v, drop ratio)",
-                              "within", MC_MARGIN, "relative", "shift_MC / Eq. 8 - 1"),
-               df.shift_mc / df.shift_formula - 1.0,
-               f"{cells}, {profile.mc_samples} samples each"),
-        decide(profile, Claim(f"Keras BN stores less than Eq. 7's variance: 1 - stored/Eq. 7 is "
-                              f"told apart from 0 (margin 1/(2m), m = {m})", "above", 0.5 / m,
-                              "relative", "1 - stored / Eq. 7"),
-               raw, f"{cells}, {profile.keras_samples} samples, batch {m}; (m-1)/m predicts "
-               f"1/m = {1 / m:.4f}"),
-        decide(profile, Claim("... and what it stores is Eq. 7 x (m-1)/m (within 1/(2m))", "within",
-                              0.5 / m, "relative", "stored / (Eq. 7 (m-1)/m) - 1"),
-               df.keras_stored_var / df.keras_expected_stored_var - 1.0, cells),
-        decide(profile, Claim("with mean 0 the shift equals the retain probability p = 1 - rate",
-                              "within", MC_MARGIN, "relative", "shift_MC / p - 1"),
-               centred.shift_mc / (1.0 - centred.rate) - 1.0, f"{len(centred)} cells with c = 0"),
-        decide(profile, Claim("worked example (p, c, v) = (0.8, 5, 4): Var_train = 11.25",
-                              "within", MC_MARGIN, "relative", "Var_train(MC chunk) / 11.25 - 1"),
-               np.asarray(worked_chunks) / 11.25 - 1.0,
-               f"{len(worked_chunks)} Monte Carlo chunks; shift formula 0.3556"),
+        check(profile, "eq8_mc", df.shift_mc / df.shift_formula - 1.0,
+              f"{cells}, {profile.mc_samples} samples each"),
+        check(profile, "eq8_keras_biased", raw,
+              f"{cells}, {profile.keras_samples} samples, batch {m}; (m-1)/m predicts "
+              f"1/m = {1 / m:.4f}"),
+        check(profile, "eq8_keras_m1m", df.keras_stored_var / df.keras_expected_stored_var - 1.0,
+              cells),
+        check(profile, "eq8_c0", centred.shift_mc / (1.0 - centred.rate) - 1.0,
+              f"{len(centred)} cells with c = 0"),
+        check(profile, "eq8_worked", np.asarray(worked_chunks) / 11.25 - 1.0,
+              f"{len(worked_chunks)} Monte Carlo chunks; shift formula 0.3556"),
     ]
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from reproduce import plotting
-from reproduce.claims import Claim
 from reproduce.profiles import PAPER_NAMES
-from reproduce.targets._common import compare, write_csv
+from reproduce.targets._common import network_claim, write_csv
 from reproduce.targets.table1 import cos2_layers
 from reproduce.targets.table1 import runs as _table1_runs
 
@@ -23,10 +22,6 @@ ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
 
 def runs(profile):
     return _table1_runs(profile)
-
-
-SLOPE = Claim("d cos^2(theta) grows with the fan-in d after training, beyond initialisation",
-              "above", 0.1, "log-log slope", "slope of log(d cos^2) on log d: trained - init")
 
 
 def slopes(layers):
@@ -69,9 +64,9 @@ def build(ctx):
     for (net, data, state), trained in s.items():
         if state != "trained":
             continue
-        row = compare(profile, SLOPE, trained, s[(net, data, "init")])
-        row["claim"] += f" ({PAPER_NAMES[net]})"
-        verdicts.append(row)
+        verdicts.append(network_claim(profile, "fig3_slope",
+                                      {"trained": trained, "init": s[(net, data, "init")]},
+                                      network=PAPER_NAMES[net]))
     md = ("The paper plots these for its CIFAR networks without giving the per-layer numbers; "
           f"ours cover {layers.net.nunique()} networks, {len(first) // 2} conv layers (first "
           "seed), trained and at initialisation.")

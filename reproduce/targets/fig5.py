@@ -15,10 +15,9 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.claims import Claim
 from reproduce.profiles import PAPER_NAMES
 from reproduce.runs import run_spec
-from reproduce.targets._common import by_seed, compare, write_csv
+from reproduce.targets._common import by_seed, network_claim, write_csv
 
 TITLE = "Fig. 5: training-data accuracy per epoch, training mode vs inference mode, dropout 0 vs 0.5"
 ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
@@ -77,10 +76,10 @@ def build(ctx):
     last = last.assign(gap=last.train_mode - last.inference_mode)
     verdicts = []
     for (net, data), g in last.groupby(["net", "data"], sort=False):
-        row = compare(profile, GAP, by_seed(g, "gap", rate=0.5), by_seed(g, "gap", rate=0.0),
-                      "gap with dropout-(a) 0.5 vs without, final epoch")
-        row["claim"] = f"{row['claim']} ({PAPER_NAMES[net]}{'' if len(datas) == 1 else ' ' + data})"
-        verdicts.append(row)
+        verdicts.append(network_claim(
+            profile, "fig5_gap", {"a": by_seed(g, "gap", rate=0.5), "none": by_seed(g, "gap", rate=0.0)},
+            "gap with dropout-(a) 0.5 vs without, final epoch",
+            network=PAPER_NAMES[net] + ("" if len(datas) == 1 else f", {data}")))
     table = last.groupby(["network", "data", "rate"], as_index=False, sort=False)[
         ["train_mode", "inference_mode", "gap"]].mean()
     md = ("Final epoch, mean over seeds: accuracy (%) of the same fixed training images with the "
@@ -89,7 +88,3 @@ def build(ctx):
           "batches; ours measures both modes on the same images).\n\n" + md_table(table))
     return {"verdicts": verdicts, "markdown": md}
 
-
-GAP = Claim("with dropout-(a) 0.5 the same training images are classified worse in inference "
-            "mode than in training mode, by more than without dropout", "above", 0.5, "pp",
-            "gap(a 0.5) - gap(none), gap = accuracy(training mode) - accuracy(inference mode)")

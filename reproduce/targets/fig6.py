@@ -1,14 +1,16 @@
 """Fig. 6: pre-softmax outputs of training images in training mode vs inference mode.
 
-The dropout-(a) 0.5 network of the first network of the profile (every seed, saved by the
-trainer) is run on a fixed batch of training images twice: in training mode (dropout on, BN
-normalising with the batch's statistics, one seeded dropout draw) and in inference mode
-(dropout off, BN with its moving statistics). The paper shows a few images whose prediction
-flips between the two because of the variance shift. Noise alone flips some predictions too,
-so the control is the same network with the same noise draw but without the shift: its BN
-moving statistics re-estimated on the same images with the noise off
-(``varshift.recalibrate_bn(mode="sequential")``, exact), so that inference mode's statistics
-are the noise-free ones. The claim is the flip rate minus the control's, paired by seed.
+The dropout-(a) 0.5 network of the first network of the profile (every seed) is run by the
+trainer, at the end of training, on a fixed set of training images twice: in training mode
+(dropout on, BN normalising with the batch's statistics, one seeded dropout draw, BN's
+moving statistics saved and restored around the call) and in inference mode (dropout off, BN
+with its moving statistics). The paper shows a few images whose prediction flips between the
+two because of the variance shift. Noise alone flips some predictions too, so the control is
+the same network with the same noise draw but without the shift: its BN moving statistics
+re-estimated on the same images with the noise off. The trainer stores the predictions of
+both (and the logits of the first 16 images) in the run record (``final["fig6"]``), so the
+figure, table and verdict are rebuilt from the published records alone. The claim is the
+flip rate minus the control's, paired by seed.
 """
 
 from __future__ import annotations
@@ -18,78 +20,69 @@ import pandas as pd
 
 from reproduce import plotting
 from reproduce._io import md_table
-from reproduce.claims import Claim
 from reproduce.profiles import PAPER_NAMES
 from reproduce.runs import run_spec
-from reproduce.targets._common import compare, write_csv
+from reproduce.targets._common import network_claim, write_csv
 
 TITLE = "Fig. 6: pre-softmax outputs of training images, training mode vs inference mode"
 ARTEFACTS = ("figure.png", "figure.svg", "table.csv")
 RATE = 0.5
-N_IMAGES = 512
+#: the record's prediction lists (``final["fig6"]["pred"]``)
+PREDICTIONS = ("shifted_train", "shifted_inference", "control_train", "control_inference")
 
 
 def _net(profile):
     return "preresnet" if "preresnet" in profile.networks else profile.networks[0]
 
 
+def _spec(profile, data, seed):
+    try:
+        return run_spec(profile, _net(profile), "a", RATE, data=data, seed=seed, fig6=True)
+    except TypeError:  # a trainer that does not record Fig. 6 yet: the build says so
+        return run_spec(profile, _net(profile), "a", RATE, data=data, seed=seed, save_model=True)
+
+
 def _specs(profile):
-    net, data = _net(profile), profile.data[0]
-    return [run_spec(profile, net, "a", RATE, data=data, seed=s, save_model=True)
-            for s in profile.seed_list()]
+    return [_spec(profile, profile.data[0], s) for s in profile.seed_list()]
 
 
 def runs(profile):
     return _specs(profile)
 
 
-def training_batch(ctx, spec):
-    """The first ``N_IMAGES`` of a seeded permutation of the run's training images, normalised
-    exactly as the trainer's pipeline does (per-channel statistics of the training set)."""
-    from varshift import data as vdata
-
-    c = spec.config
-    (x, y), _, _ = vdata.load(c["data"], ctx.data_dir, seed=c["seed"], subset=c.get("subset"))
-    mean, std = vdata.channel_stats(x)
-    idx = np.random.default_rng(1234).permutation(len(x))[:N_IMAGES]
-    xb = (x[idx].astype("float32") / 255.0 - mean.reshape(1, 1, 1, -1)) / std.reshape(1, 1, 1, -1)
-    return xb.astype("float32"), y[idx]
-
-
-def outputs(ctx, spec, xb):
-    """Logits of the saved model and of its shift-free control: each in training mode (the
-    same seeded dropout draw) and in inference mode."""
-    import varshift.layers  # noqa: F401  (registers Uout)
-    from varshift import (
-        recalibrate_bn,
-        train,  # noqa: F401  (registers the trainer's optimizer)
-    )
-    from varshift._keras import keras as load_keras
-    from varshift._keras import to_numpy
-
-    keras = load_keras()
-    model = keras.saving.load_model(ctx.model_path(spec), compile=False)
-    control = recalibrate_bn(model, xb, mode="sequential", batch_size=len(xb))
-    out = {}
-    for name, net in (("shifted", model), ("control", control)):
-        keras.utils.set_random_seed(0)  # the same dropout draw for both
-        out[name] = (to_numpy(net(xb, training=True)), to_numpy(net(xb, training=False)))
-    keras.backend.clear_session()
-    return out
+def fig6_block(record):
+    """The record's Fig. 6 data, checked: equal-length prediction lists, logits of the first
+    images in both modes."""
+    block = (record.get("final") or {}).get("fig6")
+    if not block:
+        raise RuntimeError("the run record holds no Fig. 6 data (final['fig6']); re-run the "
+                           "dropout-(a) 0.5 runs of Fig. 6 with a trainer that records it")
+    n = int(block["n_images"])
+    pred = block["pred"]
+    lengths = {k: len(pred[k]) for k in PREDICTIONS}
+    if n < 1 or set(lengths.values()) != {n} or len(block["labels"]) != n:
+        raise RuntimeError(f"Fig. 6 data of a record is inconsistent: n_images {n}, labels "
+                           f"{len(block['labels'])}, predictions {lengths}")
+    return block
 
 
-FLIPS = Claim(f"dropout-(a) {RATE:g} flips more training-image predictions between training and "
-              "inference mode than the same noise without the shift", "above", 1.0, "pp",
-              "flip rate(trained) - flip rate(BN statistics re-estimated with noise off)")
+def flip_rates(block):
+    """``(shifted, control)``: % of the images whose prediction differs between the modes."""
+    p = {k: np.asarray(block["pred"][k]) for k in PREDICTIONS}
+    return (100.0 * float(np.mean(p["shifted_train"] != p["shifted_inference"])),
+            100.0 * float(np.mean(p["control_train"] != p["control_inference"])))
 
 
-def _figure(ctx, tr, inf, yb, summary):
+def _figure(ctx, block, summary):
+    tr = np.asarray(block["logits"]["shifted_train"], dtype=float)
+    inf = np.asarray(block["logits"]["shifted_inference"], dtype=float)
+    yb = np.asarray(block["labels"])[: len(tr)]
     pt, pi = tr.argmax(1), inf.argmax(1)
-    order = np.argsort(-((pt != pi) * 2 + (pt == yb)))  # flipped and right in train mode first
+    order = np.argsort(-((pt != pi) * 2 + (pt == yb)), kind="stable")  # flipped first
     plt = plotting.style()
     fig, axes = plt.subplots(1, 5, figsize=(11, 2.4))
     classes = np.arange(tr.shape[1])
-    for ax, i in zip(axes[:4], order[:4], strict=True):
+    for ax, i in zip(axes[:4], order[:4], strict=False):
         ax.bar(classes - 0.2, tr[i], 0.4, label="training mode")
         ax.bar(classes + 0.2, inf[i], 0.4, label="inference mode")
         ax.set(title=f"label {yb[i]}: train {pt[i]}, inference {pi[i]}", xlabel="class",
@@ -103,42 +96,42 @@ def _figure(ctx, tr, inf, yb, summary):
     ax.bar(x - 0.2, summary["flipped, trained"], 0.4, label="trained (shifted)")
     ax.bar(x + 0.2, summary["flipped, control"], 0.4, label="control (no shift)")
     ax.set(xticks=x, xticklabels=[f"seed {s}" for s in summary.seed], ylabel="flipped (%)",
-           title=f"{N_IMAGES} training images")
+           title=f"{int(block['n_images'])} training images")
     ax.legend(loc="upper right", fontsize=6)
     plotting.finish(fig, profile.name, profile.data[0], ctx.dir, bottom=0.04)
 
 
 def build(ctx):
     profile = ctx.profile
-    specs = ctx.available(_specs(profile))
     rows, summary, first = [], [], None
-    for spec in specs:
-        xb, yb = training_batch(ctx, spec)
-        out = outputs(ctx, spec, xb)
+    for spec in ctx.available(_specs(profile)):
+        block = fig6_block(ctx.record(spec))
         seed = spec.config["seed"]
-        flips = {k: 100.0 * float((tr.argmax(1) != inf.argmax(1)).mean()) for k, (tr, inf) in out.items()}
-        tr, inf = out["shifted"]
-        summary.append({"seed": seed, "flipped, trained": flips["shifted"],
-                        "flipped, control": flips["control"],
-                        "acc train mode": 100.0 * float((tr.argmax(1) == yb).mean()),
-                        "acc inference mode": 100.0 * float((inf.argmax(1) == yb).mean())})
-        for i in range(len(xb)):
-            rows.append({"seed": seed, "image": i, "label": int(yb[i]),
-                         "pred_train_mode": int(tr[i].argmax()), "pred_inference_mode": int(inf[i].argmax()),
-                         **{f"train_logit_{k}": float(v) for k, v in enumerate(tr[i])},
-                         **{f"inference_logit_{k}": float(v) for k, v in enumerate(inf[i])}})
+        shifted, control = flip_rates(block)
+        labels = np.asarray(block["labels"])
+        p = {k: np.asarray(block["pred"][k]) for k in PREDICTIONS}
+        summary.append({"seed": seed, "images": int(block["n_images"]),
+                        "flipped, trained": shifted, "flipped, control": control,
+                        "acc train mode": 100.0 * float(np.mean(p["shifted_train"] == labels)),
+                        "acc inference mode": 100.0 * float(np.mean(p["shifted_inference"] == labels))})
+        idx = block.get("image_indices") or list(range(len(labels)))
+        for i in range(len(labels)):
+            rows.append({"seed": seed, "image": int(idx[i]), "label": int(labels[i]),
+                         **{f"pred_{k}": int(p[k][i]) for k in PREDICTIONS}})
         if first is None:
-            first = (tr, inf, yb)
+            first = block
     if first is None:
-        raise RuntimeError("fig6 needs the saved dropout-(a) 0.5 models")
+        raise RuntimeError("fig6 needs the dropout-(a) 0.5 runs' records")
     write_csv(pd.DataFrame(rows), ctx.dir / "table.csv")
     summary = pd.DataFrame(summary)
-    _figure(ctx, *first, summary)
-    row = compare(profile, FLIPS, dict(zip(summary.seed, summary["flipped, trained"], strict=True)),
-                  dict(zip(summary.seed, summary["flipped, control"], strict=True)),
-                  f"{N_IMAGES} training images, one seeded dropout draw per seed")
-    md = ("The paper shows example outputs only. Share (%) of a fixed batch of training images "
+    _figure(ctx, first, summary)
+    row = network_claim(profile, "fig6_flips",
+                        {"shifted": dict(zip(summary.seed, summary["flipped, trained"], strict=True)),
+                         "control": dict(zip(summary.seed, summary["flipped, control"], strict=True))},
+                        f"{int(first['n_images'])} training images, one seeded dropout draw per seed",
+                        network=PAPER_NAMES.get(_net(profile), _net(profile)))
+    md = ("The paper shows example outputs only. Share (%) of a fixed set of training images "
           "whose predicted class differs between the modes, for the trained network and for its "
-          "shift-free control, and the trained network's accuracy in each mode:\n\n"
-          + md_table(summary))
+          "shift-free control, and the trained network's accuracy in each mode, per seed:\n\n"
+          + md_table(summary, digits=3))
     return {"verdicts": [row], "markdown": md}

@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from reproduce._io import md_table
-from reproduce.claims import Claim
 from reproduce.profiles import PAPER_NAMES
 from reproduce.targets._common import (
     baseline_specs,
     by_seed,
-    compare,
+    network_claim,
     paper_data_for,
     paper_table,
     write_csv,
@@ -80,20 +79,14 @@ def per_network(layers):
         n_seeds=("seed", "nunique"))
 
 
-ALIGN = Claim("training aligns the conv weights with the all-ones vector beyond initialisation",
-              "above", 0.5, "d cos^2", "mean d cos^2 (trained) - mean d cos^2 (init), same seed")
-WRN_TOP = Claim("WRN has the largest mean d cos^2 of the trained networks", "above", 0.5,
-                "d cos^2", "WRN's mean d cos^2 - the largest other network's, same seed")
-
-
 def claims(profile, seeds):
     out = []
     trained = seeds[seeds.state == "trained"]
     for (net, _data), g in seeds.groupby(["net", "data"], sort=False):
-        row = compare(profile, ALIGN, by_seed(g, "mean_d_cos2", state="trained"),
-                      by_seed(g, "mean_d_cos2", state="init"))
-        row["claim"] += f" ({PAPER_NAMES[net]})"
-        out.append(row)
+        out.append(network_claim(profile, "table1_align",
+                                 {"trained": by_seed(g, "mean_d_cos2", state="trained"),
+                                  "init": by_seed(g, "mean_d_cos2", state="init")},
+                                 network=PAPER_NAMES[net]))
     for _data, g in trained.groupby("data", sort=False):
         nets = list(dict.fromkeys(g.net))
         if "wrn" not in nets or len(nets) < 2:
@@ -101,7 +94,8 @@ def claims(profile, seeds):
         wrn = by_seed(g, "mean_d_cos2", net="wrn")
         rival = {s: max(by_seed(g, "mean_d_cos2", net=n)[s] for n in nets if n != "wrn")
                  for s in wrn}
-        out.append(compare(profile, WRN_TOP, wrn, rival))
+        out.append(network_claim(profile, "table1_wrn_top", {"wrn": wrn, "rival": rival},
+                                 "rival: the largest other network's mean d cos^2 per seed"))
     return out
 
 
