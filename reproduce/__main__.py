@@ -110,11 +110,6 @@ def _check_executor(args):
     if args.force:
         raise _Exit("--force is not supported with --executor slurm; delete <out>/runs/<key> "
                     "of the runs to retrain")
-    if args.command == "run":  # before anything is written
-        try:
-            slurm._check_available()
-        except slurm.SlurmUnavailable as err:
-            raise _Exit(str(err)) from None
     if args.gpus_per_run < 0:
         raise _Exit(f"--gpus-per-run must be 0 or more; received {args.gpus_per_run}")
     if args.max_parallel < 1:
@@ -130,6 +125,11 @@ def _check_executor(args):
     args.slurm = slurm.SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run,
                                     time_per_run=minutes, max_parallel=args.max_parallel,
                                     extra=extra, cpus_per_run=int(cpus) if cpus else None)
+    if args.command == "run":  # submitit and sbatch are there, before anything is written
+        try:
+            slurm._check_available()
+        except slurm.SlurmUnavailable as err:
+            raise _Exit(str(err)) from None
 
 
 def _check_args(args):

@@ -38,9 +38,9 @@ from reproduce._io import atomic_write_json, read_json
 __all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "DamagedRecord", "OutLock", "LockHeld",
            "execute_plan", "detect_gpus", "gpu_slots", "device_info", "worker_environment"]
 
-#: bump when the meaning of a record changes, to invalidate every cache (2: ``threads`` and
-#: ``backend`` in every config, checksummed records)
-CACHE_VERSION = 2
+#: bump when the meaning of a record changes, to invalidate every cache (new config fields such
+#: as ``threads`` and ``backend`` change every key by themselves)
+CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
