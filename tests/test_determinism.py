@@ -99,6 +99,7 @@ def _train(out, jobs, cores=None, fake_cpus=0):
     return [store.load(s.key) for s in _specs()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2,
                     reason="needs taskset and 2 cores")
 def test_records_are_identical_on_1_2_and_8_cores_and_any_jobs(tmp_path):
