@@ -286,6 +286,28 @@ def cmd_run(profile, targets, out, args):
         lock.release()
 
 
+def _build_targets(profile, targets, out, args, bar, failed, failures):
+    """Build each target; one whose run failed now names that run's error instead."""
+    from tqdm import tqdm
+
+    for name in targets:
+        bar.set_postfix_str(f"building {name}")
+        cause = _failed_runs_of(name, profile, failed)
+        if cause is not None:  # the real cause, not "has not been trained"
+            failures[name] = f"not built: its run {cause[0]} failed ({cause[1]})"
+            tqdm.write(f"reproduce: target {name} {failures[name]}", file=sys.stderr)
+            bar.update(1)
+            continue
+        try:
+            build_target(name, profile, out, data_dir=args.data_dir, partial=args.cached_only)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one target failing must not hide the others
+            failures[name] = f"{type(err).__name__}: {err}".splitlines()[0]
+            tqdm.write(f"reproduce: target {name} failed: {failures[name]}", file=sys.stderr)
+        bar.update(1)
+
+
 def _run_locked(profile, targets, out, args):
     from tqdm import tqdm
 
@@ -319,23 +341,7 @@ def _run_locked(profile, targets, out, args):
                 failures[f"run {label}"] = message
                 failed[by_label.get(label, label)] = (label, message)
                 tqdm.write(f"reproduce: run {label} failed: {message}", file=sys.stderr)
-        for name in targets:
-            bar.set_postfix_str(f"building {name}")
-            cause = _failed_runs_of(name, profile, failed)
-            if cause is not None:  # the real cause, not "has not been trained"
-                failures[name] = f"not built: its run {cause[0]} failed ({cause[1]})"
-                tqdm.write(f"reproduce: target {name} {failures[name]}", file=sys.stderr)
-                bar.update(1)
-                continue
-            try:
-                build_target(name, profile, out, data_dir=args.data_dir,
-                             partial=args.cached_only)
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # one target failing must not hide the others
-                failures[name] = f"{type(err).__name__}: {err}".splitlines()[0]
-                tqdm.write(f"reproduce: target {name} failed: {failures[name]}", file=sys.stderr)
-            bar.update(1)
+        _build_targets(profile, targets, out, args, bar, failed, failures)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -579,6 +579,28 @@ def _say_damaged(message):
     print(f"reproduce: {message}", file=sys.stderr, flush=True)
 
 
+def _to_train(specs, store, force, on_done, on_damaged):
+    """The specs to train: not cached (or ``force``); damaged records are moved aside first."""
+    backends = sorted({s.config.get("backend") or DEFAULT_BACKEND for s in specs})
+    if len(backends) > 1:
+        raise ValueError(f"one plan trains on one backend; received runs on {backends}")
+    store.root.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for spec in specs:
+        state, reason = store.status(spec.key)
+        if state == "done" and not force:
+            if on_done:
+                on_done(spec, None, True)
+            continue
+        if state == "damaged" and store.record_path(spec.key).exists():
+            aside = store.quarantine(spec.key)
+            if on_damaged:
+                on_damaged(f"run {spec.label}: damaged record ({reason}) moved aside to "
+                           f"{aside}; training it again")
+        todo.append(spec)
+    return todo
+
+
 def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None,
                  failures=None, gpus=None, on_damaged=_say_damaged):
     """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
@@ -607,24 +629,8 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
         if on_done:
             on_done(spec, wall, False)
 
-    backends = sorted({s.config.get("backend") or DEFAULT_BACKEND for s in specs})
-    if len(backends) > 1:
-        raise ValueError(f"one plan trains on one backend; received runs on {backends}")
     store = RunStore(out_dir)
-    store.root.mkdir(parents=True, exist_ok=True)
-    todo = []
-    for spec in specs:
-        state, reason = store.status(spec.key)
-        if state == "done" and not force:
-            if on_done:
-                on_done(spec, None, True)
-            continue
-        if state == "damaged" and store.record_path(spec.key).exists():
-            aside = store.quarantine(spec.key)
-            if on_damaged:
-                on_damaged(f"run {spec.label}: damaged record ({reason}) moved aside to "
-                           f"{aside}; training it again")
-        todo.append(spec)
+    todo = _to_train(specs, store, force, on_done, on_damaged)
     walls = {}
     if not todo:
         return walls
