@@ -396,8 +396,11 @@ def worker_environment(config):
     from varshift.train.config import thread_environment
 
     backend = config.get("backend") or DEFAULT_BACKEND
-    return {"KERAS_BACKEND": backend,
-            **thread_environment(config.get("threads", 1), backend)}
+    env = {"KERAS_BACKEND": backend, **thread_environment(config.get("threads", 1), backend)}
+    user = os.environ.get("XLA_FLAGS", "")
+    if "XLA_FLAGS" in env and user and env["XLA_FLAGS"] not in user:  # keep the user's flags
+        env["XLA_FLAGS"] = f"{user} {env['XLA_FLAGS']}"
+    return env
 
 
 def _prepare_process(config):
