@@ -114,3 +114,25 @@ def test_records_are_identical_on_1_2_and_8_cores_and_any_jobs(tmp_path):
         assert count_differences(a, c) == 0, "1 core / jobs 1 vs 8 cores / jobs 2"
         assert a["record"]["deterministic"] is True
         assert a["config"]["threads"] == 1
+
+
+def test_a_thread_count_that_cannot_be_applied_is_refused_not_ignored():
+    code = (
+        "from varshift._keras import tf\n"
+        "tf().constant(1.0) + 1  # TensorFlow starts with its machine-sized default pools\n"
+        "from varshift.train.trainer import apply_threads\n"
+        "for args in ((1,), (None, 'jax')):\n"
+        "    try:\n"
+        "        apply_threads(*args)\n"
+        "        print('applied')\n"
+        "    except RuntimeError as err:\n"
+        "        print('refused', len(str(err).splitlines()))\n"
+        "apply_threads(None)\n"
+        "print('none ok')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split("\n")[:3] == ["refused 1", "refused 1", "none ok"]
