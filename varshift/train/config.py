@@ -57,6 +57,12 @@ class RunConfig:
             inference mode and in training mode (noise on, BN on batch statistics, moving
             statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
             training pass's own numbers). The test set is evaluated once, after training.
+        validation: hold out this many training images (class-stratified, the same for every
+            seed) and evaluate on them instead of the test set, which is then not used: for
+            choosing a recipe or budget. ``None``: train on all and evaluate on the test set.
+        fig6: store Fig. 6's outputs in ``final["fig6"]`` (fixed training images in training
+            and inference mode, and a shift-free control's; see
+            :func:`varshift.train.trainer.fig6_outputs`).
     """
 
     net: str = "preresnet"
@@ -81,6 +87,8 @@ class RunConfig:
     data_kwargs: dict = field(default_factory=dict)
     subset: dict | None = None
     epoch_eval: bool = True
+    validation: int | None = None
+    fig6: bool = False
 
     @classmethod
     def from_any(cls, config) -> RunConfig:

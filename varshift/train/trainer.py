@@ -71,7 +71,7 @@ class _State:
 
 
 # --------------------------------------------------------------------------------- the run
-def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
+def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0) -> dict:
     """Train one network and return its result record (also ``out_dir/record.json``).
 
     Args:
@@ -83,6 +83,10 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
         progress: show a tqdm bar over epochs on stderr.
         resume: continue from ``out_dir``'s checkpoint (or return its finished record) when it
             holds the same config; ``False`` starts afresh and overwrites.
+        checkpoint_seconds: write the checkpoint after an epoch only once at least this many
+            seconds have passed since the last one (or the start), and after the last epoch;
+            ``0`` checkpoints every epoch. It changes what an interrupt loses, never the
+            result (a resumed run continues exactly).
 
     Returns:
         The record: ``{config, data, history, final, versions, wall_time, seed}``; errors in %.
@@ -103,11 +107,13 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
 
     data = prepare_data(cfg, augment)
     deterministic = _seed_and_determinism(cfg)
-    state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None)
+    steps = math.ceil(len(data.x_train) / recipe.batch_size)
+    state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None,
+                            steps_per_epoch=steps)
     train_eval_ds, train_fixed_ds, test_ds = _eval_datasets(cfg, recipe, data)
     train_epochs(state, cfg, recipe, data, (train_eval_ds, train_fixed_ds), folder=folder,
-                 started=started, progress=progress)
-    final = final_evaluation(state, cfg, recipe, data, test_ds)
+                 started=started, progress=progress, checkpoint_seconds=checkpoint_seconds)
+    final = final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds)
     record = to_jsonable({
         "config": cfg.to_dict(), "data": data.info, "history": state.history, "final": final,
         "versions": _versions(), "wall_time": state.prior_wall + time.time() - started,
@@ -124,6 +130,15 @@ def prepare_data(cfg, augment) -> _Data:
 
     (x_train, y_train), (x_test, y_test), info = vdata.load(
         cfg.data, cfg.data_dir, seed=cfg.seed, subset=cfg.subset, **cfg.data_kwargs)
+    if cfg.validation:  # hold out training images as the evaluation set; the test set is unread
+        held = vdata.subset_indices(y_train, cfg.validation, 0)
+        rest = np.setdiff1d(np.arange(len(y_train)), held)
+        x_test, y_test = x_train[held], y_train[held]
+        x_train, y_train = x_train[rest], y_train[rest]
+        info = {**info, "n_train": len(rest), "n_test": len(held),
+                "validation": {"n_validation": len(held), "of_n_train": len(rest) + len(held),
+                               "selection": "class-stratified, selection seed 0, from the "
+                                            "training images; test images not used"}}
     mean, std = vdata.channel_stats(x_train)
     return _Data(x_train, y_train, x_test, y_test, info, mean, std, augment)
 
@@ -141,8 +156,9 @@ def _seed_and_determinism(cfg):
     return deterministic
 
 
-def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
-    """The model from ``folder``'s last checkpoint, or a freshly built and compiled one."""
+def build_or_resume(cfg, size, recipe, info, folder=None, *, steps_per_epoch=None) -> _State:
+    """The model from ``folder``'s last checkpoint, or a freshly built and compiled one
+    (``steps_per_epoch``: for the recipe's per-step ``"cosine"`` schedule)."""
     from varshift import nets
 
     saved = folder.progress() if folder is not None else None
@@ -157,7 +173,7 @@ def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
         model = nets.build(cfg.net, info["num_classes"], cfg.placement, cfg.noise, cfg.rate,
                            beta=cfg.beta, input_shape=tuple(info["shape"]), seed=cfg.seed,
                            **size)
-        compile_model(model, recipe)
+        compile_model(model, recipe, steps_per_epoch=steps_per_epoch)
     return _State(model, [], 0.0)
 
 
@@ -175,22 +191,28 @@ def _eval_datasets(cfg, recipe, data):
             vdata.make_dataset(data.x_test, data.y_test, **common))
 
 
-def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress):
-    """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after each epoch."""
+def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress,
+                 checkpoint_seconds=0.0):
+    """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after an epoch once
+    ``checkpoint_seconds`` have passed since the last checkpoint, and after the last epoch."""
     from varshift import data as vdata
 
     bar = _progress_bar(cfg, recipe, len(state.history)) if progress else None
+    last_checkpoint = time.time()
     try:
         for epoch in range(len(state.history), recipe.epochs):
             train_ds = vdata.make_dataset(
                 data.x_train, data.y_train, batch_size=recipe.batch_size, training=True,
                 augment=data.augment, mean=data.mean, std=data.std,
                 seed=derive_seed(cfg.seed, "epoch_data", epoch))
-            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets)
+            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets,
+                             math.ceil(len(data.x_train) / recipe.batch_size))
             state.history.append(row)
-            if folder is not None:
+            due = time.time() - last_checkpoint >= checkpoint_seconds
+            if folder is not None and (due or epoch + 1 == recipe.epochs):
                 folder.save_epoch(state.model, state.history,
                                   state.prior_wall + time.time() - started)
+                last_checkpoint = time.time()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}")
@@ -199,12 +221,13 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
             bar.close()
 
 
-def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
+def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
     """One pass over the training data, then (``epoch_eval``) the fixed training subset in
     inference and in training mode: the epoch's history row."""
     train_eval_ds, train_fixed_ds = eval_sets
-    lr = recipe.lr_at(epoch)
-    model.optimizer.learning_rate = lr
+    lr = recipe.lr_at(epoch, steps_per_epoch)
+    if recipe.schedule == "step":
+        model.optimizer.learning_rate = lr  # "cosine": the optimiser's per-step schedule
     _reseed_noise(model, cfg.seed, epoch)
     t0 = time.time()
     logs = model.fit(train_ds, epochs=1, shuffle=False, verbose=0).history
@@ -220,8 +243,9 @@ def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
     return row
 
 
-def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
-    """Test errors (plain and after Adjust BN), the per-BN-layer shift and cos^2 per layer."""
+def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> dict:
+    """Test errors (plain and after Adjust BN), the inference-mode error of the fixed training
+    subset, the per-BN-layer shift, cos^2 per layer and (``fig6``) Fig. 6's outputs."""
     from varshift import data as vdata
 
     try:
@@ -252,21 +276,81 @@ def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
             acc = fixed.evaluate(test_ds, verbose=0)[1]
             final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
     final["cos2"] = cos2_table(model)
+    if train_eval_ds is not None:
+        acc = float(model.evaluate(train_eval_ds, verbose=0)[1])
+        final["train_error_inference"] = 100.0 * (1.0 - acc)
+    if cfg.fig6:
+        final["fig6"] = fig6_outputs(model, data, seed=cfg.seed)[0]
     return final
 
 
+#: Fig. 6's fixed training images (the same for every seed) and the images whose logits are kept
+FIG6_IMAGES, FIG6_LOGITS = 512, 16
+_FIG6_DRAW = 100_000  # the epoch index of Fig. 6's noise draw (no run trains that long)
+
+
+def fig6_outputs(model, data, *, seed, n_images=FIG6_IMAGES, n_logits=FIG6_LOGITS):
+    """Fig. 6: predictions of fixed training images in training and in inference mode, of the
+    trained network (``shifted``) and of its shift-free control.
+
+    The images are the first ``n_images`` of a constant (seed-0) permutation of the training
+    set, un-augmented and normalised as in training, scored as one batch. The control is the
+    same network with BN's moving statistics re-estimated on these images with the noise off
+    (``recalibrate_bn(mode="sequential")``): its inference mode has no variance shift. Both
+    training-mode calls use the same seeded noise draw (:func:`_reseed_noise` of ``seed`` at
+    the epoch index ``_FIG6_DRAW``, past any training epoch) and leave BN's non-trainable state as it was
+    (:func:`_frozen_state`), so the calls do not contaminate each other.
+
+    Returns:
+        ``(fig6, control)``: the record's ``final["fig6"]`` dict ``{n_images, image_indices,
+        labels, pred: {shifted_train, shifted_inference, control_train, control_inference},
+        logits: {shifted_train, shifted_inference}}`` (logits of the first ``n_logits``
+        images) and the control model.
+    """
+    from varshift import data as vdata
+    from varshift.diagnostics import recalibrate_bn
+
+    idx = vdata.subset_indices(data.y_train, n_images, 0, stratified=False)
+    ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx], batch_size=len(idx),
+                            training=False, mean=data.mean, std=data.std)
+    xb = keras.ops.convert_to_numpy(next(iter(ds))[0])
+    control = recalibrate_bn(model, xb, mode="sequential", batch_size=len(idx))
+    logits = {}
+    for name, net in (("shifted", model), ("control", control)):
+        with _frozen_state(net):
+            _reseed_noise(net, seed, _FIG6_DRAW)  # the same dropout draw for both
+            logits[f"{name}_train"] = keras.ops.convert_to_numpy(net(xb, training=True))
+        logits[f"{name}_inference"] = keras.ops.convert_to_numpy(net(xb, training=False))
+    fig6 = {"n_images": len(idx), "image_indices": idx.tolist(),
+            "labels": data.y_train[idx].astype(int).tolist(),
+            "pred": {k: np.argmax(v, axis=-1).astype(int).tolist() for k, v in logits.items()},
+            "logits": {k: logits[k][:n_logits].astype(float).tolist()
+                       for k in ("shifted_train", "shifted_inference")}}
+    return fig6, control
+
+
 # ---------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _frozen_state(model):
+    """Restore ``model``'s non-trainable state (BN's moving statistics, noise seeds) on exit:
+    Keras 3 BN updates its moving statistics on every ``training=True`` call."""
+    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    try:
+        yield model
+    finally:
+        for v, value in zip(model.non_trainable_variables, saved, strict=True):
+            v.assign(value)
+
+
 def _train_mode_accuracy(model, dataset):
     """Accuracy of ``dataset`` in training mode (noise on, BN on batch statistics), leaving
     the model's non-trainable state (moving statistics, noise seeds) as it was."""
-    saved = [v.numpy() for v in model.non_trainable_variables]
     right = total = 0
-    for x, y in dataset:
-        pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
-        right += int(np.sum(pred == np.asarray(y).reshape(-1)))
-        total += len(pred)
-    for v, value in zip(model.non_trainable_variables, saved, strict=True):
-        v.assign(value)
+    with _frozen_state(model):
+        for x, y in dataset:
+            pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
+            right += int(np.sum(pred == np.asarray(y).reshape(-1)))
+            total += len(pred)
     return right / max(total, 1)
 
 
