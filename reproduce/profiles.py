@@ -40,6 +40,9 @@ class Profile:
             subset of the data set (``varshift.data.take_subset``), or ``None`` for all of it.
         eval_samples: training images of the per-epoch inference-mode accuracy (Fig. 5) and
             of the final shift measurement / BN adjustment (``None``: all).
+        adjust_samples: training images that Table 3's Adjust BN reads (``None``: as
+            ``eval_samples``), at ``eval_batch_size`` a batch.
+        eval_batch_size: batch size of the evaluation passes (test error, shift, Adjust BN).
         seeds: default number of seeds for the key settings (``--seeds`` overrides).
         fig4_rates: drop ratios of Fig. 4 (0 is the shared no-dropout baseline).
         seeded: ``(placement, rate)`` settings trained with every seed besides the no-dropout
@@ -64,6 +67,8 @@ class Profile:
     recipe: dict = field(default_factory=dict)
     subset: dict | None = None
     eval_samples: int | None = None
+    adjust_samples: int | None = None
+    eval_batch_size: int = 500
     seeds: int = 1
     fig4_rates: tuple = (0.0, 0.1, 0.3, 0.5, 0.7)
     seeded: tuple | None = (("a", 0.5),)
@@ -203,6 +208,8 @@ PROFILES = {
                 "lr_drops": []},
         subset={"n_train": 4000, "n_test": 4000},
         eval_samples=500,
+        adjust_samples=2000,
+        eval_batch_size=256,
         seeds=5,
         fig4_rates=(0.0, 0.5),
         seeded=None,

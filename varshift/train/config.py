@@ -42,6 +42,9 @@ class RunConfig:
             the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
         adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
             one_pass, and one_pass with the noise on).
+        adjust_samples: training images (same seeded subset, augmented) that Adjust BN reads, at
+            ``eval_batch_size`` images a batch; ``None`` uses ``stats_samples``. More than one
+            batch is what tells ``one_pass`` from ``sequential``.
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
@@ -80,6 +83,7 @@ class RunConfig:
     train_eval_samples: int | None = 10000
     stats_samples: int | None = 10000
     adjust: bool = True
+    adjust_samples: int | None = None
     save_model: bool = False
     mixed_precision: bool = False
     deterministic: bool | None = None

@@ -1,5 +1,5 @@
 r"""One training run, in four named steps: prepare the data, build or resume the model, train
-the epochs (with a checkpoint after each), evaluate the final model.
+the epochs (with a checkpoint every ``checkpoint_seconds``), evaluate the final model.
 
 A run (:func:`run`) builds a network of :mod:`varshift.nets` with a noise placement, trains it
 with SGD as the recipes the paper points to (bearpaw/pytorch-classification), and returns one
@@ -7,21 +7,27 @@ JSON-ready record:
 
 - ``history``: per epoch the training loss, the training accuracy **in training mode** (the
   running accuracy of the training pass itself, noise on, BN on batch statistics), the learning
-  rate and the seconds of the training pass; with ``epoch_eval`` also the accuracy of a fixed,
-  un-augmented subset of ``train_eval_samples`` training images **in inference mode** and, on
-  the same images with the same weights, **in training mode** (the paper's Fig. 5);
-- ``final``: test error (%), the test error after "Adjust BN" (Table 3, every variant of
-  :data:`ADJUST_MODES`), the per-BN-layer shift (:func:`varshift.measure_shift`, Fig. 4) and
-  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1);
+  rate (at the epoch's first step) and the seconds of the training pass; with ``epoch_eval``
+  also the accuracy of a fixed, un-augmented subset of ``train_eval_samples`` training images
+  **in inference mode** and, on the same images with the same weights, **in training mode**
+  (the paper's Fig. 5);
+- ``final``: test error (%), the inference-mode error of the fixed training subset
+  (``train_error_inference``), the test error after "Adjust BN" (Table 3, every variant of
+  :data:`ADJUST_MODES`; ``adjust_samples`` images), the per-BN-layer shift
+  (:func:`varshift.measure_shift`, Fig. 4) and
+  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1) and, with ``fig6``, Fig. 6's
+  outputs (:func:`fig6_outputs`);
 - ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
 
 **Reproducibility.** ``keras.utils.set_random_seed(seed)``, seeded noise layers, a data order
 and augmentation that are functions of ``(seed, epoch)`` alone (:func:`varshift.seeds.derive_seed`),
 and (``deterministic=True``) ``tf.config.experimental.enable_op_determinism()``: the same
 config gives the same record on the same machine. With ``out_dir`` a checkpoint (model +
-optimiser state) and the history are written atomically after every epoch
-(:class:`varshift.train.folder.RunFolder`), so an interrupted run resumes at its last finished
-epoch and continues exactly as if it had not been interrupted.
+optimiser state, including the step count that drives the ``"cosine"`` schedule) and the
+history are written atomically after an epoch once ``checkpoint_seconds`` (60) have passed
+since the last (:class:`varshift.train.folder.RunFolder`), so an interrupted run resumes at its
+last checkpointed epoch and continues exactly as if it had not been interrupted, while a short
+run writes no checkpoint at all.
 """
 
 from __future__ import annotations
@@ -84,8 +90,8 @@ def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=
         resume: continue from ``out_dir``'s checkpoint (or return its finished record) when it
             holds the same config; ``False`` starts afresh and overwrites.
         checkpoint_seconds: write the checkpoint after an epoch only once at least this many
-            seconds have passed since the last one (or the start), and after the last epoch;
-            ``0`` checkpoints every epoch. It changes what an interrupt loses, never the
+            seconds have passed since the last one (or the start); ``0`` checkpoints every
+            epoch. An interrupt loses at most about this much training; it never changes the
             result (a resumed run continues exactly).
 
     Returns:
@@ -194,7 +200,7 @@ def _eval_datasets(cfg, recipe, data):
 def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress,
                  checkpoint_seconds=0.0):
     """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after an epoch once
-    ``checkpoint_seconds`` have passed since the last checkpoint, and after the last epoch."""
+    ``checkpoint_seconds`` have passed since the last checkpoint (or the start)."""
     from varshift import data as vdata
 
     bar = _progress_bar(cfg, recipe, len(state.history)) if progress else None
@@ -208,8 +214,7 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
             row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets,
                              math.ceil(len(data.x_train) / recipe.batch_size))
             state.history.append(row)
-            due = time.time() - last_checkpoint >= checkpoint_seconds
-            if folder is not None and (due or epoch + 1 == recipe.epochs):
+            if folder is not None and time.time() - last_checkpoint >= checkpoint_seconds:
                 folder.save_epoch(state.model, state.history,
                                   state.prior_wall + time.time() - started)
                 last_checkpoint = time.time()
@@ -270,8 +275,18 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
     shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
     final["shift"] = shift.to_dict("records")
     if cfg.adjust:
+        adjust_ds, n_adjust = stats_ds, len(idx)
+        if cfg.adjust_samples is not None and cfg.adjust_samples != cfg.stats_samples:
+            jdx = vdata.subset_indices(data.y_train, cfg.adjust_samples, cfg.seed,
+                                       stratified=False)
+            adjust_ds = vdata.make_dataset(
+                data.x_train[jdx], data.y_train[jdx], batch_size=cfg.eval_batch_size,
+                training=True, augment=data.augment, mean=data.mean, std=data.std,
+                seed=derive_seed(cfg.seed, "stats_data"))
+            n_adjust = len(jdx)
+        final["adjust_samples"] = n_adjust
         for name, kwargs in ADJUST_MODES.items():
-            fixed = recalibrate_bn(model, stats_ds, batch_size=cfg.eval_batch_size, **kwargs)
+            fixed = recalibrate_bn(model, adjust_ds, batch_size=cfg.eval_batch_size, **kwargs)
             compile_model(fixed, recipe)
             acc = fixed.evaluate(test_ds, verbose=0)[1]
             final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
