@@ -31,7 +31,7 @@ class RunConfig:
         data: data set name (:data:`varshift.data.DATASETS`); ``data_dir`` is searched first.
         recipe: ``"paper"`` or ``"cpu"``; ``overrides`` changes recipe fields (``epochs``,
             ``batch_size``, ``lr``, ``momentum``, ``lr_drops``, ``drop_factor``,
-            ``weight_decay``).
+            ``weight_decay``, ``schedule``, ``warmup_epochs``).
         seed: integer seed of weights, noise, data order and augmentation.
         augment: pad-and-crop + flip; ``None`` uses the data set's default
             (:data:`varshift.data.DEFAULT_AUGMENT`: on for CIFAR only).
