@@ -139,7 +139,8 @@ def test_fig6_control_is_shift_free_and_leaves_the_trained_model_untouched(keras
 def _cfg(**kw):
     base = {"net": "wrn", "size": "small", "data": "digits", "recipe": "cpu", "epochs": 3,
             "schedule": "cosine", "warmup_epochs": 0.5, "placement": "b", "rate": 0.3, "seed": 5,
-            "train_eval_samples": 300, "stats_samples": 300, "save_model": True}
+            "train_eval_samples": 300, "stats_samples": 300, "adjust_samples": 400,
+            "eval_batch_size": 128, "save_model": True}
     base.update(kw)
     return base
 
@@ -163,6 +164,7 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
         assert 0 <= h["train_acc_inference_mode"] <= 1
         assert 0 <= h["train_acc_train_mode_fixed"] <= 1
     final = rec["final"]
+    assert (final["stats_samples"], final["adjust_samples"]) == (300, 400)  # 4 batches of 128
     assert final["test_error"] < 50  # it learns (10 classes: chance is 90% error)
     for key in ("test_error_adjust_sequential", "test_error_adjust_one_pass",
                 "test_error_adjust_one_pass_noise"):

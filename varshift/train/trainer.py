@@ -259,13 +259,17 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
         raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
 
     model = state.model
-    idx = vdata.subset_indices(data.y_train, cfg.stats_samples, cfg.seed, stratified=False)
-    # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
-    # identical on every iteration, so sequential recalibration sees the same images per layer
-    stats_ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx],
-                                  batch_size=cfg.eval_batch_size, training=True,
-                                  augment=data.augment, mean=data.mean, std=data.std,
-                                  seed=derive_seed(cfg.seed, "stats_data"))
+
+    def stats_data(n):
+        # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
+        # identical on every iteration, so sequential recalibration sees the same images per layer
+        idx = vdata.subset_indices(data.y_train, n, cfg.seed, stratified=False)
+        return idx, vdata.make_dataset(data.x_train[idx], data.y_train[idx],
+                                       batch_size=cfg.eval_batch_size, training=True,
+                                       augment=data.augment, mean=data.mean, std=data.std,
+                                       seed=derive_seed(cfg.seed, "stats_data"))
+
+    idx, stats_ds = stats_data(cfg.stats_samples)
     test_acc = float(model.evaluate(test_ds, verbose=0)[1])
     final = {
         "test_error": 100.0 * (1.0 - test_acc),
@@ -275,16 +279,10 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
     shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
     final["shift"] = shift.to_dict("records")
     if cfg.adjust:
-        adjust_ds, n_adjust = stats_ds, len(idx)
+        jdx, adjust_ds = idx, stats_ds
         if cfg.adjust_samples is not None and cfg.adjust_samples != cfg.stats_samples:
-            jdx = vdata.subset_indices(data.y_train, cfg.adjust_samples, cfg.seed,
-                                       stratified=False)
-            adjust_ds = vdata.make_dataset(
-                data.x_train[jdx], data.y_train[jdx], batch_size=cfg.eval_batch_size,
-                training=True, augment=data.augment, mean=data.mean, std=data.std,
-                seed=derive_seed(cfg.seed, "stats_data"))
-            n_adjust = len(jdx)
-        final["adjust_samples"] = n_adjust
+            jdx, adjust_ds = stats_data(cfg.adjust_samples)
+        final["adjust_samples"] = len(jdx)
         for name, kwargs in ADJUST_MODES.items():
             fixed = recalibrate_bn(model, adjust_ds, batch_size=cfg.eval_batch_size, **kwargs)
             compile_model(fixed, recipe)
