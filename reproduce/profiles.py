@@ -40,6 +40,9 @@ class Profile:
             subset of the data set (``varshift.data.take_subset``), or ``None`` for all of it.
         eval_samples: training images of the per-epoch inference-mode accuracy (Fig. 5) and
             of the final shift measurement / BN adjustment (``None``: all).
+        adjust_samples: training images that Table 3's Adjust BN reads (``None``: as
+            ``eval_samples``), at ``eval_batch_size`` a batch.
+        eval_batch_size: batch size of the evaluation passes (test error, shift, Adjust BN).
         seeds: default number of seeds for the key settings (``--seeds`` overrides).
         fig4_rates: drop ratios of Fig. 4 (0 is the shared no-dropout baseline).
         seeded: ``(placement, rate)`` settings trained with every seed besides the no-dropout
@@ -69,6 +72,8 @@ class Profile:
     recipe: dict = field(default_factory=dict)
     subset: dict | None = None
     eval_samples: int | None = None
+    adjust_samples: int | None = None
+    eval_batch_size: int = 500
     seeds: int = 1
     fig4_rates: tuple = (0.0, 0.1, 0.3, 0.5, 0.7)
     seeded: tuple | None = (("a", 0.5),)
@@ -113,22 +118,30 @@ class Profile:
 #:   without it: +2.8 s wrn, +8.5 s preresnet, +7.7 s densenet_bc over 6,000 images);
 #: - ``test``: CPU-s per 1,000 test images (one ``evaluate`` of 4,000 images at batch 500:
 #:   wrn 1.13 s, preresnet 2.03 s);
-#: - ``adjust``: Table 3's three re-estimations of BN (500 images) and their three test
-#:   evaluations (4,000 images): wrn 2.7 + 1.1 + 0.9 + 3.4 s, preresnet 11.3 + 2.4 + 2.3 +
-#:   6.1 s; densenet_bc scaled from preresnet by its BN layers (15 vs 19).
+#: - ``adjust``: Table 3's three re-estimations of BN (sequential, one_pass, one_pass with the
+#:   noise) of 500 images at batch 500 and their three test evaluations (4,000 images): wrn
+#:   2.7 + 1.1 + 0.9 + 3.4 s, preresnet 11.3 + 2.4 + 2.3 + 6.1 s; densenet_bc scaled from
+#:   preresnet by its BN layers (15 vs 19);
+#: - ``adjust_per_1000``: CPU-s of the three re-estimations per 1,000 further images read
+#:   (measured 2026-12-01, 500 images at batch 500 vs 2,000 at batch 256: preresnet 18.6 vs
+#:   34.9 CPU-s, wrn 4.9 vs 8.1; densenet_bc scaled from preresnet by its BN layers);
+#: - ``fig6``: Fig. 6's outputs (``RunConfig.fig6``): a sequential re-estimation of BN on 512
+#:   images (preresnet 14.2 CPU-s, wrn 2.9, as above) and four forward passes of them.
 #:
 #: ResNeXt (grouped convolutions) was measured earlier at about 2x PreResNet's cost. These
-#: are batch-64 costs; quick trains at batch 32 (twice the SGD steps for the same images, see
-#: ``reproduce.preresnet_b``), which measured 0.88x batch 64's CPU time for PreResNet (37.1
-#: vs 42.2 CPU-s for a 4-epoch run on 4,000 images), so the estimate is an upper bound.
+#: are batch-64 costs with a checkpoint after every epoch (0.1-0.23 CPU-s each, now written
+#: once a minute at most); quick trains at batch 32, which measured 0.88x batch 64's CPU time
+#: for PreResNet (37.1 vs 42.2 CPU-s for a 4-epoch run on 4,000 images), so the estimate is
+#: an upper bound. The schedule (step or cosine) does not change the cost.
 RUN_COST = {
-    "wrn": {"train": 1.11, "overhead": 4.7, "epoch_eval": 0.46, "test": 0.28, "adjust": 8.1},
+    "wrn": {"train": 1.11, "overhead": 4.7, "epoch_eval": 0.46, "test": 0.28, "adjust": 8.1,
+            "adjust_per_1000": 2.1, "fig6": 4.0},
     "preresnet": {"train": 2.02, "overhead": 8.0, "epoch_eval": 1.42, "test": 0.51,
-                  "adjust": 22.1},
+                  "adjust": 22.1, "adjust_per_1000": 10.9, "fig6": 16.0},
     "densenet_bc": {"train": 1.98, "overhead": 8.5, "epoch_eval": 1.28, "test": 0.51,
-                    "adjust": 18.0},
+                    "adjust": 18.0, "adjust_per_1000": 8.6, "fig6": 13.0},
     "resnext29": {"train": 4.0, "overhead": 16.0, "epoch_eval": 2.8, "test": 1.0,
-                  "adjust": 44.0},
+                  "adjust": 44.0, "adjust_per_1000": 21.8, "fig6": 32.0},
 }
 #: CPU-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
 #: at quick: the theory targets took 12 CPU-s at smoke (20,000 Monte Carlo and 4,096 Keras
@@ -148,7 +161,10 @@ def run_cpu_seconds(config):
     if config.get("epoch_eval"):  # inference and training mode, every epoch
         seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
     if config.get("adjust"):
-        seconds += cost["adjust"]
+        n_adjust = config.get("adjust_samples") or config.get("stats_samples") or n_train
+        seconds += cost["adjust"] + cost["adjust_per_1000"] * (min(n_adjust, n_train) - 500) / 1000.0
+    if config.get("fig6"):
+        seconds += cost["fig6"]
     return seconds
 
 
@@ -164,15 +180,21 @@ def estimate_minutes(profile, jobs=None):
 QUICK_BUDGET_NOTE = (
     "quick: three small networks (PreResNet, WRN, DenseNet-BC of varshift.nets.SMALL_SIZES; "
     "ResNeXt's grouped convolutions cost twice PreResNet's on CPU and are left to the paper "
-    "profile) trained for 4 epochs at batch 32 (500 SGD steps; at batch 64 dropout 0.5 "
-    "underfits so badly that dropout-(b)'s advantage disappears, see Fig. 4) on a fixed "
-    "class-stratified subset of Fashion-MNIST (4,000 training images; 4,000 test images so "
-    "that the test error's binomial noise, about "
-    "0.6 pp, stays below the 1 pp margins); 5 seeds for every setting a claim compares (no "
+    "profile) trained for 4 epochs at batch 32 (500 SGD steps) with a cosine learning-rate "
+    "schedule after a half-epoch linear warm-up, the recipe chosen on a validation split of the "
+    "training images (reproduce/data/recipe_selection.csv, python -m reproduce.recipe_selection; "
+    "the test images are read once, for the verdicts), on a fixed class-stratified subset of "
+    "Fashion-MNIST (4,000 training images; 4,000 test images so that the test error's binomial "
+    "noise, about 0.6 pp, stays below the 1 pp margins); 5 seeds for every setting a claim compares (no "
     "dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on WRN, the cheapest network): with 5 "
     "paired seeds the 95% interval is +-1.24 standard deviations of the paired difference "
     "(3 seeds: +-2.5). Per-epoch evaluation only for the runs Fig. 5 reads (no dropout, "
-    "dropout-(a) 0.5); Adjust BN only for Table 3's runs. {runs} runs; estimate from the measured "
+    "dropout-(a) 0.5); Adjust BN only for Table 3's runs, reading 2,000 training images at "
+    "batch 256 (8 batches, so one_pass and sequential differ); Fig. 6's outputs only on "
+    "PreResNet's dropout-(a) 0.5 runs; a checkpoint at most once a minute. These networks are "
+    "not converged: reproduce/data/converged_reference.csv (python -m reproduce.converged) "
+    "gives each no-dropout network trained 7.5-12.5 times longer on the same images. "
+    "{runs} runs; estimate from the measured "
     "per-run CPU times in RUN_COST (profiles.estimate_minutes): about {minutes:.0f} min on 2 "
     "idle cores as 2 single-threaded processes, of which about {fixed:.0f} min theory targets "
     "and report building."
@@ -206,9 +228,12 @@ PROFILES = {
         networks=("preresnet", "wrn", "densenet_bc"),
         size="small",
         recipe_kind="cpu",
-        recipe={"epochs": 4, "batch_size": 32, "lr_drops": [2, 3]},
+        recipe={"epochs": 4, "batch_size": 32, "schedule": "cosine", "warmup_epochs": 0.5,
+                "lr_drops": []},
         subset={"n_train": 4000, "n_test": 4000},
         eval_samples=500,
+        adjust_samples=2000,
+        eval_batch_size=256,
         seeds=5,
         fig4_rates=(0.0, 0.5),
         seeded=None,
@@ -245,7 +270,7 @@ PROFILES = {
 
 
 #: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
-QUICK_RUNS, QUICK_MINUTES = 55, 22.9
+QUICK_RUNS, QUICK_MINUTES = 55, 26.2
 PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
     runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
 

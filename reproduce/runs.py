@@ -100,16 +100,20 @@ ADJUST_SETTINGS = {("a", "dropout", 0.5), ("b", "dropout", 0.5)}
 #: the others are evaluated once, after training
 EPOCH_EVAL_SETTINGS = {("none", "dropout", 0.0), ("a", "dropout", 0.5)}
 
+#: settings whose runs store Fig. 6's outputs (``RunConfig.fig6``), on the profile's first network
+FIG6_SETTINGS = {("a", "dropout", 0.5)}
+
 
 def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=0.0, data=None,
-             seed=0, save_model=False, adjust=None):
+             seed=0, save_model=False, adjust=None, fig6=None):
     """The :class:`RunSpec` of one training run under ``profile``.
 
     ``placement="none"`` or a zero noise parameter (``rate`` for the dropout kinds, ``beta``
     for Uout; the config holds that one only) both mean the no-dropout baseline and give the
     same run, so Fig. 4's 0 point, Table 4's and Table 6's baselines share one training.
     ``adjust=None`` computes the "Adjust BN" errors only where Table 3 reads them
-    (:data:`ADJUST_SETTINGS`).
+    (:data:`ADJUST_SETTINGS`); ``fig6=None`` stores Fig. 6's outputs only where Fig. 6 reads
+    them (:data:`FIG6_SETTINGS` on ``profile.networks[0]``).
     """
     from varshift.noise import get
 
@@ -119,6 +123,8 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         placement, noise, param, value = "none", "dropout", "rate", 0.0
     if adjust is None:
         adjust = (placement, noise, value) in ADJUST_SETTINGS
+    if fig6 is None:
+        fig6 = (placement, noise, value) in FIG6_SETTINGS and net == profile.networks[0]
     config = {
         "net": net,
         "size": _resolve_size(net, profile.size),
@@ -133,6 +139,9 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         "save_model": bool(save_model),
         "train_eval_samples": profile.eval_samples,
         "stats_samples": profile.eval_samples,
+        "adjust_samples": profile.adjust_samples,
+        "eval_batch_size": profile.eval_batch_size,
+        "fig6": bool(fig6),
         "epoch_eval": (placement, noise, value) in EPOCH_EVAL_SETTINGS,
         "threads": int(profile.threads),
         "backend": profile.backend or DEFAULT_BACKEND,

@@ -51,29 +51,120 @@ def test_coupled_sgd_is_pytorch_sgd_with_weight_decay(keras):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w, rtol=1e-6)
 
 
+def test_cosine_schedule_warms_up_linearly_then_follows_a_half_cosine(keras):
+    from varshift.train.optim import WarmupCosine
+
+    r = train.Recipe(epochs=4, batch_size=32, lr=0.1, schedule="cosine", warmup_epochs=0.5)
+    spe = 10  # steps per epoch: W = 5 warm-up steps of T = 40
+    lrs = [r.lr_at_step(s, spe) for s in range(40)]
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    assert lrs[5] == pytest.approx(0.1)  # the peak, then a half cosine to zero
+    assert lrs[5 + 35 // 2] == pytest.approx(0.05 * (1 + np.cos(np.pi * 17 / 35)))
+    assert all(a > b for a, b in zip(lrs[5:], lrs[6:], strict=False)) and 0 < lrs[-1] < 1e-3
+    assert r.lr_at(2, spe) == pytest.approx(lrs[20])  # an epoch's first step
+    sched = WarmupCosine(0.1, r.warmup_steps(spe), 40)  # the optimiser's copy, per step
+    np.testing.assert_allclose([float(sched(s)) for s in range(40)], lrs, rtol=1e-5)
+    assert WarmupCosine.from_config(sched.get_config()).get_config() == sched.get_config()
+    # "step" is as before: the paper's recipes do not change
+    assert train.recipe_for("preresnet").schedule == "step"
+    with pytest.raises(ValueError, match="schedule"):
+        train.Recipe(epochs=2, batch_size=8, schedule="linear")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        train.Recipe(epochs=2, batch_size=8, schedule="cosine", warmup_epochs=2)
+
+
+def test_validation_split_holds_out_training_images_and_never_the_test_set(keras):
+    from varshift import data as vdata
+    from varshift.train import trainer
+
+    (x, y), (xt, _), _ = vdata.load("digits", seed=0)
+    cfg = train.RunConfig(data="digits", validation=200)
+    d = trainer.prepare_data(cfg, False)
+    assert (len(d.x_train), len(d.x_test)) == (len(x) - 200, 200)
+    assert d.info["n_test"] == 200 and d.info["validation"]["n_validation"] == 200
+    seen = {im.tobytes() for im in x}
+    assert all(im.tobytes() in seen for im in d.x_test)  # held-out training images
+    assert not {im.tobytes() for im in d.x_train} & {im.tobytes() for im in d.x_test}
+    assert np.bincount(d.y_test).tolist() == [20] * 10  # class-stratified
+    assert not {im.tobytes() for im in xt} & {im.tobytes() for im in d.x_test} - seen
+
+
+def test_fig6_control_is_shift_free_and_leaves_the_trained_model_untouched(keras):
+    """Fig. 6: the training-mode calls restore BN's state (Keras 3 moves it on any training
+    call), the control's moving statistics are the noise-free re-estimate, and both get the
+    same dropout draw (in training mode BN uses batch statistics, so their outputs agree)."""
+    from varshift import data as vdata
+    from varshift.diagnostics import recalibrate_bn
+    from varshift.train import trainer
+
+    cfg = train.RunConfig(net="wrn", size="small", data="digits", placement="a", rate=0.5)
+    d = trainer.prepare_data(cfg, False)
+    model = nets.build("wrn", 10, "a", "dropout", 0.5, input_shape=d.x_train.shape[1:], seed=0,
+                       **nets.SMALL_SIZES["wrn"])
+    train.compile_model(model, train.recipe_for("wrn", "cpu"))
+    model.fit(vdata.make_dataset(d.x_train, d.y_train, batch_size=64, training=True,
+                                 augment=False, mean=d.mean, std=d.std), epochs=1, shuffle=False,
+              verbose=0)
+    before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    fig6, control = trainer.fig6_outputs(model, d, seed=3, n_images=128, n_logits=4)
+    for b, a in zip(before, model.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+    idx = np.asarray(fig6["image_indices"])
+    xb = keras.ops.convert_to_numpy(next(iter(vdata.make_dataset(
+        d.x_train[idx], d.y_train[idx], batch_size=128, training=False, mean=d.mean,
+        std=d.std)))[0])
+    fresh = recalibrate_bn(model, xb, mode="sequential", batch_size=128)
+    bn = [layer for layer in control.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    ref = {layer.name: layer for layer in fresh.layers}
+    for layer in bn:  # after the training-mode call: still the noise-free statistics
+        for v, w in zip(layer.non_trainable_variables, ref[layer.name].non_trainable_variables,
+                        strict=True):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(v),
+                                       keras.ops.convert_to_numpy(w), rtol=1e-6)
+    # shifted: the model's stored variance of the case-(a) layers is not the noise-free one
+    assert any(not np.allclose(keras.ops.convert_to_numpy(a.moving_variance),
+                               keras.ops.convert_to_numpy(b.moving_variance), rtol=0.05)
+               for a, b in zip([ly for ly in model.layers if ly.name in ref and
+                                isinstance(ly, keras.layers.BatchNormalization)], bn,
+                               strict=True))
+    assert fig6["n_images"] == 128 and len(fig6["labels"]) == 128
+    assert set(fig6["pred"]) == {"shifted_train", "shifted_inference", "control_train",
+                                 "control_inference"}
+    assert fig6["pred"]["shifted_train"] == fig6["pred"]["control_train"]  # the same draw
+    assert np.asarray(fig6["logits"]["shifted_train"]).shape == (4, 10)
+    assert set(fig6["logits"]) == {"shifted_train", "shifted_inference"}
+    assert fig6 == trainer.fig6_outputs(model, d, seed=3, n_images=128, n_logits=4)[0]
+
+
 def _cfg(**kw):
     base = {"net": "wrn", "size": "small", "data": "digits", "recipe": "cpu", "epochs": 3,
-            "lr_drops": [2], "placement": "b", "rate": 0.3, "seed": 5,
-            "train_eval_samples": 300, "stats_samples": 300, "save_model": True}
+            "schedule": "cosine", "warmup_epochs": 0.5, "placement": "b", "rate": 0.3, "seed": 5,
+            "train_eval_samples": 300, "stats_samples": 300, "adjust_samples": 400,
+            "eval_batch_size": 128, "save_model": True}
     base.update(kw)
     return base
 
 
 def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch):
     full_dir = os.path.join(tmp_path, "full")
-    rec = train.run(_cfg(), out_dir=full_dir, progress=False)
+    rec = train.run(_cfg(), out_dir=full_dir, progress=False, checkpoint_seconds=0)
     with open(os.path.join(full_dir, "record.json")) as fh:
         assert json.load(fh) == json.loads(json.dumps(rec))  # JSON-serialisable, written
     assert set(rec) >= {"config", "data", "history", "final", "versions", "wall_time", "seed"}
     assert rec["data"]["source"] == "sklearn bundled" and rec["config"]["net"] == "wrn"
     assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
-    assert [h["lr"] for h in rec["history"]] == pytest.approx([0.05, 0.05, 0.01])  # WRN: factor 0.2
+    recipe = train.RunConfig.from_any(_cfg()).resolved()[1]
+    steps = -(-rec["data"]["n_train"] // recipe.batch_size)
+    assert [h["lr"] for h in rec["history"]] == pytest.approx(
+        [recipe.lr_at_step(e * steps, steps) for e in range(3)])  # per step: resumed exactly
+    assert 0 <= rec["final"]["train_error_inference"] <= 100 and "fig6" not in rec["final"]
     for h in rec["history"]:
         assert set(h) == {"epoch", "loss", "train_acc_train_mode", "train_acc_inference_mode",
                           "train_acc_train_mode_fixed", "lr", "seconds"}
         assert 0 <= h["train_acc_inference_mode"] <= 1
         assert 0 <= h["train_acc_train_mode_fixed"] <= 1
     final = rec["final"]
+    assert (final["stats_samples"], final["adjust_samples"]) == (300, 400)  # 4 batches of 128
     assert final["test_error"] < 50  # it learns (10 classes: chance is 90% error)
     for key in ("test_error_adjust_sequential", "test_error_adjust_one_pass",
                 "test_error_adjust_one_pass_noise"):
@@ -105,14 +196,14 @@ def test_run_writes_one_record_and_resumes_exactly(keras, tmp_path, monkeypatch)
 
     monkeypatch.setattr(folder, "atomic_write_json", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), out_dir=part_dir, progress=False)
+        train.run(_cfg(), out_dir=part_dir, progress=False, checkpoint_seconds=0)
     monkeypatch.setattr(folder, "atomic_write_json", real_write)
     assert not os.path.exists(os.path.join(part_dir, "record.json"))
     with open(os.path.join(part_dir, "progress.json")) as fh:
         state = json.load(fh)
     assert len(state["history"]) == 2 and state["checkpoint"] == "checkpoint_2.keras"
     assert os.path.isfile(os.path.join(part_dir, "checkpoint_2.keras"))
-    resumed = train.run(_cfg(), out_dir=part_dir, progress=False)
+    resumed = train.run(_cfg(), out_dir=part_dir, progress=False, checkpoint_seconds=0)
 
     def strip(history):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
@@ -149,6 +240,8 @@ def test_placement_a_shifts_the_deeper_bn_layers_and_none_does_not(keras):
     assert np.median(ratios_none) < 1.05 and max(ratios_none) < 1.25
     # Table 3 direction: re-estimating BN on the training data lowers dropout-(a)'s test error
     assert a["final"]["test_error_adjust_sequential"] < a["final"]["test_error"]
+    # the step schedule, as before: 0.05, divided by 10 after 4 and after 5 epochs
+    assert [h["lr"] for h in a["history"]] == pytest.approx([0.05] * 4 + [0.005, 0.0005])
     # Fig. 5 quantities are recorded per epoch (see the report for their ordering at this size)
     assert all("train_acc_inference_mode" in h for h in a["history"])
 

@@ -68,7 +68,7 @@ class RunConfig:
         data: data set name (:data:`varshift.data.DATASETS`); ``data_dir`` is searched first.
         recipe: ``"paper"`` or ``"cpu"``; ``overrides`` changes recipe fields (``epochs``,
             ``batch_size``, ``lr``, ``momentum``, ``lr_drops``, ``drop_factor``,
-            ``weight_decay``).
+            ``weight_decay``, ``schedule``, ``warmup_epochs``).
         seed: integer seed of weights, noise, data order and augmentation.
         augment: pad-and-crop + flip; ``None`` uses the data set's default
             (:data:`varshift.data.DEFAULT_AUGMENT`: on for CIFAR only).
@@ -79,6 +79,9 @@ class RunConfig:
             the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
         adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
             one_pass, and one_pass with the noise on).
+        adjust_samples: training images (same seeded subset, augmented) that Adjust BN reads, at
+            ``eval_batch_size`` images a batch; ``None`` uses ``stats_samples``. More than one
+            batch is what tells ``one_pass`` from ``sequential``.
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
@@ -102,6 +105,12 @@ class RunConfig:
         backend: the Keras backend the run trains on (``"tensorflow"``, ``"jax"``,
             ``"torch"``); ``None`` (default) uses the process's ``KERAS_BACKEND``. Numbers
             differ between backends, so the reproduction records it in every run's config.
+        validation: hold out this many training images (class-stratified, the same for every
+            seed) and evaluate on them instead of the test set, which is then not used: for
+            choosing a recipe or budget. ``None``: train on all and evaluate on the test set.
+        fig6: store Fig. 6's outputs in ``final["fig6"]`` (fixed training images in training
+            and inference mode, and a shift-free control's; see
+            :func:`varshift.train.trainer.fig6_outputs`).
     """
 
     net: str = "preresnet"
@@ -119,6 +128,7 @@ class RunConfig:
     train_eval_samples: int | None = 10000
     stats_samples: int | None = 10000
     adjust: bool = True
+    adjust_samples: int | None = None
     save_model: bool = False
     mixed_precision: bool = False
     deterministic: bool | None = None
@@ -128,6 +138,8 @@ class RunConfig:
     epoch_eval: bool = True
     threads: int | None = 1
     backend: str | None = None
+    validation: int | None = None
+    fig6: bool = False
 
     @classmethod
     def from_any(cls, config) -> RunConfig:
@@ -240,6 +252,9 @@ FIELD_CHECKS = {
     "eval_batch_size": _validate.check_positive_int,
     "data_kwargs": _check_dict,
     "epoch_eval": _validate.check_bool,
+    "validation": _optional(_validate.check_positive_int),
+    "fig6": _validate.check_bool,
+    "adjust_samples": _optional(_validate.check_positive_int),
 }
 
 

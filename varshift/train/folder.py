@@ -4,7 +4,7 @@ Layout of ``out_dir``:
 
 - ``record.json``: the result, written atomically at the end (its presence means "done");
 - ``progress.json``: the config, the history so far, the name of the matching checkpoint and
-  the wall time, written atomically after every epoch;
+  the wall time, written atomically with every checkpoint;
 - ``checkpoint_{epoch}.keras``: model + optimiser state after ``epoch`` epochs; only the
   latest is kept, and none once the record is written;
 - ``model.keras``: the final model (``save_model``).

@@ -9,12 +9,59 @@ reference code. Keras' own ``SGD(weight_decay=...)`` is decoupled and would be a
 
 from __future__ import annotations
 
+import math
+
 from varshift._keras import keras as _load_keras
 from varshift.train.recipes import Recipe
 
 keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
 
-__all__ = ["CoupledSGD", "compile_model"]
+__all__ = ["CoupledSGD", "WarmupCosine", "compile_model"]
+
+
+@keras.saving.register_keras_serializable(package="varshift")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    r"""Linear warm-up, then a half cosine to zero: the ``"cosine"`` schedule of a Recipe.
+
+    .. math::
+        \eta_s = \eta_0 \frac{s + 1}{W} \ (s < W), \qquad
+        \eta_s = \tfrac{1}{2}\eta_0 \left(1 + \cos\frac{\pi (s - W)}{T - W}\right)
+        \ (s \ge W),
+
+    with :math:`s` the optimiser's step count (saved with it, so a resumed run continues the
+    schedule exactly). :meth:`varshift.train.Recipe.lr_at_step` is the same formula in Python.
+
+    Args:
+        lr: peak rate :math:`\eta_0`.
+        warmup_steps: :math:`W` (0: no warm-up).
+        total_steps: :math:`T`.
+
+    Example:
+
+    >>> sched = WarmupCosine(0.1, warmup_steps=10, total_steps=100)
+    >>> float(sched(9))
+    0.1
+    """
+
+    def __init__(self, lr, warmup_steps, total_steps):
+        self.lr = float(lr)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        ops = keras.ops
+        s = ops.cast(step, "float32")
+        warm = float(max(self.warmup_steps, 1))
+        frac = ops.minimum(1.0, (s - self.warmup_steps) / float(max(
+            self.total_steps - self.warmup_steps, 1)))
+        cosine = 0.5 * self.lr * (1.0 + ops.cos(math.pi * frac))
+        if self.warmup_steps <= 0:
+            return cosine
+        return ops.where(s < self.warmup_steps, self.lr * (s + 1.0) / warm, cosine)
+
+    def get_config(self):
+        return {"lr": self.lr, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
 
 
 @keras.saving.register_keras_serializable(package="varshift")
@@ -61,10 +108,18 @@ class CoupledSGD(keras.optimizers.SGD):
         return config
 
 
-def compile_model(model, recipe: Recipe, *, lr=None):
-    """Compile ``model`` with :class:`CoupledSGD`, sparse cross-entropy on logits, accuracy."""
-    opt = CoupledSGD(learning_rate=recipe.lr if lr is None else lr,
-                     momentum=recipe.momentum, l2=recipe.weight_decay)
+def compile_model(model, recipe: Recipe, *, lr=None, steps_per_epoch=None):
+    """Compile ``model`` with :class:`CoupledSGD`, sparse cross-entropy on logits, accuracy.
+
+    With ``recipe.schedule == "cosine"`` and ``steps_per_epoch`` given (and no ``lr``), the
+    optimiser's rate is the per-step :class:`WarmupCosine` schedule; otherwise it is the
+    constant ``lr`` (default ``recipe.lr``), which the trainer sets per epoch for ``"step"``.
+    """
+    rate = recipe.lr if lr is None else lr
+    if recipe.schedule == "cosine" and steps_per_epoch and lr is None:
+        rate = WarmupCosine(recipe.lr, recipe.warmup_steps(steps_per_epoch),
+                            recipe.epochs * int(steps_per_epoch))
+    opt = CoupledSGD(learning_rate=rate, momentum=recipe.momentum, l2=recipe.weight_decay)
     model.compile(
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,4 +1,5 @@
-r"""SGD training recipes: the step learning-rate schedule, momentum and L2 weight decay.
+r"""SGD training recipes: the learning-rate schedule (step, or cosine with linear warm-up),
+momentum and L2 weight decay.
 
 Each network's ``"paper"`` recipe (bearpaw/pytorch-classification, the code the paper points
 to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in its entry of
@@ -8,17 +9,32 @@ to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "recipe_for", "recipes", "RECIPE_KINDS"]
+__all__ = ["Recipe", "recipe_for", "recipes", "RECIPE_KINDS", "SCHEDULES"]
 
 #: the recipe kinds every network entry has
 RECIPE_KINDS = ("paper", "cpu")
+#: the learning-rate schedules of :class:`Recipe`
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """An SGD training recipe: step learning-rate schedule, momentum, L2 weight decay.
+    r"""An SGD training recipe: learning-rate schedule, momentum, L2 weight decay.
+
+    Two schedules:
+
+    - ``"step"`` (the paper's): epoch :math:`e` uses
+      :math:`\eta_e = \eta_0 f^{\#\{t \in \text{lr\_drops} : t \le e\}}`, constant within
+      the epoch;
+    - ``"cosine"``: per SGD step :math:`s` of :math:`T = \text{epochs} \cdot S` (:math:`S`
+      steps per epoch), a linear warm-up over the first :math:`W = \text{round}(
+      \text{warmup\_epochs} \cdot S)` steps, then a half cosine to zero:
+      :math:`\eta_s = \eta_0 (s + 1) / W` for :math:`s < W`, else
+      :math:`\eta_s = \tfrac{1}{2} \eta_0 (1 + \cos(\pi (s - W) / (T - W)))`.
+      ``lr_drops`` and ``drop_factor`` are not used.
 
     Args:
         epochs: number of epochs.
@@ -38,6 +54,8 @@ class Recipe:
     lr_drops: tuple = ()
     drop_factor: float = 0.1
     weight_decay: float = 1e-4
+    schedule: str = "step"
+    warmup_epochs: float = 0.0
 
     def __post_init__(self):
         """Every field checked when a recipe is made (or changed by :meth:`replace`)."""
@@ -54,11 +72,37 @@ class Recipe:
                             f"lr_drops={self.lr_drops!r}.")
         for i, epoch in enumerate(self.lr_drops):
             _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Argument `schedule` must be one of {SCHEDULES}; received "
+                             f"schedule={self.schedule!r}.")
+        w = self.warmup_epochs
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
+                or not 0 <= w < max(self.epochs, 1):
+            raise ValueError("Argument `warmup_epochs` must be a finite number in [0, epochs="
+                             f"{self.epochs}); received warmup_epochs={w!r}.")
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of (0-based) ``epoch``."""
+    def lr_at(self, epoch: int, steps_per_epoch: int = 1) -> float:
+        """Learning rate at the first step of (0-based) ``epoch`` (the step schedule's rate
+        of the whole epoch)."""
+        if self.schedule == "cosine":
+            return self.lr_at_step(epoch * steps_per_epoch, steps_per_epoch)
         drops = sum(1 for t in self.lr_drops if t <= epoch)
         return float(self.lr * self.drop_factor**drops)
+
+    def warmup_steps(self, steps_per_epoch: int) -> int:
+        """:math:`W`: the cosine schedule's warm-up steps."""
+        return int(round(self.warmup_epochs * steps_per_epoch))
+
+    def lr_at_step(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate of (0-based) SGD ``step`` with ``steps_per_epoch`` steps an epoch."""
+        if self.schedule == "step":
+            return self.lr_at(int(step) // int(steps_per_epoch))
+        warm = self.warmup_steps(steps_per_epoch)
+        total = self.epochs * steps_per_epoch
+        if step < warm:
+            return float(self.lr * (step + 1) / warm)
+        frac = min(1.0, (step - warm) / max(total - warm, 1))
+        return float(0.5 * self.lr * (1.0 + math.cos(math.pi * frac)))
 
     def replace(self, **overrides) -> Recipe:
         """A copy with some fields changed; unknown fields raise ``ValueError``."""

@@ -1,5 +1,5 @@
 r"""One training run, in four named steps: prepare the data, build or resume the model, train
-the epochs (with a checkpoint after each), evaluate the final model.
+the epochs (with a checkpoint every ``checkpoint_seconds``), evaluate the final model.
 
 A run (:func:`run`) builds a network of :mod:`varshift.nets` with a noise placement, trains it
 with SGD as the recipes the paper points to (bearpaw/pytorch-classification), and returns one
@@ -7,21 +7,27 @@ JSON-ready record:
 
 - ``history``: per epoch the training loss, the training accuracy **in training mode** (the
   running accuracy of the training pass itself, noise on, BN on batch statistics), the learning
-  rate and the seconds of the training pass; with ``epoch_eval`` also the accuracy of a fixed,
-  un-augmented subset of ``train_eval_samples`` training images **in inference mode** and, on
-  the same images with the same weights, **in training mode** (the paper's Fig. 5);
-- ``final``: test error (%), the test error after "Adjust BN" (Table 3, every variant of
-  :data:`ADJUST_MODES`), the per-BN-layer shift (:func:`varshift.measure_shift`, Fig. 4) and
-  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1);
+  rate (at the epoch's first step) and the seconds of the training pass; with ``epoch_eval``
+  also the accuracy of a fixed, un-augmented subset of ``train_eval_samples`` training images
+  **in inference mode** and, on the same images with the same weights, **in training mode**
+  (the paper's Fig. 5);
+- ``final``: test error (%), the inference-mode error of the fixed training subset
+  (``train_error_inference``), the test error after "Adjust BN" (Table 3, every variant of
+  :data:`ADJUST_MODES`; ``adjust_samples`` images), the per-BN-layer shift
+  (:func:`varshift.measure_shift`, Fig. 4) and
+  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1) and, with ``fig6``, Fig. 6's
+  outputs (:func:`fig6_outputs`);
 - ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
 
 **Reproducibility.** ``keras.utils.set_random_seed(seed)``, seeded noise layers, a data order
 and augmentation that are functions of ``(seed, epoch)`` alone (:func:`varshift.seeds.derive_seed`),
 and (``deterministic=True``) ``tf.config.experimental.enable_op_determinism()``: the same
 config gives the same record on the same machine. With ``out_dir`` a checkpoint (model +
-optimiser state) and the history are written atomically after every epoch
-(:class:`varshift.train.folder.RunFolder`), so an interrupted run resumes at its last finished
-epoch and continues exactly as if it had not been interrupted.
+optimiser state, including the step count that drives the ``"cosine"`` schedule) and the
+history are written atomically after an epoch once ``checkpoint_seconds`` (60) have passed
+since the last (:class:`varshift.train.folder.RunFolder`), so an interrupted run resumes at its
+last checkpointed epoch and continues exactly as if it had not been interrupted, while a short
+run writes no checkpoint at all.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ class _State:
 
 
 # --------------------------------------------------------------------------------- the run
-def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
+def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0) -> dict:
     """Train one network and return its result record (also ``out_dir/record.json``).
 
     Args:
@@ -83,6 +89,10 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
         progress: show a tqdm bar over epochs on stderr.
         resume: continue from ``out_dir``'s checkpoint (or return its finished record) when it
             holds the same config; ``False`` starts afresh and overwrites.
+        checkpoint_seconds: write the checkpoint after an epoch only once at least this many
+            seconds have passed since the last one (or the start); ``0`` checkpoints every
+            epoch. An interrupt loses at most about this much training; it never changes the
+            result (a resumed run continues exactly).
 
     Returns:
         The record: ``{config, data, history, final, versions, wall_time, seed}``; errors in %.
@@ -105,11 +115,13 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     apply_threads(cfg.threads, cfg.backend)
     data = prepare_data(cfg, augment)
     deterministic = _seed_and_determinism(cfg)
-    state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None)
+    steps = math.ceil(len(data.x_train) / recipe.batch_size)
+    state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None,
+                            steps_per_epoch=steps)
     train_eval_ds, train_fixed_ds, test_ds = _eval_datasets(cfg, recipe, data)
     train_epochs(state, cfg, recipe, data, (train_eval_ds, train_fixed_ds), folder=folder,
-                 started=started, progress=progress)
-    final = final_evaluation(state, cfg, recipe, data, test_ds)
+                 started=started, progress=progress, checkpoint_seconds=checkpoint_seconds)
+    final = final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds)
     record = to_jsonable({
         "config": cfg.to_dict(), "data": data.info, "history": state.history, "final": final,
         "versions": _versions(), "wall_time": state.prior_wall + time.time() - started,
@@ -126,6 +138,15 @@ def prepare_data(cfg, augment) -> _Data:
 
     (x_train, y_train), (x_test, y_test), info = vdata.load(
         cfg.data, cfg.data_dir, seed=cfg.seed, subset=cfg.subset, **cfg.data_kwargs)
+    if cfg.validation:  # hold out training images as the evaluation set; the test set is unread
+        held = vdata.subset_indices(y_train, cfg.validation, 0)
+        rest = np.setdiff1d(np.arange(len(y_train)), held)
+        x_test, y_test = x_train[held], y_train[held]
+        x_train, y_train = x_train[rest], y_train[rest]
+        info = {**info, "n_train": len(rest), "n_test": len(held),
+                "validation": {"n_validation": len(held), "of_n_train": len(rest) + len(held),
+                               "selection": "class-stratified, selection seed 0, from the "
+                                            "training images; test images not used"}}
     mean, std = vdata.channel_stats(x_train)
     return _Data(x_train, y_train, x_test, y_test, info, mean, std, augment)
 
@@ -188,8 +209,9 @@ def _seed_and_determinism(cfg):
     return deterministic
 
 
-def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
-    """The model from ``folder``'s last checkpoint, or a freshly built and compiled one."""
+def build_or_resume(cfg, size, recipe, info, folder=None, *, steps_per_epoch=None) -> _State:
+    """The model from ``folder``'s last checkpoint, or a freshly built and compiled one
+    (``steps_per_epoch``: for the recipe's per-step ``"cosine"`` schedule)."""
     from varshift import nets
 
     saved = folder.progress() if folder is not None else None
@@ -204,7 +226,7 @@ def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
         model = nets.build(cfg.net, info["num_classes"], cfg.placement, cfg.noise, cfg.rate,
                            beta=cfg.beta, input_shape=tuple(info["shape"]), seed=cfg.seed,
                            **size)
-        compile_model(model, recipe)
+        compile_model(model, recipe, steps_per_epoch=steps_per_epoch)
     return _State(model, [], 0.0)
 
 
@@ -222,22 +244,27 @@ def _eval_datasets(cfg, recipe, data):
             vdata.make_dataset(data.x_test, data.y_test, **common))
 
 
-def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress):
-    """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after each epoch."""
+def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progress,
+                 checkpoint_seconds=0.0):
+    """Train from ``len(state.history)`` to ``recipe.epochs``; checkpoint after an epoch once
+    ``checkpoint_seconds`` have passed since the last checkpoint (or the start)."""
     from varshift import data as vdata
 
     bar = _progress_bar(cfg, recipe, len(state.history)) if progress else None
+    last_checkpoint = time.time()
     try:
         for epoch in range(len(state.history), recipe.epochs):
             train_ds = vdata.make_dataset(
                 data.x_train, data.y_train, batch_size=recipe.batch_size, training=True,
                 augment=data.augment, mean=data.mean, std=data.std,
                 seed=derive_seed(cfg.seed, "epoch_data", epoch))
-            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets)
+            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets,
+                             math.ceil(len(data.x_train) / recipe.batch_size))
             state.history.append(row)
-            if folder is not None:
+            if folder is not None and time.time() - last_checkpoint >= checkpoint_seconds:
                 folder.save_epoch(state.model, state.history,
                                   state.prior_wall + time.time() - started)
+                last_checkpoint = time.time()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc_train_mode']:.3f}")
@@ -246,12 +273,13 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
             bar.close()
 
 
-def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
+def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
     """One pass over the training data, then (``epoch_eval``) the fixed training subset in
     inference and in training mode: the epoch's history row."""
     train_eval_ds, train_fixed_ds = eval_sets
-    lr = recipe.lr_at(epoch)
-    model.optimizer.learning_rate = lr
+    lr = recipe.lr_at(epoch, steps_per_epoch)
+    if recipe.schedule == "step":
+        model.optimizer.learning_rate = lr  # "cosine": the optimiser's per-step schedule
     _reseed_noise(model, cfg.seed, epoch)
     t0 = time.time()
     logs = model.fit(train_ds, epochs=1, shuffle=False, verbose=0).history
@@ -267,8 +295,9 @@ def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets):
     return row
 
 
-def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
-    """Test errors (plain and after Adjust BN), the per-BN-layer shift and cos^2 per layer."""
+def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> dict:
+    """Test errors (plain and after Adjust BN), the inference-mode error of the fixed training
+    subset, the per-BN-layer shift, cos^2 per layer and (``fig6``) Fig. 6's outputs."""
     from varshift import data as vdata
 
     try:
@@ -277,13 +306,17 @@ def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
         raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
 
     model = state.model
-    idx = vdata.subset_indices(data.y_train, cfg.stats_samples, cfg.seed, stratified=False)
-    # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
-    # identical on every iteration, so sequential recalibration sees the same images per layer
-    stats_ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx],
-                                  batch_size=cfg.eval_batch_size, training=True,
-                                  augment=data.augment, mean=data.mean, std=data.std,
-                                  seed=derive_seed(cfg.seed, "stats_data"))
+
+    def stats_data(n):
+        # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
+        # identical on every iteration, so sequential recalibration sees the same images per layer
+        idx = vdata.subset_indices(data.y_train, n, cfg.seed, stratified=False)
+        return idx, vdata.make_dataset(data.x_train[idx], data.y_train[idx],
+                                       batch_size=cfg.eval_batch_size, training=True,
+                                       augment=data.augment, mean=data.mean, std=data.std,
+                                       seed=derive_seed(cfg.seed, "stats_data"))
+
+    idx, stats_ds = stats_data(cfg.stats_samples)
     test_acc = float(model.evaluate(test_ds, verbose=0)[1])
     final = {
         "test_error": 100.0 * (1.0 - test_acc),
@@ -293,27 +326,91 @@ def final_evaluation(state, cfg, recipe, data, test_ds) -> dict:
     shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
     final["shift"] = shift.to_dict("records")
     if cfg.adjust:
+        jdx, adjust_ds = idx, stats_ds
+        if cfg.adjust_samples is not None and cfg.adjust_samples != cfg.stats_samples:
+            jdx, adjust_ds = stats_data(cfg.adjust_samples)
+        final["adjust_samples"] = len(jdx)
         for name, kwargs in ADJUST_MODES.items():
-            fixed = recalibrate_bn(model, stats_ds, batch_size=cfg.eval_batch_size, **kwargs)
+            fixed = recalibrate_bn(model, adjust_ds, batch_size=cfg.eval_batch_size, **kwargs)
             compile_model(fixed, recipe)
             acc = fixed.evaluate(test_ds, verbose=0)[1]
             final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
     final["cos2"] = cos2_table(model)
+    if train_eval_ds is not None:
+        acc = float(model.evaluate(train_eval_ds, verbose=0)[1])
+        final["train_error_inference"] = 100.0 * (1.0 - acc)
+    if cfg.fig6:
+        final["fig6"] = fig6_outputs(model, data, seed=cfg.seed)[0]
     return final
 
 
+#: Fig. 6's fixed training images (the same for every seed) and the images whose logits are kept
+FIG6_IMAGES, FIG6_LOGITS = 512, 16
+_FIG6_DRAW = 100_000  # the epoch index of Fig. 6's noise draw (no run trains that long)
+
+
+def fig6_outputs(model, data, *, seed, n_images=FIG6_IMAGES, n_logits=FIG6_LOGITS):
+    """Fig. 6: predictions of fixed training images in training and in inference mode, of the
+    trained network (``shifted``) and of its shift-free control.
+
+    The images are the first ``n_images`` of a constant (seed-0) permutation of the training
+    set, un-augmented and normalised as in training, scored as one batch. The control is the
+    same network with BN's moving statistics re-estimated on these images with the noise off
+    (``recalibrate_bn(mode="sequential")``): its inference mode has no variance shift. Both
+    training-mode calls use the same seeded noise draw (:func:`_reseed_noise` of ``seed`` at
+    the epoch index ``_FIG6_DRAW``, past any training epoch) and leave BN's non-trainable state as it was
+    (:func:`_frozen_state`), so the calls do not contaminate each other.
+
+    Returns:
+        ``(fig6, control)``: the record's ``final["fig6"]`` dict ``{n_images, image_indices,
+        labels, pred: {shifted_train, shifted_inference, control_train, control_inference},
+        logits: {shifted_train, shifted_inference}}`` (logits of the first ``n_logits``
+        images) and the control model.
+    """
+    from varshift import data as vdata
+    from varshift.diagnostics import recalibrate_bn
+
+    idx = vdata.subset_indices(data.y_train, n_images, 0, stratified=False)
+    ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx], batch_size=len(idx),
+                            training=False, mean=data.mean, std=data.std)
+    xb = keras.ops.convert_to_numpy(next(iter(ds))[0])
+    control = recalibrate_bn(model, xb, mode="sequential", batch_size=len(idx))
+    logits = {}
+    for name, net in (("shifted", model), ("control", control)):
+        with _frozen_state(net):
+            _reseed_noise(net, seed, _FIG6_DRAW)  # the same dropout draw for both
+            logits[f"{name}_train"] = keras.ops.convert_to_numpy(net(xb, training=True))
+        logits[f"{name}_inference"] = keras.ops.convert_to_numpy(net(xb, training=False))
+    fig6 = {"n_images": len(idx), "image_indices": idx.tolist(),
+            "labels": data.y_train[idx].astype(int).tolist(),
+            "pred": {k: np.argmax(v, axis=-1).astype(int).tolist() for k, v in logits.items()},
+            "logits": {k: logits[k][:n_logits].astype(float).tolist()
+                       for k in ("shifted_train", "shifted_inference")}}
+    return fig6, control
+
+
 # ---------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _frozen_state(model):
+    """Restore ``model``'s non-trainable state (BN's moving statistics, noise seeds) on exit:
+    Keras 3 BN updates its moving statistics on every ``training=True`` call."""
+    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    try:
+        yield model
+    finally:
+        for v, value in zip(model.non_trainable_variables, saved, strict=True):
+            v.assign(value)
+
+
 def _train_mode_accuracy(model, dataset):
     """Accuracy of ``dataset`` in training mode (noise on, BN on batch statistics), leaving
     the model's non-trainable state (moving statistics, noise seeds) as it was."""
-    saved = [v.numpy() for v in model.non_trainable_variables]
     right = total = 0
-    for x, y in dataset:
-        pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
-        right += int(np.sum(pred == np.asarray(y).reshape(-1)))
-        total += len(pred)
-    for v, value in zip(model.non_trainable_variables, saved, strict=True):
-        v.assign(value)
+    with _frozen_state(model):
+        for x, y in dataset:
+            pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
+            right += int(np.sum(pred == np.asarray(y).reshape(-1)))
+            total += len(pred)
     return right / max(total, 1)
 
 
