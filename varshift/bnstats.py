@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import weakref
 
 import numpy as np
 
