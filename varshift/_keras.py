@@ -21,8 +21,8 @@ import importlib.util
 import os
 import sys
 
-__all__ = ["keras", "tf", "tf_if_present", "backend", "is_backend", "quiet_stderr",
-           "to_numpy"]
+__all__ = ["keras", "tf", "tf_if_present", "backend", "is_backend", "backend_versions",
+           "quiet_stderr", "to_numpy"]
 
 
 @contextlib.contextmanager
@@ -125,6 +125,26 @@ def tf_if_present():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     return _import_tensorflow() if is_backend("tensorflow") else None
+
+
+def backend_versions() -> dict:
+    """``{"backend": name, name: version, "gpus": [device names]}`` of the backend in use."""
+    name = backend()
+    if name == "tensorflow":
+        t = tf()
+        return {"backend": name, "tensorflow": t.__version__,
+                "gpus": [d.name for d in t.config.list_physical_devices("GPU")]}
+    if name == "jax":
+        import jax  # noqa: PLC0415
+
+        return {"backend": name, "jax": jax.__version__,
+                "gpus": [str(d) for d in jax.devices() if d.platform == "gpu"]}
+    if name == "torch":
+        import torch  # noqa: PLC0415
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return {"backend": name, "torch": torch.__version__, "gpus": gpus}
+    return {"backend": name, "gpus": []}
 
 
 def to_numpy(x):
