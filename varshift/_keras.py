@@ -110,9 +110,10 @@ def is_backend(name: str) -> bool:
 
 
 def tf():
-    """Return the ``tensorflow`` module; only on the TensorFlow backend (else ``RuntimeError``)."""
+    """Return the ``tensorflow`` module; only on the TensorFlow backend (else ``ImportError``,
+    so that code which treats TensorFlow as optional catches it as a missing module)."""
     if not is_backend("tensorflow"):
-        raise RuntimeError(f"This needs TensorFlow, but the Keras backend is {backend()!r}.")
+        raise ImportError(f"This needs TensorFlow, but the Keras backend is {backend()!r}.")
     return _import_tensorflow()
 
 

@@ -7,8 +7,8 @@ One module serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
 
 - **finding layers**: :func:`bn_layers` (every BatchNormalization layer reachable from a model:
   nested models and custom layers included) and :func:`noise_kind` / :func:`noise_layers`;
-- **data**: :func:`iter_batches` walks a numpy array, a ``tf.data.Dataset`` or a
-  ``keras.utils.PyDataset`` batch by batch, checks the sample shape
+- **data**: :func:`iter_batches` walks a numpy array, a ``tf.data.Dataset`` (where TensorFlow
+  is installed) or a ``keras.utils.PyDataset`` batch by batch, checks the sample shape
   (:func:`check_input_shapes`) and, while the batch is in the forward pass anyway, that every
   value is finite;
 - **moments**: :func:`collect_moments` runs the model once per batch and records, for every BN
@@ -16,8 +16,16 @@ One module serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
   parallel combination, :func:`chan_combine`) and the average of the per-batch mean and
   biased variance. BN layers use either their stored statistics (``bn="moving"``: inference)
   or the statistics of the batch at hand (``bn="batch"``: what ``fit`` does), and noise layers
-  are forced off or on (``noise=``), independently of each other;
+  are forced off or on (``noise=``), independently of each other. :func:`check_moments`
+  refuses moments that are not finite or rest on a single value per channel;
 - **writing**: :func:`save_statistics` / :func:`assign_statistics`.
+
+Backends. The per-batch work is written with ``keras.ops`` and runs on every Keras backend,
+compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
+TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, eager calls under
+``torch.no_grad()`` on PyTorch) and reused by later calls. Inside the pass everything is
+float32 and per sample (sums over a sample's positions); the sums are combined across the batch
+and across batches in float64 on the host (numpy), so JAX's default float32 costs nothing.
 
 Nothing here modifies a model while it measures: BN layers in batch mode normalise with the
 batch statistics computed by the engine itself, so Keras never updates a moving average.
