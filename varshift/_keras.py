@@ -22,7 +22,7 @@ import os
 import sys
 
 __all__ = ["keras", "tf", "tf_if_present", "backend", "is_backend", "backend_versions",
-           "quiet_stderr", "to_numpy"]
+           "jax_compilation_cache", "quiet_stderr", "to_numpy"]
 
 
 @contextlib.contextmanager
@@ -146,6 +146,28 @@ def backend_versions() -> dict:
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return {"backend": name, "torch": torch.__version__, "gpus": gpus}
     return {"backend": name, "gpus": []}
+
+
+def jax_compilation_cache():
+    """On the JAX backend, keep XLA's compiled programs in a persistent cache shared by the
+    processes of a reproduction (every run of a network compiles the same programs; compiling
+    is most of a small run's time on CPU). The folder is ``JAX_COMPILATION_CACHE_DIR`` when set
+    (JAX's own variable), else ``$KERAS_HOME/jax_cache`` (``~/.keras/jax_cache``). Results do
+    not change: the cache holds the same compiled programs. Returns the folder, or ``None``."""
+    if not is_backend("jax"):
+        return None
+    import jax  # noqa: PLC0415
+
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+        os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"),
+        "jax_cache")
+    try:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except (AttributeError, ValueError):  # pragma: no cover - an older JAX without the options
+        return None
+    return folder
 
 
 def to_numpy(x):

@@ -305,9 +305,13 @@ def _probe(folder, name, shown):
                          f"({err.strerror or err}).") from None
 
 
+class _FlagError(TypeError, ValueError):
+    """A flag that is not a boolean: both a TypeError and a ValueError (either ``except``)."""
+
+
 def check_bool(name: str, value) -> bool:
     """``True`` or ``False`` (numpy booleans too); ``"no"``, ``0`` or ``None`` are refused."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `{name}` must be True or False; received "
-                        f"{name}={value!r} of type {type(value).__name__}.")
+        raise _FlagError(f"Argument `{name}` must be True or False; received "
+                         f"{name}={value!r} of type {type(value).__name__}.")
     return bool(value)

@@ -132,6 +132,9 @@ def _seed_and_determinism(cfg):
     keras.utils.set_random_seed(cfg.seed)
     deterministic = cfg.deterministic
     if keras.backend.backend() != "tensorflow":  # JAX/XLA on CPU is deterministic as is
+        from varshift._keras import jax_compilation_cache
+
+        jax_compilation_cache()  # the runs of one network compile the same programs
         return bool(deterministic) if deterministic is not None else _no_gpu()
     from varshift._keras import tf as _tf
 
