@@ -60,21 +60,28 @@ def main(argv=None):
 
     import varshift
     from varshift._keras import keras as load_keras
-    from varshift._keras import tf as load_tf
     from varshift.bnstats import bn_layers
 
-    keras, tf = load_keras(), load_tf()
+    keras = load_keras()
     keras.utils.set_random_seed(0)
     model = conv_net(keras, args.blocks)
     x = np.random.default_rng(0).normal(size=(args.images, 32, 32, 3)).astype("float32")
     bs = args.batch_size
     n_bn = len(bn_layers(model))
 
-    forward = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+    if keras.backend.backend() == "tensorflow":
+        from varshift._keras import tf as load_tf
 
-    def loop():
-        for s in range(0, len(x), bs):
-            forward(tf.convert_to_tensor(x[s:s + bs])).numpy()
+        tf = load_tf()
+        forward = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+
+        def loop():
+            for s in range(0, len(x), bs):
+                forward(tf.convert_to_tensor(x[s:s + bs])).numpy()
+    else:  # the same loop over predict_on_batch (compiled by Keras on every backend)
+        def loop():
+            for s in range(0, len(x), bs):
+                model.predict_on_batch(x[s:s + bs])
 
     def predict():
         model.predict(x, batch_size=bs, verbose=0)

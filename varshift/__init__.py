@@ -3,7 +3,7 @@
 Reference implementation of Li, Chen, Hu, Yang, "Understanding the Disharmony between Dropout
 and Batch Normalization by Variance Shift" (CVPR 2019, arXiv:1801.05134).
 
-``import varshift`` is fast and does not import TensorFlow: :mod:`varshift.theory` is pure
+``import varshift`` is fast and imports no Keras backend: :mod:`varshift.theory` is pure
 numpy, and every Keras-based name below is loaded the first time it is used.
 """
 

@@ -224,9 +224,9 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
             "shape: this function needs a Functional or Sequential model built with "
             "keras.Input (for a subclassed model, audit(model, input_shape=...) still works).")
     if need_bn:
-        from varshift.bnstats import bn_layers as all_bn_layers  # noqa: PLC0415
+        from varshift._graph import all_layers, is_bn  # noqa: PLC0415
 
-        if not all_bn_layers(model):
+        if not any(is_bn(layer) for layer in all_layers(model)):
             raise ValueError(f"Argument `{name}`: model {model.name!r} has no BatchNormalization "
                              "layer; there is no variance shift to audit, measure or correct.")
     return model
@@ -252,7 +252,7 @@ def model_and_data(model, data, *, model_name="model", data_name="data", **optio
 
 
 def _input_shapes(model):
-    from varshift.bnstats import _model_input_shapes  # noqa: PLC0415  (Keras is loaded already)
+    from varshift._graph import model_input_shapes as _model_input_shapes  # noqa: PLC0415
 
     return _model_input_shapes(model)
 
@@ -458,3 +458,4 @@ def _probe(folder, name, shown):
     except OSError as err:
         raise ValueError(f"Argument `{name}` {shown!r}: cannot write in folder {str(folder)!r} "
                          f"({err.strerror or err}).") from None
+

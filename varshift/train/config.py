@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from varshift import _validate
 from varshift._io import to_jsonable
-from varshift.train.recipes import RECIPE_KINDS, Recipe, recipe_for
+from varshift.train.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
            "check_threads_backend", "thread_environment"]
@@ -186,7 +186,9 @@ class RunConfig:
         check_fields(self)
         check_threads_backend(self.threads, self.backend)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
-        recipe = recipe_for(self.net, self.recipe, **self.overrides)  # checked by Recipe
+        from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
+
+        recipe = recipe_for(self.net, self.recipe, **self.overrides)
         augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
         return size, recipe, bool(augment)
 

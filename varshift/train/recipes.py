@@ -3,7 +3,8 @@ momentum and L2 weight decay.
 
 Each network's ``"paper"`` recipe (bearpaw/pytorch-classification, the code the paper points
 to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in its entry of
-:data:`varshift.nets.NETWORKS`; :func:`recipe_for` reads them.
+:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them (this module
+sits below the networks, so it does not import them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "recipe_for", "recipes", "RECIPE_KINDS", "SCHEDULES"]
+__all__ = ["Recipe", "RECIPE_KINDS", "SCHEDULES"]  # recipe_for/recipes: varshift.nets (they read NETWORKS)
 
 #: the recipe kinds every network entry has
 RECIPE_KINDS = ("paper", "cpu")
@@ -116,28 +117,3 @@ class Recipe:
                 int(t) if isinstance(t, float) and t.is_integer() else t
                 for t in overrides["lr_drops"])
         return dataclasses.replace(self, **overrides)
-
-
-def recipes(kind="paper") -> dict:
-    """``{network name: Recipe}`` of one recipe kind (``"paper"`` or ``"cpu"``)."""
-    from varshift.nets import NETWORKS
-
-    _check_kind(kind)
-    return {name: getattr(net, f"{kind}_recipe") for name, net in NETWORKS.items()}
-
-
-def _check_kind(kind):
-    if kind not in RECIPE_KINDS:
-        raise ValueError(f"Argument `kind` must be one of {', '.join(map(repr, RECIPE_KINDS))}; "
-                         f"received kind={kind!r}.")
-
-
-def recipe_for(net: str, kind: str = "paper", **overrides) -> Recipe:
-    """The ``"paper"`` or ``"cpu"`` recipe of network ``net``, with ``overrides`` applied."""
-    from varshift.nets import NETWORKS
-
-    _check_kind(kind)
-    if net not in NETWORKS:
-        raise ValueError(
-            f"Argument `net` must be one of {sorted(NETWORKS)}; received net={net!r}.")
-    return getattr(NETWORKS[net], f"{kind}_recipe").replace(**overrides)
