@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 __all__ = ["throughput_table", "plan_cost", "format_cost", "H200", "NETWORK_FACTS",
-           "gpu_epoch_seconds", "gpu_run_seconds", "gpu_plan_minutes", "gpu_throughput_rows"]
+           "count_network", "gpu_epoch_seconds", "gpu_run_seconds", "gpu_plan_minutes", "gpu_throughput_rows"]
 
 TABLE = Path(__file__).parent / "data" / "throughput.csv"
 
@@ -122,9 +122,9 @@ H200 = {"device": "NVIDIA H200", "flops": 50e12, "bandwidth": 3.0e12,
         "bytes_per_activation": 48, "kernel_s": 32e-6, "forward_share": 1 / 3,
         "fixed_s": 30.0}
 
-#: Counted (not estimated) by building each network for 28x28x1 inputs with Keras:
-#: multiply-accumulates per image (conv + dense), conv output elements per image, conv
-#: layers. ``size`` is the profile's size name (``reproduce.cost._size_name``).
+#: Counted (not estimated) by :func:`count_network` for 28x28x1 inputs: multiply-accumulates
+#: per image (conv + dense), conv output elements per image, conv layers. ``size`` is the
+#: profile's size name (``reproduce.cost._size_name``).
 NETWORK_FACTS = {
     ("preresnet", "paper"): (189.4e6, 2.499e6, 166),
     ("wrn", "paper"): (4014.2e6, 1.988e6, 28),
@@ -135,6 +135,25 @@ NETWORK_FACTS = {
     ("wrn", "gpu"): (77.2e6, 0.232e6, 16),
     ("densenet_bc", "gpu"): (55.1e6, 0.439e6, 39),
 }
+
+
+def count_network(net, size_keywords, input_shape=(28, 28, 1)):
+    """``(MACs, conv outputs, conv layers)`` per image of ``net`` built with ``size_keywords``."""
+    from varshift import nets
+
+    model = nets.build(net, 10, input_shape=input_shape, **size_keywords)
+    macs = acts = layers = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            _, h, w, c = layer.output.shape
+            kh, kw, cin, _ = layer.kernel.shape
+            macs += h * w * c * kh * kw * cin
+            acts += h * w * c
+            layers += 1
+        elif kind == "Dense":
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return macs, acts, layers
 
 
 def gpu_epoch_seconds(net, size, n_images, batch_size, *, training=True, model=H200):
