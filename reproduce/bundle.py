@@ -259,6 +259,8 @@ RESERVE=${{RESERVE:-90}}   # seconds kept for building the targets, the report a
 left() {{ echo $(( BUDGET - ($(date +%s) - START) )); }}
 say() {{ echo "run.sh: $*" >&2; }}
 mkdir -p "$TARGET/site" "$OUTDIR" "$RES" || exit 2
+LOG="$TARGET/run-$PROFILE-$(date -u +%Y%m%dT%H%M%SZ).log"  # packed into the archive
+exec > >(tee -a "$LOG") 2>&1
 
 # 1. the carried wheels this Python lacks, into $TARGET/site (installed ones are kept)
 export PYTHONPATH="$TARGET/site:$HERE/src${{PYTHONPATH:+:$PYTHONPATH}}"
@@ -282,6 +284,7 @@ fi
 
 # 2. the JAX backend, GPU memory shared by the workers, compiled programs cached across runs
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+export TQDM_MININTERVAL="${{TQDM_MININTERVAL:-15}}"  # a short log: progress every 15 s
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${{XLA_PYTHON_CLIENT_MEM_FRACTION:-$("$PY" -c \
     "import sys; print(round(0.9 / int(sys.argv[1]), 3))" "$JOBS")}}"
 export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-$TARGET/jax-cache}}"
@@ -313,6 +316,7 @@ timeout 120 "$PY" -m reproduce report --profile "$PROFILE" --out "$RES" || say "
 
 # 6. one archive: the finished runs' records, the built targets, the saved models if they fit
 LIST="$TARGET/archive-files.txt"
+mkdir -p "$RES/logs" && cp "$LOG" "$RES/logs/" || say "cannot copy the log"
 pack() {{  # pack MODELS(0|1)
     (cd "$RES" && {{ find . -path ./runs -prune -o -type f ! -name '.write-test-*' -print
         find ./runs -mindepth 2 -maxdepth 2 -name record.json

@@ -74,6 +74,10 @@ def plan_cost(specs, table=None):
     return dict(groups)
 
 
+def _hours(hours):
+    return f"{hours:,.0f}" if hours >= 10 else f"{hours:.2f}"
+
+
 def format_cost(profile, specs, table=None):
     """The lines ``python -m reproduce plan`` prints."""
     groups = plan_cost(specs, table)
@@ -86,7 +90,7 @@ def format_cost(profile, specs, table=None):
             hours, basis = "n/a", "no throughput entry at this size (see the profile's budget note)"
             total_h = None
         else:
-            hours = f"{g['gpu_hours']:.0f}"
+            hours = _hours(g["gpu_hours"])
             basis = f"{row['status']}: {row['seconds_per_epoch']:g} s/epoch on {row['device']}"
             estimate |= row["status"] != "measured"
             devices.add(row["device"])
@@ -94,10 +98,10 @@ def format_cost(profile, specs, table=None):
         lines.append(f"{net:<12} {data:<14} {g['runs']:>5} {g['epochs']:>8} {hours:>10}  {basis}")
     epochs = sum(g["epochs"] for g in groups.values())
     lines.append(f"{'total':<27} {len(specs):>5} {epochs:>8} "
-                 f"{'n/a' if total_h is None else f'{total_h:.0f}':>10}")
+                 f"{'n/a' if total_h is None else _hours(total_h):>10}")
     if total_h is not None and groups:
         kind = "ESTIMATE (throughput not measured)" if estimate else "from measured throughput"
-        lines += ["", f"GPU-hours: {total_h:,.0f} on {', '.join(sorted(devices))}, {kind}; "
+        lines += ["", f"GPU-hours: {_hours(total_h)} on {', '.join(sorted(devices))}, {kind}; "
                       "training epochs only."]
     elif profile.budget_note:
         lines += ["", profile.budget_note]
