@@ -121,7 +121,9 @@ def format_cost(profile, specs, table=None):
 #: dense TF32 rate); ``bandwidth``: 70% of the 4.3 TB/s copy rate measured on such a machine
 #: (/work/.library/device/KINDS.md); ``fixed_s``: per-run start-up, model build and XLA
 #: compilation of the train, evaluation and BN-statistics functions, on the host's CPU cores
-#: (overlapped with the other workers' GPU time).
+#: (overlapped with the other workers' GPU time; XLA:CPU compiled the first training step of
+#: WRN-16-2 in about 12 CPU-s and of PreResNet-38 in about 15 CPU-s here, 2026-12-01; seeds
+#: 1-4 of a setting can reuse seed 0's programs through run.sh's JAX compilation cache).
 H200 = {"device": "NVIDIA H200", "flops": 50e12, "bandwidth": 3.0e12,
         "bytes_per_activation": 48, "kernel_s": 32e-6, "forward_share": 1 / 3,
         "fixed_s": 30.0}
