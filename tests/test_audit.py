@@ -97,9 +97,19 @@ def test_nested_models_and_custom_layers(keras):
     inputs = keras.Input((5,))
     h = layers.Dropout(0.4, name="outer_drop")(inputs)
     h = inner(h)  # outer_drop -> inner_uout -> inner_dense -> inner_bn
+    nested_only = keras.Model(inputs, h)
+    df = varshift.audit(nested_only)  # Keras' own graph, every backend
+    assert _pairs(df) == [("inner_bn", "outer_drop", "dropout", "b"),
+                          ("inner_bn", "inner_uout", "uout", "b")]
+    assert set(df["method"]) == {"keras-graph"}
     h = Block(name="block")(h)
     model = keras.Model(inputs, h)
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ValueError, match="custom layer.*'block'.*KERAS_BACKEND=tensorflow"):
+            varshift.audit(model)
+        pytest.skip("raw operations inside custom layers are traced on TensorFlow only")
     df = varshift.audit(model)
+    assert set(df["method"]) == {"tf-trace"}
     assert _pairs(df) == [
         ("inner_bn", "outer_drop", "dropout", "b"),
         ("inner_bn", "inner_uout", "uout", "b"),
@@ -191,3 +201,23 @@ def test_correct_direct_skips_merge_and_pool(keras):
     assert "pooling layer (avgpool)" in reasons["bn_pool"]
     assert "merge layer (residual)" in reasons["bn_add"]
     assert (df["action"] == "skipped").all()
+
+
+def test_shared_bn_layer_is_reported_with_its_reason(keras):
+    from varshift.bnstats import shared_bn_layers
+
+    layers = keras.layers
+    inputs = keras.Input((6,))
+    bn = layers.BatchNormalization(name="shared_bn")
+    a = bn(layers.Dropout(0.5, name="drop")(inputs))  # first call: behind the dropout
+    b = bn(layers.Dense(6, name="dense")(a))  # second call: behind a Dense
+    model = keras.Model(inputs, b)
+    df = varshift.audit(model)
+    # the second call's input passes the first call (a normalisation) before any noise: one row
+    assert df["bn_layer"].tolist() == ["shared_bn"] and df["case"].tolist() == ["a"]
+    assert all("called 2 times" in reason for reason in df["shared"])
+    assert shared_bn_layers(model) == {"shared_bn"}
+    from varshift.models import dropout_bn_model
+
+    assert shared_bn_layers(dropout_bn_model(4, 0.5)) == set()
+    assert varshift.audit(dropout_bn_model(4, 0.5))["shared"].isna().all()

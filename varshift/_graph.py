@@ -12,9 +12,24 @@ from varshift._keras import keras as _keras
 from varshift._keras import tf as _tf
 
 __all__ = [
-    "bn_input_model", "sub_layers", "all_layers", "leaf_layers", "CallPatches", "CallRecord",
-    "record_calls", "model_input_signature", "signature_of", "layer_paths",
+    "is_bn", "model_input_shapes", "bn_input_model", "sub_layers", "all_layers",
+    "leaf_layers", "CallPatches", "CallRecord", "GraphCalls", "graph_calls", "record_calls",
+    "model_input_signature", "signature_of", "layer_paths",
 ]
+
+
+def is_bn(layer) -> bool:
+    """Whether ``layer`` is a Keras ``BatchNormalization`` layer (subclasses included)."""
+    return isinstance(layer, _keras().layers.BatchNormalization)
+
+
+def model_input_shapes(model):
+    """Per-input shapes (batch dim included, may hold ``None``), or ``None`` when unknown."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    return [tuple(t.shape) for t in inputs] if inputs else None
 
 
 def bn_input_model(model, layers=None):
@@ -24,10 +39,8 @@ def bn_input_model(model, layers=None):
     the library measures through :func:`varshift.bnstats.collect_moments` instead, which
     handles nested models and custom layers. Raises ``ValueError`` naming the layer otherwise.
     """
-    from varshift.bnstats import bn_layers  # the one finder (bnstats imports this module)
-
     keras = _keras()
-    layers = bn_layers(model) if layers is None else list(layers)
+    layers = [la for la in all_layers(model) if is_bn(la)] if layers is None else list(layers)
     if not layers:
         raise ValueError(
             f"Model {model.name!r} has no BatchNormalization layer; nothing to measure."
@@ -124,6 +137,67 @@ class CallRecord:
         self.inputs = inputs  # flat list of tensors passed in (args and kwargs)
         self.outputs = outputs  # flat list of tensors returned
         self.first_input = first_input  # the ``inputs`` argument (BN: the tensor it normalises)
+
+
+class GraphCalls:
+    """:func:`graph_calls`' answer: ``records`` (one :class:`CallRecord` per layer call, in
+    execution order), ``preds`` (per record, the indices of the records whose outputs it
+    reads), ``source`` (``source(tensor)``: the set of records that produced a tensor) and
+    ``opaque`` (custom layers holding other layers, whose inside is not a Keras graph)."""
+
+    __slots__ = ("records", "preds", "source", "opaque")
+
+    def __init__(self, records, preds, source, opaque):
+        self.records, self.preds, self.source, self.opaque = records, preds, source, opaque
+
+
+def _graph_of(layer):
+    """The Functional graph of a Functional model or a built Sequential, else ``None``."""
+    graph = getattr(layer, "_functional", None) or layer  # Sequential keeps one inside
+    return graph if hasattr(graph, "_nodes_by_depth") and getattr(graph, "inputs", None) \
+        else None
+
+
+def _node_order(graph):
+    for depth in sorted(graph._nodes_by_depth, reverse=True):  # noqa: SLF001 (Keras' graph)
+        for node in graph._nodes_by_depth[depth]:  # noqa: SLF001
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def graph_calls(model):
+    """Every layer call of a Functional/Sequential ``model`` read from Keras' own graph
+    (``Node`` objects: each layer call, its ``KerasTensor`` arguments and outputs), nested
+    models expanded into their own calls; backend-neutral, nothing is run. A layer called
+    twice (shared) gives two records. Raises ``ValueError`` for a model without a graph
+    (subclassed)."""
+    graph = _graph_of(model)
+    if graph is None:
+        raise ValueError(f"Model {model.name!r} has no Keras graph (a subclassed model).")
+    records, preds, producer, opaque = [], [], {}, []
+
+    def expand(g, feeds):
+        for t, fed in zip(g.inputs, feeds, strict=False):
+            producer[id(t)] = fed
+        for node in _node_order(g):
+            layer, args = node.operation, list(node.arguments.keras_tensors)
+            inner = _graph_of(layer)
+            if inner is not None:
+                outs = expand(inner, [producer.get(id(t), frozenset()) for t in args])
+                for t, fed in zip(node.outputs, outs, strict=False):
+                    producer[id(t)] = fed
+                continue
+            if sub_layers(layer):
+                opaque.append(layer)
+            first = node.arguments.args[0] if node.arguments.args else args[0] if args else None
+            preds.append(sorted(set().union(*[producer.get(id(t), frozenset()) for t in args])))
+            records.append(CallRecord(layer, args, list(node.outputs), first))
+            for t in node.outputs:
+                producer[id(t)] = frozenset([len(records) - 1])
+        return [producer.get(id(t), frozenset()) for t in g.outputs]
+
+    expand(graph, [frozenset()] * len(graph.inputs))
+    return GraphCalls(records, preds, lambda t: producer.get(id(t), frozenset()), opaque)
 
 
 def _tensors(structure):

@@ -166,9 +166,9 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
             "shape: this function needs a Functional or Sequential model built with "
             "keras.Input (for a subclassed model, audit(model, input_shape=...) still works).")
     if need_bn:
-        from varshift.bnstats import bn_layers as all_bn_layers  # noqa: PLC0415
+        from varshift._graph import all_layers, is_bn  # noqa: PLC0415
 
-        if not all_bn_layers(model):
+        if not any(is_bn(layer) for layer in all_layers(model)):
             raise ValueError(f"Argument `{name}`: model {model.name!r} has no BatchNormalization "
                              "layer; there is no variance shift to audit, measure or correct.")
     return model
@@ -181,7 +181,7 @@ def model_and_data(model, data, *, model_name="model", data_name="data"):
 
 
 def _input_shapes(model):
-    from varshift.bnstats import _model_input_shapes  # noqa: PLC0415  (Keras is loaded already)
+    from varshift._graph import model_input_shapes as _model_input_shapes  # noqa: PLC0415
 
     return _model_input_shapes(model)
 
@@ -246,10 +246,11 @@ def data_like(data, model=None, name: str = "data"):
 def _stream(data, name):
     """A ``tf.data.Dataset`` or ``keras.utils.PyDataset``: checked per batch as it streams."""
     from varshift._keras import keras as load_keras  # noqa: PLC0415
-    from varshift._keras import tf as load_tf  # noqa: PLC0415
+    from varshift._keras import tf_if_present  # noqa: PLC0415
 
-    keras, tf = load_keras(), load_tf()
-    if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
+    keras, tf = load_keras(), tf_if_present()
+    if isinstance(data, keras.utils.PyDataset) or (tf is not None
+                                                   and isinstance(data, tf.data.Dataset)):
         return data
     raise TypeError(f"Argument `{name}` must be a numpy array (or a list/dict of arrays), a "
                     f"tf.data.Dataset or a keras.utils.PyDataset; received {describe(data)}.")
@@ -302,3 +303,11 @@ def _probe(folder, name, shown):
     except OSError as err:
         raise ValueError(f"Argument `{name}` {shown!r}: cannot write in folder {str(folder)!r} "
                          f"({err.strerror or err}).") from None
+
+
+def check_bool(name: str, value) -> bool:
+    """``True`` or ``False`` (numpy booleans too); ``"no"``, ``0`` or ``None`` are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `{name}` must be True or False; received "
+                        f"{name}={value!r} of type {type(value).__name__}.")
+    return bool(value)

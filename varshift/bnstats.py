@@ -7,8 +7,8 @@ One module serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
 
 - **finding layers**: :func:`bn_layers` (every BatchNormalization layer reachable from a model:
   nested models and custom layers included) and :func:`noise_kind` / :func:`noise_layers`;
-- **data**: :func:`iter_batches` walks a numpy array, a ``tf.data.Dataset`` or a
-  ``keras.utils.PyDataset`` batch by batch, checks the sample shape
+- **data**: :func:`iter_batches` walks a numpy array, a ``tf.data.Dataset`` (where TensorFlow
+  is installed) or a ``keras.utils.PyDataset`` batch by batch, checks the sample shape
   (:func:`check_input_shapes`) and, while the batch is in the forward pass anyway, that every
   value is finite;
 - **moments**: :func:`collect_moments` runs the model once per batch and records, for every BN
@@ -16,8 +16,16 @@ One module serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
   parallel combination, :func:`chan_combine`) and the average of the per-batch mean and
   biased variance. BN layers use either their stored statistics (``bn="moving"``: inference)
   or the statistics of the batch at hand (``bn="batch"``: what ``fit`` does), and noise layers
-  are forced off or on (``noise=``), independently of each other;
+  are forced off or on (``noise=``), independently of each other. :func:`check_moments`
+  refuses moments that are not finite or rest on a single value per channel;
 - **writing**: :func:`save_statistics` / :func:`assign_statistics`.
+
+Backends. The per-batch work is written with ``keras.ops`` and runs on every Keras backend,
+compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
+TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, eager calls under
+``torch.no_grad()`` on PyTorch) and reused by later calls. Inside the pass everything is
+float32 and per sample (sums over a sample's positions); the sums are combined across the batch
+and across batches in float64 on the host (numpy), so JAX's default float32 costs nothing.
 
 Nothing here modifies a model while it measures: BN layers in batch mode normalise with the
 batch statistics computed by the engine itself, so Keras never updates a moving average.
@@ -43,34 +51,51 @@ import sys
 
 import numpy as np
 
-from varshift._graph import CallPatches, all_layers, signature_of
+from varshift._graph import CallPatches, all_layers, is_bn, model_input_shapes
+from varshift._keras import backend as _backend
 from varshift._keras import keras as _load_keras
-from varshift._keras import tf as _load_tf
-from varshift._keras import to_numpy
+from varshift._keras import tf_if_present, to_numpy
 from varshift._validate import check_positive_int
 
 __all__ = [
-    "is_bn", "bn_layers", "noise_kind", "noise_layers", "reduce_axes", "values_per_channel",
-    "check_input_shapes", "iter_batches", "chan_combine", "LayerMoments", "collect_moments",
-    "save_statistics", "assign_statistics", "force_noise",
+    "is_bn", "bn_layers", "shared_bn_layers", "noise_kind", "noise_layers", "reduce_axes",
+    "values_per_channel", "check_input_shapes", "iter_batches", "chan_combine",
+    "LayerMoments", "collect_moments", "check_moments", "save_statistics",
+    "assign_statistics", "force_noise", "reseeded",
 ]
 
 log = logging.getLogger("varshift.bnstats")
-ILL = 64.0  # centre first when mean^2 > ILL * variance in some channel
+_model_input_shapes = model_input_shapes  # the name _validate and older callers use
 
 
 # ------------------------------------------------------------------------------ finding layers
-
-
-def is_bn(layer) -> bool:
-    """Whether ``layer`` is a Keras ``BatchNormalization`` layer (subclasses included)."""
-    return isinstance(layer, _load_keras().layers.BatchNormalization)
 
 
 def bn_layers(model):
     """Every BatchNormalization layer reachable from ``model`` (nested models and custom layers
     included), each once, depth first in the order the layers were added."""
     return [layer for layer in all_layers(model) if is_bn(layer)]
+
+
+def shared_bn_layers(model) -> set:
+    """Names of the BN layers of ``model`` called more than once per forward pass (shared
+    weights: one layer applied to two tensors). Their stored statistics mix the calls, so no
+    per-call closed form applies to them (:func:`varshift.correct_direct` leaves them alone).
+
+    Counted on Keras' own graph (:func:`varshift._graph.graph_calls`, nested models
+    expanded), and from each layer's inbound nodes for layers inside custom layers.
+    """
+    from varshift._graph import graph_calls
+
+    counts = {}
+    try:
+        for rec in graph_calls(model).records:
+            if is_bn(rec.layer):
+                counts[id(rec.layer)] = counts.get(id(rec.layer), 0) + 1
+    except ValueError:  # no Keras graph (subclassed model): inbound nodes only
+        pass
+    return {layer.name for layer in bn_layers(model)
+            if counts.get(id(layer), 0) > 1 or len(getattr(layer, "_inbound_nodes", [])) > 1}
 
 
 def noise_kind(layer):
@@ -107,22 +132,20 @@ def values_per_channel(layer, input_shape, batch_size: int) -> int:
 # ---------------------------------------------------------------------------------------- data
 
 
-def _model_input_shapes(model):
-    """Per-input shapes (batch dim included, may hold ``None``), or ``None`` when unknown."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    return [tuple(t.shape) for t in inputs] if inputs else None
+def _flatten(x):
+    return _load_keras().tree.flatten(x)
+
+
+def _map(fn, x):
+    return _load_keras().tree.map_structure(fn, x)
 
 
 def check_input_shapes(model, x_struct):
     """Raise a one-line ``ValueError`` when a batch's sample shape does not fit the model."""
-    tf = _load_tf()
-    expected = _model_input_shapes(model)
+    expected = model_input_shapes(model)
     if expected is None:
         return
-    got = [tuple(getattr(a, "shape", ())) for a in tf.nest.flatten(x_struct)]
+    got = [tuple(getattr(a, "shape", ())) for a in _flatten(x_struct)]
     if len(got) != len(expected):
         raise ValueError(
             f"Argument `data` gives {len(got)} input array(s) per batch; model {model.name!r} "
@@ -149,55 +172,58 @@ def _float_dtype(model):
         return "float32"
 
 
-def _dataset_batches(model, data, batch_size):
+def _host(batch):
+    """A batch as numpy arrays (tf.data's tensors, torch tensors, ...)."""
+    return _map(lambda a: a if isinstance(a, np.ndarray) else np.asarray(to_numpy(a)), batch)
+
+
+def _dataset_batches(model, data, batch_size, tf):
     spec = _x_of(data.element_spec)
-    expected = _model_input_shapes(model)
-    flat = _load_tf().nest.flatten(spec)
+    expected = model_input_shapes(model)
+    flat = tf.nest.flatten(spec)
     if expected is not None and len(flat) == len(expected) and all(
             s.shape.rank is not None and s.shape.rank == len(e) - 1
             for s, e in zip(flat, expected, strict=True)):
         data = data.batch(batch_size)  # an unbatched dataset of single samples
     card = int(data.cardinality())
-    return (_x_of(el) for el in data), (card if card >= 0 else None)
+    return (_host(_x_of(el)) for el in data.as_numpy_iterator()), (card if card >= 0 else None)
 
 
 def _array_batches(model, data, batch_size):
-    tf = _load_tf()
     dtype = _float_dtype(model)
 
     def as_array(a):
         a = np.asarray(a)
         return a.astype(dtype) if a.dtype.kind in "fiu" else a
 
-    x = tf.nest.map_structure(as_array, data) if isinstance(data, (list, dict)) \
-        else as_array(data)
-    flat = tf.nest.flatten(x)
+    x = _map(as_array, data) if isinstance(data, (list, dict)) else as_array(data)
+    flat = _flatten(x)
     if any(a.ndim == 0 for a in flat):
         raise ValueError("Argument `data` must hold a batch dimension; received a scalar array.")
     n = len(flat[0])
     if n == 0:
         raise ValueError("Argument `data` is empty (0 samples); nothing to measure.")
     starts = range(0, n, batch_size)
-    return (tf.nest.map_structure(lambda a, s=s: a[s:s + batch_size], x) for s in starts), \
-        len(starts)
+    return (_map(lambda a, s=s: a[s:s + batch_size], x) for s in starts), len(starts)
 
 
 def iter_batches(model, data, batch_size):
-    """``(iterator over input batches, number of batches or None)`` for any supported ``data``.
+    """``(iterator over input batches as numpy, number of batches or None)`` for any ``data``.
 
     Accepts a numpy array (or a tuple ``(x, y[, w])`` of arrays, or a dict/list of arrays for a
-    multi-input model), a ``tf.data.Dataset`` (batched, or single samples, which are batched
-    here) and a Keras ``PyDataset``. Labels and sample weights are dropped.
+    multi-input model), a ``tf.data.Dataset`` where TensorFlow is installed (batched, or single
+    samples, which are batched here) and a Keras ``PyDataset``. Labels and sample weights are
+    dropped.
     """
-    tf = _load_tf()
     keras = _load_keras()
     batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(data, tf.data.Dataset):
-        return _dataset_batches(model, data, batch_size)
+    tf = tf_if_present()
+    if tf is not None and isinstance(data, tf.data.Dataset):
+        return _dataset_batches(model, data, batch_size, tf)
     if isinstance(data, keras.utils.PyDataset):
         total = len(data)
-        return (_x_of(data[i]) for i in range(total)), total
-    if isinstance(data, tuple) and len(_model_input_shapes(model) or [None]) == 1 \
+        return (_host(_x_of(data[i])) for i in range(total)), total
+    if isinstance(data, tuple) and len(model_input_shapes(model) or [None]) == 1 \
             and 1 <= len(data) <= 3:
         data = data[0]  # (x, y) or (x, y, w) as given to fit: labels ignored
     if isinstance(data, (np.ndarray, list, dict)) or hasattr(data, "__array__"):
@@ -207,19 +233,14 @@ def iter_batches(model, data, batch_size):
         f"received an object of type {type(data).__name__}.")
 
 
-def _batch_len(xb) -> int:
-    return int(_load_tf().nest.flatten(xb)[0].shape[0])
-
-
 def _capped(batches, max_samples):
     """Yield ``(offset, batch)``; stop after ``max_samples`` samples (the last batch cut)."""
-    tf = _load_tf()
     offset = 0
     for batch in batches:
-        n = _batch_len(batch)
+        n = int(_flatten(batch)[0].shape[0])
         if max_samples is not None and offset + n > max_samples:
             n = max_samples - offset
-            batch = tf.nest.map_structure(lambda a, n=n: a[:n], batch)  # noqa: PLW2901
+            batch = _map(lambda a, n=n: a[:n], batch)  # noqa: PLW2901
         if n > 0:
             yield offset, batch
         offset += n
@@ -280,103 +301,47 @@ class LayerMoments:
         return self
 
 
-def _two_stage_sum(tf, axes):
-    """Sum over ``axes`` (keepdims): float32 within each sample, then float64 over the batch.
-
-    Partial sums of one sample's values (e.g. the 1024 positions of a 32x32 map) stay short,
-    so float32 loses little; adding them up across the batch in float64 loses nothing more.
-    """
-    inner = [a for a in axes if a != 0]
-
-    def stage(t):
-        if inner:
-            t = tf.reduce_sum(t, axis=inner, keepdims=True)
-        t = tf.cast(t, "float64")
-        return tf.reduce_sum(t, axis=[0], keepdims=True) if 0 in axes else t
-
-    return stage
+def _channel_count(layer, shape):
+    axes = reduce_axes(layer, len(shape))
+    return int(np.prod([int(shape[a]) for a in range(1, len(shape)) if a not in axes]))
 
 
-def _batch_moments(tf, layer, x):
-    """``(n, centre, mean_dev, M2)`` per channel (keepdims shapes) of BN ``layer``'s input ``x``.
+def _sample_sums(ops, layer, x):
+    """``(centre (C,), per-sample sums of x - centre (B, C), of (x - centre)^2 (B, C), batch
+    mean, batch variance)`` of BN ``layer``'s input ``x``, computed in float32.
 
-    Sum and sum of squares need no broadcast pass and are exact enough unless the mean dwarfs
-    the spread (cancellation: mean^2 > 64 variance); then, and only then, the batch is centred
-    on its mean in a second float32 pass. Relative error of the variance against float64
+    The centre is the batch mean in float32; deviations from it are summed within each sample
+    (e.g. the 1024 positions of a 32x32 map: short sums, little float32 loss) and the sums are
+    combined across the batch in float64 on the host (:func:`_host_moments`), so neither a large
+    mean nor a long batch costs precision. Relative error of the variance against float64
     numpy: below 1e-6.
     """
-    t = tf.cast(x, "float32")
-    stage = _two_stage_sum(tf, reduce_axes(layer, len(t.shape)))
-    s1 = stage(t)
-    n = tf.cast(tf.size(t) // tf.size(s1), "float64")  # values per channel
-    mean = s1 / n
-    m2_raw = stage(tf.square(t)) - s1 * mean
-    ill = tf.reduce_any(tf.square(mean) * n > ILL * m2_raw)
-
-    def centred():
-        centre = tf.cast(mean, t.dtype)  # the deviations are taken from this value
-        dev = t - centre
-        mean_dev = stage(dev) / n
-        return tf.cast(centre, "float64"), mean_dev, stage(tf.square(dev)) - tf.square(mean_dev) * n
-
-    def direct():
-        return mean, tf.zeros_like(mean), m2_raw
-
-    centre, mean_dev, m2 = tf.cond(ill, centred, direct)
-    return n, centre, mean_dev, tf.maximum(m2, 0.0)
+    t = ops.cast(x, "float32")
+    axes = reduce_axes(layer, len(t.shape))
+    inner = [a for a in axes if a != 0]
+    channels = _channel_count(layer, t.shape)
+    centre = ops.mean(t, axis=axes, keepdims=True)
+    dev = t - centre
+    s1 = ops.sum(dev, axis=inner, keepdims=True) if inner else dev
+    s2 = ops.sum(ops.square(dev), axis=inner, keepdims=True) if inner else ops.square(dev)
+    mean_dev = ops.mean(dev, axis=axes, keepdims=True)
+    var = ops.maximum(ops.mean(ops.square(dev), axis=axes, keepdims=True)
+                      - ops.square(mean_dev), 0.0)
+    return (ops.reshape(centre, (channels,)), ops.reshape(s1, (-1, channels)),
+            ops.reshape(s2, (-1, channels)), centre + mean_dev, var)
 
 
-def _normalize_with(tf, layer, x, mean, var):
+def _normalize_with(ops, layer, x, mean, var):
     """BN ``layer``'s training-mode output: ``x`` normalised with the given batch moments."""
-    xf = tf.cast(x, "float32")
+    xf = ops.cast(x, "float32")
     axes = reduce_axes(layer, len(xf.shape))
-    shape = [1 if i in axes else -1 for i in range(len(xf.shape))]
-    if sum(s == -1 for s in shape) > 1:  # several channel axes: broadcast the full shape
-        shape = [1 if i in axes else int(xf.shape[i]) for i in range(len(xf.shape))]
-    out = (xf - tf.cast(mean, "float32")) * tf.math.rsqrt(tf.cast(var, "float32") + layer.epsilon)
+    shape = [1 if i in axes else int(xf.shape[i]) for i in range(len(xf.shape))]
+    out = (xf - mean) * ops.rsqrt(var + layer.epsilon)
     if layer.scale:
-        out = out * tf.reshape(tf.cast(layer.gamma.value, "float32"), shape)
+        out = out * ops.reshape(ops.cast(layer.gamma.value, "float32"), shape)
     if layer.center:
-        out = out + tf.reshape(tf.cast(layer.beta.value, "float32"), shape)
-    return tf.cast(out, x.dtype)
-
-
-class _intercept:  # noqa: N801  (a context manager that reads like a function)
-    """Replace the ``call`` of BN layers (batch statistics, recorded) and noise layers (forced
-    on/off) while a ``tf.function`` is traced; restores everything on exit."""
-
-    def __init__(self, bn, measured, bn_mode, noise, noise_list):
-        self.bn, self.measured, self.bn_mode, self.noise = bn, measured, bn_mode, noise
-        self.noise_list = noise_list
-        self.records = []
-        self._patches = CallPatches()
-
-    def _bn_call(self, layer, original):
-        tf, records, measure = _load_tf(), self.records, id(layer) in self.measured
-        batch = self.bn_mode == "batch"
-
-        def call(*args, **kwargs):
-            x = args[0] if args else kwargs["inputs"]
-            moments = _batch_moments(tf, layer, x) if (measure or batch) else None
-            if measure:
-                records.append((layer, tuple(x.shape), moments))
-            if not batch:
-                return original(*args, **kwargs)
-            n, centre, mean_dev, m2 = moments
-            return _normalize_with(tf, layer, x, centre + mean_dev, m2 / n)
-
-        return call
-
-    def __enter__(self):
-        for layer in self.bn:
-            self._patches.set(layer, self._bn_call(layer, layer.call))
-        for layer in self.noise_list:
-            self._patches.set(layer, _forced(layer.call, self.noise))
-        return self.records
-
-    def __exit__(self, *exc):
-        self._patches.restore()
-        return False
+        out = out + ops.reshape(ops.cast(layer.beta.value, "float32"), shape)
+    return ops.cast(out, x.dtype)
 
 
 def _forced(original, on: bool):
@@ -385,6 +350,43 @@ def _forced(original, on: bool):
         return original(*args, **kwargs)
 
     return call
+
+
+class _Intercept:
+    """Replacements of the ``call`` of BN layers (batch statistics recorded; in ``bn="batch"``
+    mode normalising with them) and of noise layers (forced on/off), active while a pass runs
+    (compiled functions may retrace on a new batch shape, eager backends call them each time).
+    ``records`` receives, per forward pass, ``(layer, input shape, sums)`` in call order."""
+
+    def __init__(self, model, bn_mode, noise):
+        self.bn_mode, self.noise = bn_mode, noise
+        self.bn, self.noise_list = bn_layers(model), noise_layers(model)
+        self.records = []
+        self._patches = CallPatches()
+
+    def _bn_call(self, layer, original):
+        ops, records, batch = _load_keras().ops, self.records, self.bn_mode == "batch"
+
+        def call(*args, **kwargs):
+            x = args[0] if args else kwargs["inputs"]
+            centre, s1, s2, mean, var = _sample_sums(ops, layer, x)
+            records.append((layer, tuple(x.shape), (centre, s1, s2)))
+            if not batch:
+                return original(*args, **kwargs)
+            return _normalize_with(ops, layer, x, mean, var)
+
+        return call
+
+    def __enter__(self):
+        for layer in self.bn:
+            self._patches.set(layer, self._bn_call(layer, layer.call))
+        for layer in self.noise_list:
+            self._patches.set(layer, _forced(layer.call, self.noise))
+        return self
+
+    def __exit__(self, *exc):
+        self._patches.restore()
+        return False
 
 
 @contextlib.contextmanager
@@ -400,31 +402,42 @@ def force_noise(model, on: bool):
         patches.restore()
 
 
-def _finite_check(tf, x):
-    """``(number of non-finite values, first sample holding one)`` of a batch (0, 0 if none)."""
-    count = tf.constant(0, "int64")
-    first = tf.constant(-1, "int64")
-    for a in tf.nest.flatten(x):
-        if not a.dtype.is_floating:
-            continue
-        bad = tf.logical_not(tf.math.is_finite(a))
-        per_sample = tf.reduce_any(tf.reshape(bad, [tf.shape(a)[0], -1]), axis=1)
-        count += tf.reduce_sum(tf.cast(bad, "int64"))
-        idx = tf.argmax(tf.cast(per_sample, "int32"), output_type="int64")
-        first = tf.where(tf.reduce_any(per_sample) & ((first < 0) | (idx < first)), idx, first)
-    return count, first
-
-
-def _reseeded(layers, seed):
-    """Swap in fresh seed generators (``seed + k``) for ``layers``; return the originals."""
+def _nonfinite_per_sample(ops, x):
+    """``(B, 1)`` float32: how many NaN/infinite values each sample of the batch holds."""
     keras = _load_keras()
+    total = None
+    for a in _flatten(x):
+        if not keras.backend.standardize_dtype(a.dtype).startswith(("float", "bfloat")):
+            continue
+        bad = ops.cast(ops.logical_not(ops.isfinite(a)), "float32")
+        bad = ops.sum(ops.reshape(bad, (ops.shape(a)[0], -1)), axis=1, keepdims=True)
+        total = bad if total is None else total + bad
+    if total is None:
+        total = ops.zeros((ops.shape(_flatten(x)[0])[0], 1), "float32")
+    return total
+
+
+@contextlib.contextmanager
+def reseeded(layers, seed):
+    """Context manager: the seed generators of ``layers`` restart from ``seed + k`` (k-th
+    layer), as a fresh ``keras.random.SeedGenerator(seed + k)`` would; restored on exit.
+
+    The generators' state variables are assigned (not replaced), so compiled passes that
+    carry the model's non-trainable variables (JAX) see the new seeds too.
+    """
     saved = []
-    for k, layer in enumerate(layers):
-        if hasattr(layer, "seed_generator"):
-            saved.append((layer, layer.seed_generator))
-            object.__setattr__(layer, "seed_generator",
-                               keras.random.SeedGenerator(int(seed) + k))
-    return saved
+    try:
+        for k, layer in enumerate(layers):
+            generator = getattr(layer, "seed_generator", None)
+            if generator is None:
+                continue
+            state = generator.state
+            saved.append((state, to_numpy(state.value).copy()))
+            state.assign(np.asarray([int(seed) + k, 0], dtype=saved[-1][1].dtype))
+        yield
+    finally:
+        for state, value in saved:
+            state.assign(value)
 
 
 def _progress_bar(progress, total, desc):
@@ -434,27 +447,105 @@ def _progress_bar(progress, total, desc):
                 leave=False)
 
 
-def _traced_step(model, layers, bn, noise, noise_list):
-    """A ``tf.function`` running ``model`` on a batch with the engine's interceptions, plus
-    the list that receives, while tracing, the measured layers in call order."""
-    tf = _load_tf()
-    order = []
-    measured = {id(layer) for layer in layers}
-    everything = bn_layers(model) if bn == "batch" else list(layers)
+# ---------------------------------------------------------------------- one pass per backend
 
-    def step(x):
-        with _intercept(everything, measured, bn, noise, noise_list) as records:
-            model(x, training=False)
-        count, first = _finite_check(tf, x)
-        parts = [tf.cast(tf.stack([count, first]), "float64")]
-        order.clear()
-        for layer, shape, (n, c, d, m2) in records:
-            mean = tf.reshape(c + d, [-1])
-            order.append((layer, shape, int(mean.shape[0])))
-            parts += [tf.reshape(n, [1]), mean, tf.reshape(m2, [-1])]
-        return tf.concat(parts, axis=0)  # one transfer per batch
 
-    return step, order
+def _tf_runner(model, step):
+    """``tf.function`` over the eager model call (retraced at most once for a smaller batch)."""
+    from varshift._keras import tf as _load_tf
+
+    fn = _load_tf().function(lambda x: step(lambda xx: model(xx, training=False), x),
+                             autograph=False, reduce_retracing=True)
+
+    def run(x):
+        centres, sums = fn(x)
+        return centres.numpy(), sums.numpy()
+
+    return run, lambda: None
+
+
+def _jax_runner(model, step):
+    """``jax.jit`` over ``model.stateless_call``: the variables are arguments (read afresh at
+    the start of each pass) and the non-trainable ones (noise layers' seed states) are carried
+    from batch to batch, so masks advance as in ``fit``; the model is not written."""
+    import jax
+
+    holder, state = {}, {}
+
+    def pure(trainable, non_trainable, x):
+        def forward(xx):
+            _, holder["ntv"] = model.stateless_call(trainable, non_trainable, xx, training=False)
+
+        centres, sums = step(forward, x)
+        return centres, sums, holder["ntv"]
+
+    jitted = jax.jit(pure)
+
+    def begin():
+        state["tv"] = [v.value for v in model.trainable_variables]
+        state["ntv"] = [v.value for v in model.non_trainable_variables]
+
+    def run(x):
+        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], x)
+        return np.asarray(centres), np.asarray(sums)
+
+    return run, begin
+
+
+def _eager_runner(model, step):
+    """Eager calls (PyTorch: under ``torch.no_grad()``; any other backend as is)."""
+    ops = _load_keras().ops
+
+    def run(x):
+        context = contextlib.nullcontext()
+        if _backend() == "torch":
+            import torch
+
+            context = torch.no_grad()
+        with context:
+            centres, sums = step(lambda xx: model(xx, training=False), _map(ops.convert_to_tensor, x))
+        return to_numpy(centres), to_numpy(sums)
+
+    return run, lambda: None
+
+
+_RUNNERS = {"tensorflow": _tf_runner, "jax": _jax_runner}
+
+
+class _Pass:
+    """One model's forward pass under an :class:`_Intercept`, compiled for the backend, made
+    once per (model, BN mode, noise) and reused by every later pass (no per-call tracing)."""
+
+    def __init__(self, model, bn_mode, noise):
+        self.intercept = _Intercept(model, bn_mode, noise)
+        self.order = []  # (layer, input shape, channels) in call order
+        self.run, self.begin = _RUNNERS.get(_backend(), _eager_runner)(model, self._step)
+
+    def _step(self, forward, x):
+        ops = _load_keras().ops
+        self.intercept.records.clear()
+        forward(x)
+        order, centres, sums = [], [], [_nonfinite_per_sample(ops, x)]
+        for layer, shape, (centre, s1, s2) in self.intercept.records:
+            order.append((layer, shape, int(centre.shape[0])))
+            centres.append(centre)
+            sums += [s1, s2]
+        self.order[:] = order
+        return ops.concatenate(centres, axis=0), ops.concatenate(sums, axis=1)
+
+
+def _pass_for(model, bn_mode, noise):
+    """The cached :class:`_Pass` of ``model`` (kept on the model object, outside Keras'
+    tracking), rebuilt if its BN or noise layers changed."""
+    cache = model.__dict__.get("_varshift_passes")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_varshift_passes", cache)
+    key = (_backend(), bn_mode, bool(noise), tuple(id(b) for b in bn_layers(model)),
+           tuple(id(n) for n in noise_layers(model)))
+    if key not in cache:
+        cache[key] = _Pass(model, bn_mode, noise)
+    return cache[key]
 
 
 def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch_size=256,
@@ -465,10 +556,11 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
     Args:
         model: a Keras model (Sequential, Functional, nested or with custom layers).
         data: see :func:`iter_batches`.
-        layers: the BN layers to measure (default: all of them).
+        layers: the BN layers to return (default: all of them; all are measured anyway).
         bn: ``"moving"`` (BN layers use their stored statistics: inference) or ``"batch"``
             (every BN layer normalises with the batch at hand: training-mode BN, without any
-            update of the moving averages).
+            update of the moving averages). A batch that gives some BN layer fewer than 2
+            values per channel cannot be normalised: it is skipped, with a warning.
         noise: ``False`` forces every noise layer off, ``True`` on (masks drawn as in
             ``fit``); everything else runs in inference mode.
         batch_size: batch size for numpy input.
@@ -479,15 +571,16 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
         desc: the bar's label.
 
     Returns:
-        ``list`` of :class:`LayerMoments` in call order (graph order). A BN layer called
-        several times per forward pass pools all its calls.
+        ``list`` of :class:`LayerMoments` in call order (graph order), checked by
+        :func:`check_moments`. A BN layer called several times per forward pass pools all its
+        calls.
 
     Raises:
         ValueError: a batch holds NaN or infinity (one line naming ``data``, how many
             values, and the first sample's index in the whole data set), before anything
-            is returned; the data does not fit the model; or no BN layer is called.
+            is returned; the data does not fit the model; no BN layer is called; or the
+            moments are not sound (:func:`check_moments`).
     """
-    tf = _load_tf()
     layers = bn_layers(model) if layers is None else list(layers)
     if not layers:
         raise ValueError(
@@ -500,49 +593,68 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
     if first is None:
         raise ValueError("Argument `data` yielded no batch; nothing to measure.")
     check_input_shapes(model, first[1])
-    noise_list = noise_layers(model)
-    reseeded = _reseeded(noise_list, seed) if (noise and seed is not None) else []
-    try:
-        step, order = _traced_step(model, layers, bn, noise, noise_list)
-        fn = tf.function(step, input_signature=[signature_of(first[1])], autograph=False)
-        acc = _accumulate(fn, order, _chain(first, batches), total, progress, on_batch, desc)
-    finally:
-        for layer, generator in reseeded:
-            object.__setattr__(layer, "seed_generator", generator)
-    return _finish(acc, order, layers)
+    compiled = _pass_for(model, bn, noise)
+    seeds = reseeded(compiled.intercept.noise_list, seed) if (noise and seed is not None) \
+        else contextlib.nullcontext()
+    with seeds, compiled.intercept:
+        compiled.begin()
+        acc = _accumulate(compiled, _chain(first, batches), total, bn == "batch",
+                          (progress, on_batch, desc))
+    return check_moments(_finish(acc, compiled.order, layers))
 
 
-def _accumulate(fn, order, batches, total, progress, on_batch, desc):
-    acc = {}
+def _batch_parts(order, centres, sums):
+    """Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64."""
+    parts, at_c, at_s = [], 0, 1
+    for layer, shape, channels in order:
+        centre = centres[at_c:at_c + channels].astype(np.float64)
+        s1 = sums[:, at_s:at_s + channels].sum(axis=0, dtype=np.float64)
+        s2 = sums[:, at_s + channels:at_s + 2 * channels].sum(axis=0, dtype=np.float64)
+        at_c, at_s = at_c + channels, at_s + 2 * channels
+        inner = [a for a in reduce_axes(layer, len(shape)) if a != 0]
+        n = float(sums.shape[0] * int(np.prod([int(shape[a]) for a in inner])))
+        parts.append((layer, shape, n, centre + s1 / n, np.maximum(s2 - s1 * s1 / n, 0.0)))
+    return parts
+
+
+def _accumulate(compiled, batches, total, batch_mode, show):
+    progress, on_batch, desc = show
+    acc, skipped = {}, 0
     with _progress_bar(progress, total, desc) as bar:
         for done, (offset, xb) in enumerate(batches, 1):
-            out = fn(xb).numpy()
-            if out[0] > 0:
+            centres, sums = compiled.run(xb)
+            bad = sums[:, 0]
+            if bad.any():
                 raise ValueError(
-                    f"Argument `data` must be finite; it holds {int(out[0])} NaN or infinite "
+                    f"Argument `data` must be finite; it holds {int(bad.sum())} NaN or infinite "
                     f"value(s) in the batch starting at sample {offset}, the first in sample "
-                    f"{offset + int(out[1])}.")
-            at = 2
-            for layer, shape, channels in order:
-                n, mean, m2 = out[at], out[at + 1:at + 1 + channels], \
-                    out[at + 1 + channels:at + 1 + 2 * channels]
-                at += 1 + 2 * channels
-                if n == 0:
-                    continue
-                if id(layer) not in acc:
-                    acc[id(layer)] = LayerMoments(layer)
-                    acc[id(layer)].input_shape = shape
-                acc[id(layer)].add(float(n), mean, m2)
+                    f"{offset + int(np.argmax(bad > 0))}.")
+            parts = _batch_parts(compiled.order, centres, sums)
+            if batch_mode and any(n < 2 for _, _, n, _, _ in parts):
+                skipped += 1  # one value per channel: BN cannot normalise this batch
+            else:
+                for layer, shape, n, mean, m2 in parts:
+                    if id(layer) not in acc:
+                        acc[id(layer)] = LayerMoments(layer)
+                        acc[id(layer)].input_shape = shape
+                    acc[id(layer)].add(n, mean, m2)
             bar.update(1)
             if on_batch is not None:
                 on_batch(done, total)
+    if skipped:
+        log.warning("%d batch(es) gave a BatchNormalization layer a single value per channel "
+                    "and were skipped (batch statistics need at least 2).", skipped)
+    if not acc:
+        raise ValueError("Every batch gives a BatchNormalization layer a single value per "
+                         "channel; use batch_size >= 2 (and at least 2 samples).")
     return acc
 
 
 def _finish(acc, order, layers):
+    wanted = {id(layer) for layer in layers}
     result, seen = [], set()
     for layer, *_ in order:
-        if id(layer) in seen or id(layer) not in acc:
+        if id(layer) in seen or id(layer) not in acc or id(layer) not in wanted:
             continue
         seen.add(id(layer))
         result.append(acc[id(layer)].finish())
@@ -551,6 +663,24 @@ def _finish(acc, order, layers):
         log.warning("BatchNormalization layer(s) %s are not called in the forward pass; "
                     "they are not measured.", ", ".join(missing))
     return result
+
+
+def check_moments(measured):
+    """Raise a one-line ``ValueError`` unless every :class:`LayerMoments` is sound: finite
+    mean and variance in every channel (a float16 model can overflow on finite data) and at
+    least 2 values per channel (one value has no variance). Returns ``measured``."""
+    for m in measured:
+        if not (np.isfinite(m.mean).all() and np.isfinite(m.var).all()):
+            policy = getattr(getattr(m.layer, "dtype_policy", None), "name", "?")
+            raise ValueError(
+                f"BatchNormalization layer {m.layer.name!r} received non-finite activations "
+                f"from finite data (overflow? its dtype policy is {policy!r}); no statistics "
+                "were computed or written.")
+        if m.count < 2:
+            raise ValueError(
+                f"BatchNormalization layer {m.layer.name!r} received {int(m.count)} value per "
+                "channel; a variance needs at least 2 (raise `max_samples`).")
+    return measured
 
 
 def _chain(first, rest):

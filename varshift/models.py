@@ -137,8 +137,9 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
         x: numpy array of inputs, as passed to ``fit``.
         batch_size: the training batch size :math:`m` (the biased variance depends on it).
         passes: number of shuffled passes (epochs) to average over.
-        seed: seed of the shuffling. Noise layers draw from their own seed generators, so
-            build the model with seeded noise layers for fully repeatable numbers.
+        seed: seed of the shuffling and of the noise layers' masks (their seed generators
+            restart from seeds drawn from it, and are restored afterwards): the same seed gives
+            the same numbers.
         assign: also write the results into the layers' ``moving_mean``/``moving_variance``.
         progress: optional callable ``progress(done, total)`` called after each batch.
 
@@ -149,6 +150,8 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
     _validate.model_and_data(model, x, data_name="x")
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
+    assign = _validate.check_bool("assign", assign)
+    _validate.check_seed(seed)
     x = np.asarray(x)
     rng = np.random.default_rng(seed)
     per_batch = -(-len(x) // batch_size)
@@ -157,8 +160,9 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
     for k in range(passes):
         tick = None if progress is None else (
             lambda done, _, k=k: progress(k * per_batch + done, total))
-        for m in collect_moments(model, x[rng.permutation(len(x))], bn="batch", noise=True,
-                                 batch_size=batch_size, on_batch=tick):
+        order = rng.permutation(len(x))
+        for m in collect_moments(model, x[order], bn="batch", noise=True, batch_size=batch_size,
+                                 on_batch=tick, seed=int(rng.integers(2**31 - 1))):
             entry = sums.setdefault(id(m.layer), [m.layer, 0.0, 0.0, 0])
             entry[1] = entry[1] + m.batch_mean * m.n_batches
             entry[2] = entry[2] + m.batch_var * m.n_batches

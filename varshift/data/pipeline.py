@@ -114,10 +114,9 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
 
     >>> ds = make_dataset(x, y, batch_size=128, training=True, seed=3)  # doctest: +SKIP
     """
-    from varshift._keras import tf as _tf
+    from varshift._keras import is_backend
     from varshift._validate import check_positive_int
 
-    tf = _tf()
     check_positive_int("batch_size", batch_size)
     x = np.asarray(x)
     if x.ndim != 4:
@@ -130,15 +129,28 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
         m, s = channel_stats(x)
         mean = m if mean is None else mean
         std = s if std is None else std
-    mean = tf.constant(np.asarray(mean, np.float32).reshape(1, 1, 1, -1))
-    std = tf.constant(np.asarray(std, np.float32).reshape(1, 1, 1, -1))
+    mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
+    std = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
     n = len(x)
     shuffle = training if shuffle is None else shuffle
     order = rng(seed, "shuffle").permutation(n) if shuffle else np.arange(n)
+    do_aug = bool(training and augment)
+    if not is_backend("tensorflow"):
+        return _batches(x, y, order, batch_size, drop_remainder,
+                        (do_aug, derive_seed(seed, "augment"), pad, flip), (mean, std))
+    return _tf_dataset(x, y, order, batch_size, drop_remainder,
+                       (do_aug, derive_seed(seed, "augment"), pad, flip), (mean, std))
+
+
+def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
+    """The TensorFlow backend's pipeline: a prefetched ``tf.data.Dataset``."""
+    from varshift._keras import tf as _tf
+
+    tf = _tf()
+    do_aug, seed_value, pad, flip = aug
+    mean, std = (tf.constant(a) for a in norm)
     xs = tf.constant(x)
     ys = None if y is None else tf.constant(y.astype(np.int32))
-    do_aug = bool(training and augment)
-    seed_value = derive_seed(seed, "augment")
 
     def gather(step, idx):
         images = tf.cast(tf.gather(xs, idx), tf.float32)
@@ -154,3 +166,46 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augment_batch_numpy(images, seed, *, pad=4, flip=True):
+    """:func:`augment_batch` in numpy, for backends other than TensorFlow: the same
+    distribution (zero-pad, uniform crop offsets in ``[0, 2 pad]``, flip with probability
+    1/2), drawn from ``numpy.random.default_rng(seed)`` (other numbers than TensorFlow's)."""
+    gen = np.random.default_rng(seed)
+    b, h, w = images.shape[:3]
+    if pad > 0:
+        padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+        offsets = gen.integers(0, 2 * pad + 1, size=(b, 2))
+        rows = offsets[:, :1] + np.arange(h)[None, :]
+        cols = offsets[:, 1:] + np.arange(w)[None, :]
+        images = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if flip:
+        coin = gen.random((b, 1, 1, 1)) < 0.5
+        images = np.where(coin, images[:, :, ::-1], images)
+    return images
+
+
+def _batches(x, y, order, batch_size, drop_remainder, aug, norm):
+    """The pipeline on JAX/PyTorch: a ``keras.utils.PyDataset`` of numpy batches, in order
+    and deterministic under the seed (batch ``k`` is augmented with seed ``(seed, k)``)."""
+    from varshift._keras import keras
+
+    do_aug, seed_value, pad, flip = aug
+    mean, std = norm
+    n_batches = len(order) // batch_size if drop_remainder else -(-len(order) // batch_size)
+    labels = None if y is None else y.astype(np.int32)
+
+    class Batches(keras().utils.PyDataset):
+        def __len__(self):
+            return n_batches
+
+        def __getitem__(self, k):
+            idx = order[k * batch_size:(k + 1) * batch_size]
+            images = x[idx].astype(np.float32)
+            if do_aug:
+                images = augment_batch_numpy(images, (seed_value, k), pad=pad, flip=flip)
+            images = (images / np.float32(255.0) - mean) / std
+            return images if labels is None else (images, labels[idx])
+
+    return Batches(workers=1, use_multiprocessing=False)

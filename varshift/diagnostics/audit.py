@@ -34,14 +34,16 @@ import numpy as np
 from varshift import _validate, theory
 from varshift import noise as noise_registry
 from varshift._graph import (
+    all_layers,
+    graph_calls,
     layer_paths,
     leaf_layers,
     model_input_signature,
     record_calls,
 )
+from varshift._keras import is_backend, to_numpy
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
-from varshift._keras import to_numpy
 from varshift.bnstats import is_bn, noise_kind
 
 __all__ = ["audit", "audit_result", "AuditResult", "noise_kind", "AUDIT_COLUMNS", "CASES"]
@@ -51,8 +53,11 @@ log = logging.getLogger("varshift.diagnostics")
 AUDIT_COLUMNS = [
     "bn_layer", "noise_layer", "noise_kind", "param", "param_value", "case", "d", "mean_cos2",
     "d_cos2", "noise_var", "weight_layer", "n_weight_layers", "through", "channels", "route",
-    "bn_path", "noise_path",
+    "bn_path", "noise_path", "shared", "method",
 ]
+#: how a row's layer graph was read: Keras' own graph (every backend) or, for custom layers
+#: that compute with raw operations between inner layers, a TensorFlow trace (TF only)
+METHODS = ("keras-graph", "tf-trace")
 CASES = ("a", "b", "deeper", "merge", "pool")
 _MERGE = ("Add", "Average", "Subtract", "Multiply", "Maximum", "Minimum", "Dot")
 _POOL = tuple(f"{kind}Pooling{k}D" for kind in ("Average", "Max", "GlobalAverage", "GlobalMax")
@@ -125,6 +130,7 @@ def trace_layer_graph(model, input_shape=None):
     for i, rec in enumerate(records):
         for t in rec.outputs:
             producer[t.ref()] = i
+    source = _tf_source(producer)
 
     preds = []
     for rec in records:
@@ -141,7 +147,44 @@ def trace_layer_graph(model, input_shape=None):
                 continue
             stack.extend(t.op.inputs)
         preds.append(found)
-    return records, preds
+    return records, preds, source
+
+
+def _tf_source(producer):
+    def source(t):
+        ref = t.ref() if hasattr(t, "ref") else None
+        return frozenset([producer[ref]]) if ref in producer else frozenset()
+
+    return source
+
+
+def _needs_trace(model, calls):
+    """Whether Keras' graph leaves BN or noise layers hidden inside custom layers (opaque)."""
+    return any(is_bn(la) or noise_kind(la) is not None
+               for layer in calls.opaque for la in all_layers(layer))
+
+
+def layer_graph(model, input_shape=None):
+    """``(records, preds, source, method)``: Keras' own graph (:func:`varshift._graph.graph_calls`)
+    where it shows every BN and noise layer; otherwise (custom layers with inner layers,
+    subclassed models) a TensorFlow trace, on the TensorFlow backend only."""
+    calls = None
+    if input_shape is None:
+        try:
+            calls = graph_calls(model)
+        except ValueError:
+            calls = None
+    if calls is not None and not _needs_trace(model, calls):
+        return calls.records, calls.preds, calls.source, "keras-graph"
+    if not is_backend("tensorflow"):
+        hidden = "it is subclassed" if calls is None else "custom layer(s) " + ", ".join(
+            repr(la.name) for la in calls.opaque) + " hold BN or noise layers"
+        raise ValueError(
+            f"Argument `model` ({model.name!r}) cannot be audited on the "
+            f"{_load_keras().backend.backend()} backend: {hidden}, and only TensorFlow can "
+            "trace through raw operations; audit it with KERAS_BACKEND=tensorflow.")
+    records, preds, source = trace_layer_graph(model, input_shape)
+    return records, preds, source, "tf-trace"
 
 
 def _empty(message):
@@ -177,9 +220,13 @@ def audit(model, *, input_shape=None):
     ``"16:32 of 48"``; the other channels have no shift). Merges done with raw TensorFlow
     operations inside a custom layer (``x + y``) are not recognised.
 
-    Works for Sequential and Functional models, nested sub-models, and custom layers that call
-    other layers (including raw TensorFlow operations between them). The model must have a
-    known input shape, or pass ``input_shape``. Nothing is changed.
+    Sequential and Functional models and nested sub-models are read from Keras' own graph
+    (``Node`` objects), on every backend (column ``method``: ``keras-graph``). Custom layers
+    that call other layers with raw operations between them, and subclassed models, are
+    traced with TensorFlow instead (``tf-trace``), on the TensorFlow backend only. A BN layer
+    called more than once (shared) gives a row per call, and column ``shared`` gives the
+    reason its statistics have no per-call closed form (``None`` otherwise). The model must
+    have a known input shape, or pass ``input_shape``. Nothing is changed.
 
     Args:
         model: a built Keras model.
@@ -195,7 +242,7 @@ def audit(model, *, input_shape=None):
         and Gaussian noise), ``weight_layer``, ``n_weight_layers``, ``through`` (the merge or
         pooling layer, else None), ``channels`` (``"all"``, or the slice of BN's channels a
         ``Concatenate`` fed from the noisy branch), ``route`` (the layers from the noise layer
-        to BN, for display) and the full paths ``bn_path``/``noise_path``. ``d`` and
+        to BN, for display), the full paths ``bn_path``/``noise_path``, ``shared`` and ``method``. ``d`` and
         ``mean_cos2`` are NaN unless the case is ``b``. A model with no noise layer
         feeding BN gives an empty frame whose ``attrs["message"]`` says so (also logged as a
         warning); a model with no BN layer is a ``ValueError`` (docs/api.md, Input contract).
@@ -241,7 +288,7 @@ def _role(layer):
     return None
 
 
-def _concat_channels(records, i, p, producer):
+def _concat_channels(records, i, p, source):
     """Which channels of Concatenate record ``i``'s output come from record ``p``: ``"a:b of
     C"``, or ``"all"`` when that cannot be told (not the last axis, raw ops in between)."""
     rec = records[i]
@@ -254,13 +301,13 @@ def _concat_channels(records, i, p, producer):
         return "all"
     total, start = sum(sizes), 0
     for t, size in zip(parts, sizes, strict=True):
-        if producer.get(t.ref()) == p:
+        if p in source(t):
             return f"{start}:{start + size} of {total}"
         start += size
     return "all"
 
 
-def _search(records, preds, producer, b):
+def _search(records, preds, source, b):
     """Breadth-first walk upstream from BN record ``b``: per noise record the best route, as
     ``{noise: (n_weight, weight record, route, through record, channels)}``."""
     best = {}
@@ -288,13 +335,13 @@ def _search(records, preds, producer, b):
         if role in ("merge", "pool") and through is None:
             through = i
         for p in preds[i]:
-            ch = _concat_channels(records, i, p, producer) \
+            ch = _concat_channels(records, i, p, source) \
                 if role == "concat" and channels == "all" else channels
             queue.append((p, n_weight, weight_rec, route, through, ch))
     return best
 
 
-def _pair_row(records, paths, b, i, found):
+def _pair_row(records, paths, b, i, found, extra):
     """One audit row for BN record ``b`` and noise record ``i``."""
     n_weight, weight_rec, route, through, channels = found
     bn, noise = records[b].layer, records[i].layer
@@ -321,6 +368,7 @@ def _pair_row(records, paths, b, i, found):
         "channels": channels,
         "route": " -> ".join(records[k].layer.name for k in route),
         "bn_path": paths.get(id(bn), bn.name), "noise_path": paths.get(id(noise), noise.name),
+        **extra,
     }
 
 
@@ -329,12 +377,13 @@ def audit_result(model, *, input_shape=None):
     objects and the traced calls, for :func:`varshift.correct_direct` and other diagnostics."""
     import pandas as pd
 
-    records, preds = trace_layer_graph(model, input_shape)
-    bn_calls, bn_inputs = [], {}
+    records, preds, source, method = layer_graph(model, input_shape)
+    bn_calls, bn_inputs, calls_of = [], {}, collections.Counter()
     for i, rec in enumerate(records):
-        if is_bn(rec.layer) and id(rec.layer) not in bn_inputs:
-            bn_inputs[id(rec.layer)] = tuple(rec.first_input.shape)
+        if is_bn(rec.layer):
+            calls_of[id(rec.layer)] += 1
             bn_calls.append(i)
+            bn_inputs.setdefault(id(rec.layer), tuple(rec.first_input.shape))
     if not bn_calls:
         return AuditResult(_empty(f"Model {model.name!r} has no BatchNormalization layer: "
                                   "there is no variance shift to audit."), [], [], bn_inputs)
@@ -343,13 +392,16 @@ def audit_result(model, *, input_shape=None):
             f"Model {model.name!r} has no noise layer (Dropout, SpatialDropout, "
             "GaussianDropout, AlphaDropout, GaussianNoise, Uout): no variance shift."),
             [], records, bn_inputs)
-    producer = {t.ref(): i for i, rec in enumerate(records) for t in rec.outputs}
     paths = layer_paths(model)
     rows, routes = [], []
     for b in bn_calls:
-        best = _search(records, preds, producer, b)
+        calls = calls_of[id(records[b].layer)]
+        extra = {"method": method, "shared": (
+            f"called {calls} times: its moving statistics mix the calls, no per-call closed "
+            "form; left untouched by correct_direct") if calls > 1 else None}
+        best = _search(records, preds, source, b)
         for i in sorted(best):
-            rows.append(_pair_row(records, paths, b, i, best[i]))
+            rows.append(_pair_row(records, paths, b, i, best[i], extra))
             routes.append(tuple(records[k].layer for k in best[i][2]))
     if not rows:
         return AuditResult(_empty(

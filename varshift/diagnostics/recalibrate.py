@@ -74,10 +74,17 @@ def copy_model(model):
     return clone
 
 
-def _one_pass(model, data, noise, kwargs):
+def _one_pass(model, data, noise, kwargs, inplace):
+    """Measure on ``model`` itself (nothing is written while measuring, and its compiled pass
+    is reused by later calls), then write into ``model`` or into a copy made only now."""
     measured = collect_moments(model, data, bn="batch", noise=noise,
                                desc="recalibrating BN (one pass)", **kwargs)
-    assign_statistics([m.layer for m in measured], [(m.mean, m.var) for m in measured])
+    target = model if inplace else copy_model(model)
+    index = {id(layer): k for k, layer in enumerate(bn_layers(model))}
+    layers = bn_layers(target)
+    assign_statistics([layers[index[id(m.layer)]] for m in measured],
+                      [(m.mean, m.var) for m in measured])
+    return target
 
 
 def _sequential(model, data, kwargs):
@@ -153,6 +160,8 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         >>> fixed = recalibrate_bn(dropout_bn_model(5, 0.5), seed_data(1000))
     """
     _validate.model_and_data(model, data)
+    noise = _validate.check_bool("noise", noise)
+    inplace = _validate.check_bool("inplace", inplace)
     if mode not in MODES:
         raise ValueError(
             f"Argument `mode` must be one of {MODES}; received mode={mode!r}"
@@ -161,21 +170,18 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
     if noise and mode != "one_pass":
         raise ValueError(f"Argument `noise` applies to mode='one_pass' only; received "
                          f"noise={noise!r} with mode={mode!r}.")
-    if not isinstance(inplace, bool):
-        raise ValueError(f"Argument `inplace` must be True or False; received inplace={inplace!r}.")
     if not bn_layers(model):
         raise ValueError(
             f"Model {model.name!r} has no BatchNormalization layer; nothing to recalibrate.")
 
+    kwargs = {"batch_size": batch_size, "max_samples": max_samples, "progress": progress}
+    if mode == "one_pass":  # the model is only written once everything was measured and checked
+        return _one_pass(model, data, noise, {**kwargs, "seed": seed}, inplace)
     target = model if inplace else copy_model(model)
     layers = bn_layers(target)
     saved = save_statistics(layers)
-    kwargs = {"batch_size": batch_size, "max_samples": max_samples, "progress": progress}
     try:
-        if mode == "one_pass":
-            _one_pass(target, data, bool(noise), {**kwargs, "seed": seed})
-        else:
-            _sequential(target, data, kwargs)
+        _sequential(target, data, kwargs)
     except BaseException:
         assign_statistics(layers, saved)
         raise

@@ -114,6 +114,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         ['bn_layer', 'ratio']
     """
     _validate.model_and_data(model, data)
+    per_channel = _validate.check_bool("per_channel", per_channel)
     import pandas as pd
 
     paths = layer_paths(model)

@@ -48,10 +48,10 @@ True
 from __future__ import annotations
 
 from varshift.nets._blocks import NOISES, PLACEMENTS
-from varshift.nets.registry import NETWORKS, Network
+from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
-           "PLACEMENTS", "NOISES", "trainable_params", "bn_count"]
+           "PLACEMENTS", "NOISES", "trainable_params", "bn_count", "recipe_for", "recipes"]
 
 #: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
 NAMES = tuple(NETWORKS)

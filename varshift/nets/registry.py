@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from varshift.train.recipes import Recipe
+from varshift.train.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["Network", "NETWORKS"]
 
@@ -89,3 +89,24 @@ NETWORKS = {n.name: n for n in (
         cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 1e-4),
         color="#d62728", cost=2.3),
 )}
+
+
+def recipes(kind="paper") -> dict:
+    """``{network name: Recipe}`` of one recipe kind (``"paper"`` or ``"cpu"``)."""
+    _check_kind(kind)
+    return {name: getattr(net, f"{kind}_recipe") for name, net in NETWORKS.items()}
+
+
+def _check_kind(kind):
+    if kind not in RECIPE_KINDS:
+        raise ValueError(f"Argument `kind` must be one of {', '.join(map(repr, RECIPE_KINDS))}; "
+                         f"received kind={kind!r}.")
+
+
+def recipe_for(net: str, kind: str = "paper", **overrides) -> Recipe:
+    """The ``"paper"`` or ``"cpu"`` recipe of network ``net``, with ``overrides`` applied."""
+    _check_kind(kind)
+    if net not in NETWORKS:
+        raise ValueError(
+            f"Argument `net` must be one of {sorted(NETWORKS)}; received net={net!r}.")
+    return getattr(NETWORKS[net], f"{kind}_recipe").replace(**overrides)

@@ -23,22 +23,24 @@ import importlib
 from varshift._io import atomic_write_json
 from varshift.seeds import derive_seed
 from varshift.train.config import ADJUST_MODES, RunConfig
-from varshift.train.recipes import Recipe, recipe_for, recipes
+from varshift.train.recipes import Recipe
 
 __all__ = ["ADJUST_MODES", "Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
            "CoupledSGD", "cos2_table", "compile_model", "derive_seed", "atomic_write_json"]
 
 _LAZY = {"run": "varshift.train.trainer", "cos2_table": "varshift.train.trainer",
-         "CoupledSGD": "varshift.train.optim", "compile_model": "varshift.train.optim"}
+         "CoupledSGD": "varshift.train.optim", "compile_model": "varshift.train.optim",
+         # the recipe look-ups read the network registry, which imports this package's recipes
+         "recipe_for": "varshift.nets.registry", "recipes": "varshift.nets.registry"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name == "RECIPES":  # derived views of the network registry
-        return recipes("paper")
+        return __getattr__("recipes")("paper")
     if name == "CPU_RECIPES":
-        return recipes("cpu")
+        return __getattr__("recipes")("cpu")
     raise AttributeError(f"module 'varshift.train' has no attribute {name!r}")
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from varshift._io import to_jsonable
-from varshift.train.recipes import Recipe, recipe_for
+from varshift.train.recipes import Recipe
 
 __all__ = ["RunConfig"]
 
@@ -125,6 +125,8 @@ class RunConfig:
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
+        from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
+
         recipe = recipe_for(self.net, self.recipe, **self.overrides)
         augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
         return size, recipe, bool(augment)

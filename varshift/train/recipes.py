@@ -2,7 +2,8 @@ r"""SGD training recipes: the step learning-rate schedule, momentum and L2 weigh
 
 Each network's ``"paper"`` recipe (bearpaw/pytorch-classification, the code the paper points
 to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in its entry of
-:data:`varshift.nets.NETWORKS`; :func:`recipe_for` reads them.
+:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them (this module
+sits below the networks, so it does not import them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "recipe_for", "recipes", "RECIPE_KINDS"]
+__all__ = ["Recipe", "RECIPE_KINDS"]  # recipe_for/recipes: varshift.nets (they read NETWORKS)
 
 #: the recipe kinds every network entry has
 RECIPE_KINDS = ("paper", "cpu")
@@ -54,28 +55,3 @@ class Recipe:
         if "lr_drops" in overrides:
             overrides["lr_drops"] = tuple(int(t) for t in overrides["lr_drops"])
         return dataclasses.replace(self, **overrides)
-
-
-def recipes(kind="paper") -> dict:
-    """``{network name: Recipe}`` of one recipe kind (``"paper"`` or ``"cpu"``)."""
-    from varshift.nets import NETWORKS
-
-    _check_kind(kind)
-    return {name: getattr(net, f"{kind}_recipe") for name, net in NETWORKS.items()}
-
-
-def _check_kind(kind):
-    if kind not in RECIPE_KINDS:
-        raise ValueError(f"Argument `kind` must be one of {', '.join(map(repr, RECIPE_KINDS))}; "
-                         f"received kind={kind!r}.")
-
-
-def recipe_for(net: str, kind: str = "paper", **overrides) -> Recipe:
-    """The ``"paper"`` or ``"cpu"`` recipe of network ``net``, with ``overrides`` applied."""
-    from varshift.nets import NETWORKS
-
-    _check_kind(kind)
-    if net not in NETWORKS:
-        raise ValueError(
-            f"Argument `net` must be one of {sorted(NETWORKS)}; received net={net!r}.")
-    return getattr(NETWORKS[net], f"{kind}_recipe").replace(**overrides)

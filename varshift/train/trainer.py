@@ -129,16 +129,25 @@ def prepare_data(cfg, augment) -> _Data:
 
 
 def _seed_and_determinism(cfg):
+    keras.utils.set_random_seed(cfg.seed)
+    deterministic = cfg.deterministic
+    if keras.backend.backend() != "tensorflow":  # JAX/XLA on CPU is deterministic as is
+        return bool(deterministic) if deterministic is not None else _no_gpu()
     from varshift._keras import tf as _tf
 
     tf = _tf()
-    keras.utils.set_random_seed(cfg.seed)
-    deterministic = cfg.deterministic
     if deterministic is None:
         deterministic = not tf.config.list_physical_devices("GPU")
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     return deterministic
+
+
+def _no_gpu():
+    import jax  # noqa: PLC0415  (the JAX backend)
+
+    return not [d for d in jax.devices() if d.platform == "gpu"] \
+        if keras.backend.backend() == "jax" else True
 
 
 def build_or_resume(cfg, size, recipe, info, folder=None) -> _State:
@@ -302,7 +311,10 @@ def _reseed_noise(model, seed, epoch):
         gen = getattr(layer, "seed_generator", None)
         state = getattr(gen, "state", None)
         if state is not None:
-            value = np.array([derive_seed(seed, "noise_layer", i), epoch << 32], dtype=np.int64)
+            if keras.backend.standardize_dtype(state.dtype) == "int64":  # TensorFlow
+                value = np.array([derive_seed(seed, "noise_layer", i), epoch << 32], np.int64)
+            else:  # uint32 states (JAX, ...): epoch << 32 would wrap to 0; the counter slot
+                value = np.array([derive_seed(seed, "noise_layer", i) % 2**32, epoch], np.uint32)
             state.assign(keras.ops.cast(value, state.dtype))
 
 
@@ -315,13 +327,11 @@ def _progress_bar(cfg, recipe, initial):
 
 def _versions():
     from varshift import __version__
-    from varshift._keras import keras, tf
+    from varshift._keras import backend_versions, keras
 
-    t = tf()
-    gpus = [d.name for d in t.config.list_physical_devices("GPU")]
     return {"varshift": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "tensorflow": t.__version__, "keras": keras().__version__,
-            "platform": platform.platform(), "gpus": gpus}
+            "numpy": np.__version__, **backend_versions(), "keras": keras().__version__,
+            "platform": platform.platform()}
 
 
 @contextlib.contextmanager
