@@ -5,16 +5,22 @@
 
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
-``--data-dir DIR``, ``--force``, ``--dest DIR`` (``publish``: default ``docs/results``); on a
+``--data-dir DIR``, ``--force``, ``--backend tensorflow|jax|torch`` (default: the profile's,
+else tensorflow; part of every run's key), ``--dest DIR`` (``publish``: default
+``docs/results``); on a
 SLURM cluster ``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``--time-per-run``,
 ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``. Errors in the arguments print one
 line and exit with status 2; a failed target (or ``publish`` of an incomplete reproduction)
-exits with status 1; Ctrl-C exits with status 130 and keeps every finished run.
+exits with status 1; Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal) stops the workers,
+keeps every finished run, writes the manifest and exits with status 130. One ``run`` at a time
+per ``--out`` (``<out>/.lock``): a second one names the holder and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import os
 import signal
 import sys
@@ -25,8 +31,11 @@ from pathlib import Path
 
 from reproduce.profiles import PROFILES, get_profile
 from reproduce.registry import TARGETS, build_target, get_target, plan
+from varshift.train.config import BACKENDS
 
 USAGE_ERROR, FAILED, INTERRUPTED = 2, 1, 130
+#: the module each ``--backend`` needs
+_BACKEND_MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 BUNDLED_DATA = {"digits", "synthetic"}  # shipped with scikit-learn / generated: nothing to find
 
 
@@ -57,6 +66,9 @@ def _parser():
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (profile default)")
     p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
     p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="Keras backend of the runs (default: the profile's, else tensorflow); "
+                        "recorded in the manifest and in every run's key")
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: build the targets from the runs cached so far "
                         "(verdicts say how many runs they rest on)")
@@ -116,6 +128,11 @@ def _check_executor(args):
     args.slurm = slurm.SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run,
                                     time_per_run=minutes, max_parallel=args.max_parallel,
                                     extra=extra, cpus_per_run=int(cpus) if cpus else None)
+    if args.command == "run":  # submitit and sbatch are there, before anything is written
+        try:
+            slurm._check_available()
+        except slurm.SlurmUnavailable as err:
+            raise _Exit(str(err)) from None
 
 
 def _check_args(args):
@@ -127,6 +144,14 @@ def _check_args(args):
         if args.seeds < 1:
             raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
+    backend = args.backend or profile.backend or "tensorflow"
+    if args.command == "run" and importlib.util.find_spec(_BACKEND_MODULE[backend]) is None:
+        raise _Exit(f"--backend {backend} needs the {_BACKEND_MODULE[backend]} package, which is "
+                    "not installed here")
+    profile = dataclasses.replace(profile, backend=backend)
+    if args.out is not None and not args.out.strip():
+        raise _Exit("--out must name a folder; received '' (leave it out for "
+                    f"results/{profile.name}/)")
     _check_executor(args)
     if args.jobs is None:
         args.jobs = len(args.gpu_ids) if args.gpu_ids else profile.jobs
@@ -140,12 +165,22 @@ def _check_args(args):
     return profile, targets, out
 
 
-def _check_writable(out):
+#: bytes ``run`` must be able to write into ``--out`` before it starts (records, checkpoints)
+ROOM_BYTES = 1 << 20
+
+
+def _check_writable(out, room=0):
+    """``--out`` can be created and written (``room`` bytes of it, where given)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            if room:
+                os.write(fd, b"\0" * room)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as err:
         reason = err.strerror or str(err)
         raise _Exit(f"cannot write to --out {str(out)!r}: {reason}") from None
@@ -214,20 +249,81 @@ def _execute(specs, out, args, on_done, on_poll):
     return failures
 
 
+def _set_backend_environment(profile):
+    """``KERAS_BACKEND`` and the thread settings of the profile's runs, before Keras is imported
+    in this process (the workers set them themselves)."""
+    from reproduce.runs import worker_environment
+
+    if "keras" in sys.modules:
+        return
+    env = worker_environment({"backend": profile.backend, "threads": profile.threads})
+    os.environ.update(env)
+
+
+def _failed_runs_of(name, profile, failed):
+    """The first run of target ``name`` that failed now (``failed``: key -> (label, message))."""
+    try:
+        keys = [s.key for s in get_target(name).runs(profile)]
+    except Exception:  # the target cannot even plan: its build says why
+        return None
+    for key in keys:
+        if key in failed:
+            return failed[key]
+    return None
+
+
 def cmd_run(profile, targets, out, args):
+    from reproduce.runs import LockHeld, OutLock
+
+    _check_writable(out, ROOM_BYTES)
+    lock = OutLock(out)
+    try:
+        lock.acquire()
+    except LockHeld as err:
+        raise _Exit(str(err)) from None
+    except OSError as err:
+        raise _Exit(f"cannot lock --out {str(out)!r}: {err.strerror or err}") from None
+    try:
+        return _run_locked(profile, targets, out, args)
+    finally:
+        lock.release()
+
+
+def _build_targets(profile, targets, out, args, bar, failed, failures):
+    """Build each target; one whose run failed now names that run's error instead."""
+    from tqdm import tqdm
+
+    for name in targets:
+        bar.set_postfix_str(f"building {name}")
+        cause = _failed_runs_of(name, profile, failed)
+        if cause is not None:  # the real cause, not "has not been trained"
+            failures[name] = f"not built: its run {cause[0]} failed ({cause[1]})"
+            tqdm.write(f"reproduce: target {name} {failures[name]}", file=sys.stderr)
+            bar.update(1)
+            continue
+        try:
+            build_target(name, profile, out, data_dir=args.data_dir, partial=args.cached_only)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one target failing must not hide the others
+            failures[name] = f"{type(err).__name__}: {err}".splitlines()[0]
+            tqdm.write(f"reproduce: target {name} failed: {failures[name]}", file=sys.stderr)
+        bar.update(1)
+
+
+def _run_locked(profile, targets, out, args):
     from tqdm import tqdm
 
     from reproduce.manifest import write_manifest
     from reproduce.runs import RunStore
 
-    _check_writable(out)
     start = time.time()
     specs = plan(profile, targets)
+    store = RunStore(out)
     if args.cached_only:
-        specs = [s for s in specs if RunStore(out).find(s) is not None]
+        specs = [s for s in specs if store.find(s) is not None]
     if specs and not args.cached_only:  # the theory targets need no data set
         _check_data(profile, args.data_dir)
-    store = RunStore(out)
     bar = tqdm(total=len(specs) + len(targets), unit="step", file=sys.stderr, dynamic_ncols=True,
                desc=f"reproduce {profile.name}", smoothing=0.1,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
@@ -238,32 +334,30 @@ def cmd_run(profile, targets, out, args):
         bar.update(1)
 
     try:
+        failed = {}
         if args.cached_only:
             bar.update(len(specs))
         else:
             run_failures = _execute(specs, out, args, on_done, bar.set_postfix_str)
+            by_label = {s.label: s.key for s in specs}
             for label, message in run_failures.items():
                 failures[f"run {label}"] = message
+                failed[by_label.get(label, label)] = (label, message)
                 tqdm.write(f"reproduce: run {label} failed: {message}", file=sys.stderr)
-        for name in targets:
-            bar.set_postfix_str(f"building {name}")
-            try:
-                build_target(name, profile, out, data_dir=args.data_dir,
-                             partial=args.cached_only)
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # one target failing must not hide the others
-                failures[name] = f"{type(err).__name__}: {err}".splitlines()[0]
-                tqdm.write(f"reproduce: target {name} failed: {failures[name]}", file=sys.stderr)
-            bar.update(1)
+        _build_targets(profile, targets, out, args, bar, failed, failures)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
-        write_manifest(out, profile, targets=[t for t in targets if t not in failures],
-                       specs=specs, store=store, started=start, wall_time_s=time.time() - start,
-                       interrupted=interrupted, failures=failures, jobs=args.jobs,
-                       executor=args.executor)
+        try:
+            write_manifest(out, profile, targets=[t for t in targets if t not in failures],
+                           specs=specs, store=store, started=start,
+                           wall_time_s=time.time() - start, interrupted=interrupted,
+                           failures=failures, jobs=args.jobs, executor=args.executor)
+        except OSError as err:
+            print(f"reproduce: error: cannot write {out / 'manifest.json'}: "
+                  f"{err.strerror or err}", file=sys.stderr)
+            return FAILED
     if interrupted:
         done = sum(store.done(s.key) for s in specs)
         print(f"reproduce: interrupted; {done}/{len(specs)} finished runs kept in {out / 'runs'}; "
@@ -275,6 +369,23 @@ def cmd_run(profile, targets, out, args):
     return FAILED if failures else 0
 
 
+def _check_records(profile, targets, out):
+    """``report`` must not pass on stale results: every record the targets rest on that is
+    damaged (or was moved aside and not trained again) is named, exit 2."""
+    from reproduce.runs import RunStore
+
+    store = RunStore(out)
+    bad = []
+    for spec in plan(profile, targets):
+        if store.find(spec) is None and "damaged" in store.why_missing(spec):
+            bad.append(f"{spec.label} ({spec.key}) {store.why_missing(spec)}")
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise _Exit(f"the results in {str(out)!r} rest on a damaged run record: run {bad[0]}"
+                    f"{more}; `python -m reproduce run --profile {profile.name} --out {out}` "
+                    "retrains it")
+
+
 def cmd_report(profile, targets, out):
     from reproduce.report import write_report
 
@@ -283,6 +394,7 @@ def cmd_report(profile, targets, out):
                         f"--profile {profile.name}",
                         *([] if out == Path("results") / profile.name else [f"--out {out}"])])
         raise _Exit(f"no results in {str(out)!r} to report on; `{run}` writes them")
+    _check_records(profile, targets, out)
     _check_writable(out)
     rows = write_report(out, profile, targets)
     from reproduce.report import closing_note
@@ -314,6 +426,8 @@ def main(argv=None):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
+        if hasattr(signal, "SIGHUP"):  # a closed terminal: stop like Ctrl-C, keep what finished
+            signal.signal(signal.SIGHUP, _interrupt)
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         if not argv:  # no command: the help, not "TARGET is required" (it is optional)
@@ -333,6 +447,7 @@ def main(argv=None):
         if args.command == "plan":
             return cmd_plan(profile, targets)
         if args.command == "run":
+            _set_backend_environment(profile)
             return cmd_run(profile, targets, out, args)
         if args.command == "publish":
             return cmd_publish(profile, out, args.dest)
@@ -343,6 +458,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("reproduce: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except OSError as err:  # the machine's fault (disk full, permissions): the cause, one line
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"reproduce: error: {err.strerror or err}{where}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from reproduce._io import atomic_write_json, read_json
 
 __all__ = ["package_versions", "git_commit", "gpu_info", "build_info", "write_manifest"]
 
-PACKAGES = ("varshift", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "matplotlib",
-            "scikit-learn", "tqdm")
+PACKAGES = ("varshift", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "torch", "numpy",
+            "pandas", "matplotlib", "scikit-learn", "tqdm")
 
 
 def package_versions():
@@ -57,11 +57,14 @@ def gpu_info():
     return [dict(zip(("index", "name", "driver", "memory"), r, strict=False)) for r in rows]
 
 
-def build_info():
+def build_info(backend="tensorflow"):
     """CUDA/cuDNN versions TensorFlow was built with (``tf.sysconfig.get_build_info()``).
 
-    ``is_cuda_build`` false (and no versions) for a CPU build; ``{}`` without TensorFlow.
+    ``is_cuda_build`` false (and no versions) for a CPU build; ``{}`` without TensorFlow or
+    for another ``backend`` (TensorFlow is then not imported).
     """
+    if backend != "tensorflow":
+        return {}
     try:
         from varshift._keras import tf
 
@@ -85,9 +88,17 @@ def _data_info(records):
 
 def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_time_s,
                    interrupted=False, failures=None, jobs=1, executor="local"):
-    """Write ``manifest.json``, merging the runs of earlier invocations on the same folder."""
+    """Write ``manifest.json``, merging the runs of earlier invocations on the same folder.
+
+    ``backend`` and ``threads`` are the profile's (every run's config holds them too).
+    """
+    backend = getattr(profile, "backend", None) or "tensorflow"
     path = Path(out_dir) / "manifest.json"
-    old = read_json(path) if path.is_file() else {}
+    try:
+        old = read_json(path) if path.is_file() else {}
+    except (OSError, ValueError):  # a torn manifest of an older run: start a new one
+        old = {}
+    old = old if isinstance(old, dict) else {}
     runs = dict(old.get("runs", {}))
     records = []
     for spec in specs:
@@ -111,6 +122,8 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
         "failures": failures or {},
         "jobs": jobs,
         "executor": executor,
+        "backend": backend,
+        "threads": getattr(profile, "threads", None),
         "seeds": profile.seed_list(),
         "data": _data_info(records) or [{"name": n} for n in profile.data],
         "recipe_overrides": profile.recipe,
@@ -119,7 +132,7 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
         "git": git_commit(),
         "platform": {"machine": platform.machine(), "system": platform.system(),
                      "processor": platform.processor(), "node": platform.node(),
-                     "gpus": gpu_info(), "tensorflow_build": build_info()},
+                     "gpus": gpu_info(), "tensorflow_build": build_info(backend)},
         "runs": runs,
         "total_run_time_s": sum((r.get("wall_time_s") or 0.0) for r in runs.values()),
     }

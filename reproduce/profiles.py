@@ -53,6 +53,11 @@ class Profile:
         jobs: default number of parallel training processes (``--jobs`` overrides); tiny
             networks use 2 cores better as 2 single-threaded processes than as one.
         budget_note: how the profile's time budget was planned.
+        threads: CPU threads of every run's kernels (``RunConfig.threads``, part of each
+            run's key): fixed here, never taken from the machine, so the numbers are the same
+            on any number of cores and any ``--jobs``.
+        backend: the Keras backend of the runs (``RunConfig.backend``; ``run --backend``
+            overrides); ``None``: TensorFlow.
     """
 
     name: str
@@ -74,6 +79,8 @@ class Profile:
     keras_samples: int = 20_000
     jobs: int = 1
     budget_note: str = ""
+    threads: int = 1
+    backend: str | None = None
 
     def with_seeds(self, k):
         """A copy with ``k`` seeds (the ``--seeds`` option)."""
@@ -262,6 +269,7 @@ PROFILES = {
         mc_samples=1_000_000,
         keras_samples=100_000,
         budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
+        threads=4,  # the host side of a GPU run (4 CPUs per GPU, as SlurmOptions asks for)
     ),
     "gpu": Profile(
         name="gpu",

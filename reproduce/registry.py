@@ -63,7 +63,7 @@ class Context:
         """The trainer's record of ``spec`` (``RuntimeError`` if it was not trained)."""
         rec = self.store.find(spec)
         if rec is None:
-            raise RuntimeError(f"run {spec.label} ({spec.key}) has not been trained; "
+            raise RuntimeError(f"run {spec.label} ({spec.key}) {self.store.why_missing(spec)}; "
                                f"run `python -m reproduce run {self.name}` first")
         return rec["record"]
 

@@ -1,24 +1,32 @@
 """Shared training runs: planned by the targets, trained once, cached by their configuration.
 
-A run is one call of ``varshift.train.run(config)``. Its key is a hash of the full
-configuration (network, size, placement, noise, rate, data set, recipe, seed, adjust,
-save_model; not the data folder, which changes where data is read from, not what is
-computed). Fig. 4, Fig. 5 and Table 3 all read the same dropout-(a) 0.5 run, so it is
-trained once.
+A run is one call of ``varshift.train.run(config)``. Its key (:func:`run_key`) is a hash of
+the full configuration: network, size, placement, noise, rate, data set, recipe, seed,
+adjust, save_model, and everything else that changes the numbers, among them ``threads``
+(the CPU threads of the kernels, fixed by the profile, never taken from the machine) and
+``backend`` (the Keras backend); not the data folder, which changes where data is read
+from, not what is computed. Fig. 4, Fig. 5 and Table 3 all read the same dropout-(a) 0.5
+run, so it is trained once.
 
-Layout: ``<out>/runs/<hash>/record.json`` (written atomically when the run has finished, so
-its presence means "done") and ``<out>/runs/<hash>/work/`` (the trainer's own folder:
-checkpoints to resume from, ``model.keras``).
+Layout: ``<out>/runs/<hash>/record.json`` (written atomically when the run has finished, with
+a SHA-256 checksum of its content) and ``<out>/runs/<hash>/work/`` (the trainer's own folder:
+checkpoints to resume from, ``model.keras``). A record is validated whenever it is read
+(:meth:`RunStore.status`): a torn, emptied or hand-edited one is *damaged*; ``run`` moves it
+aside (``record.json.damaged-<time>``) and trains the run again. ``<out>/.lock`` marks the
+folder as used by one ``run`` (:class:`OutLock`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -27,10 +35,11 @@ from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
 
-__all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "execute_plan", "detect_gpus", "gpu_slots",
-           "device_info"]
+__all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "DamagedRecord", "OutLock", "LockHeld",
+           "execute_plan", "detect_gpus", "gpu_slots", "device_info", "worker_environment"]
 
-#: bump when the meaning of a record changes, to invalidate every cache
+#: bump when the meaning of a record changes, to invalidate every cache (new config fields such
+#: as ``threads`` and ``backend`` change every key by themselves)
 CACHE_VERSION = 1
 
 
@@ -57,7 +66,12 @@ def noise_value(config):
 
 
 def run_key(config):
-    """Hash of a run's full configuration (``data_dir`` excluded): the cache key."""
+    """Hash of a run's full configuration (``data_dir`` excluded): the cache key.
+
+    The first 16 hex digits of the SHA-256 of ``{"v": CACHE_VERSION, "config": config}`` as
+    JSON with sorted keys. Stable: the same config gives the same key in any process, on any
+    machine; any field that changes the numbers (``threads``, ``backend`` included) changes it.
+    """
     clean = {k: v for k, v in config.items() if k != "data_dir"}
     blob = json.dumps({"v": CACHE_VERSION, "config": clean}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -122,11 +136,16 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         "train_eval_samples": profile.eval_samples,
         "stats_samples": profile.eval_samples,
         "epoch_eval": (placement, noise, value) in EPOCH_EVAL_SETTINGS,
+        "threads": int(profile.threads),
+        "backend": profile.backend or DEFAULT_BACKEND,
     }
     if profile.subset:
         config["subset"] = dict(profile.subset)  # RunConfig.subset: varshift.data.take_subset
     return RunSpec(config=config, key=run_key(config))
 
+
+#: the backend of a profile that names none
+DEFAULT_BACKEND = "tensorflow"
 
 _SETTING_RANK = {("none", "dropout", 0.0): 0, ("a", "dropout", 0.5): 1, ("b", "dropout", 0.5): 2}
 _RATE_RANK = {0.3: 0, 0.7: 1, 0.1: 2}
@@ -168,8 +187,43 @@ def merge_specs(specs):
     return sorted(merged, key=priority)
 
 
+class DamagedRecord(ValueError):
+    """A ``record.json`` that cannot be trusted: unreadable, not a record, or edited."""
+
+
+#: fields every stored record has (besides ``checksum``)
+RECORD_FIELDS = {"key": str, "config": dict, "record": dict}
+
+
+def record_checksum(wrapped):
+    """SHA-256 of a stored record's content (every field but ``checksum``), as canonical JSON."""
+    from reproduce._io import to_jsonable
+
+    body = {k: v for k, v in wrapped.items() if k != "checksum"}
+    blob = json.dumps(to_jsonable(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def validate_record(wrapped, key):
+    """``DamagedRecord`` naming the first problem unless ``wrapped`` is the intact record of ``key``."""
+    if not isinstance(wrapped, dict):
+        raise DamagedRecord(f"not a JSON object but {type(wrapped).__name__}")
+    for name, kind in RECORD_FIELDS.items():
+        if not isinstance(wrapped.get(name), kind):
+            raise DamagedRecord(f"field {name!r} is missing or not a {kind.__name__}")
+    inner = wrapped["record"]
+    if not isinstance(inner.get("final"), dict) or not isinstance(inner.get("history"), list):
+        raise DamagedRecord("the trainer's record lacks 'final' or 'history'")
+    if wrapped["key"] != key or run_key(wrapped["config"]) != key:
+        raise DamagedRecord(f"it is not the record of run {key} (its key or config differs)")
+    if "checksum" not in wrapped:
+        raise DamagedRecord("it has no checksum (written by an older version)")
+    if wrapped["checksum"] != record_checksum(wrapped):
+        raise DamagedRecord("its checksum does not match its content (edited or corrupted)")
+
+
 class RunStore:
-    """The cache folder ``<out>/runs``: where records live and how they are looked up."""
+    """The cache folder ``<out>/runs``: where records live, how they are looked up and checked."""
 
     def __init__(self, out_dir):
         self.root = Path(out_dir) / "runs"
@@ -180,52 +234,219 @@ class RunStore:
     def record_path(self, key):
         return self.run_dir(key) / "record.json"
 
+    def write(self, key, wrapped):
+        """Write the record of ``key`` atomically, with its checksum."""
+        from reproduce._io import to_jsonable
+
+        wrapped = to_jsonable({k: v for k, v in wrapped.items() if k != "checksum"})
+        wrapped["checksum"] = record_checksum(wrapped)
+        atomic_write_json(self.record_path(key), wrapped)
+
+    def status(self, key):
+        """``("done", None)``, ``("missing", None)`` or ``("damaged", reason)``; changes nothing.
+
+        A record moved aside earlier (:meth:`quarantine`) and not trained again since counts
+        as damaged, so results built from it are not mistaken for current ones.
+        """
+        path = self.record_path(key)
+        if not path.is_file():
+            aside = self.damaged_files(key)
+            if aside:
+                return "damaged", f"moved aside to {aside[-1]} and not trained again"
+            return "missing", None
+        try:
+            wrapped = read_json(path)
+        except (OSError, ValueError) as err:  # torn or unreadable
+            return "damaged", f"unreadable ({type(err).__name__}: {str(err).splitlines()[0]})"
+        try:
+            validate_record(wrapped, key)
+        except DamagedRecord as err:
+            return "damaged", str(err)
+        return "done", None
+
+    def damaged_files(self, key):
+        return sorted(self.run_dir(key).glob("record.json.damaged-*"))
+
     def done(self, key):
-        return self.record_path(key).is_file()
+        """Whether ``key`` has an intact record."""
+        return self.status(key)[0] == "done"
 
     def load(self, key):
+        """The intact record of ``key``; ``DamagedRecord`` (naming the file) otherwise."""
+        state, reason = self.status(key)
+        if state != "done":
+            raise DamagedRecord(f"run record {self.record_path(key)} is "
+                                f"{'missing' if state == 'missing' else 'damaged: ' + reason}")
         return read_json(self.record_path(key))
+
+    def quarantine(self, key):
+        """Move a damaged ``record.json`` aside (``record.json.damaged-<UTC time>``); its path."""
+        path = self.record_path(key)
+        if not path.exists():
+            return None
+        aside = path.with_name(f"record.json.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        os.replace(path, aside)
+        return aside
 
     def model_path(self, key):
         return self.run_dir(key) / "work" / "model.keras"
 
+    def _twins(self, spec):
+        return [run_key(cfg) for cfg in
+                (spec.config, {**spec.config, "save_model": not spec.config["save_model"]})]
+
     def find(self, spec):
-        """The record of ``spec``, or of its ``save_model`` twin; ``None`` if not trained."""
-        for cfg in (spec.config, {**spec.config, "save_model": not spec.config["save_model"]}):
-            key = run_key(cfg)
+        """The record of ``spec``, or of its ``save_model`` twin; ``None`` if not trained (or
+        damaged: :meth:`why_missing` says which)."""
+        for key in self._twins(spec):
             if self.done(key):
                 return self.load(key)
         return None
 
+    def why_missing(self, spec):
+        """Why :meth:`find` gives nothing: ``"is damaged: ..."`` or ``"has not been trained"``."""
+        for key in self._twins(spec):
+            state, reason = self.status(key)
+            if state == "damaged":
+                return f"has a damaged record ({reason})"
+        return "has not been trained"
 
-def _configure_tf(threads):
-    """Thread counts and GPU memory growth of this process (before any op runs)."""
-    from varshift._keras import tf
 
-    tfm = tf()
-    try:
-        if threads:
-            tfm.config.threading.set_intra_op_parallelism_threads(threads)
-            tfm.config.threading.set_inter_op_parallelism_threads(threads)
-        for gpu in tfm.config.list_physical_devices("GPU"):
-            tfm.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # already initialised in this process
-        pass
-    return tfm
+class LockHeld(RuntimeError):
+    """Another live ``run`` holds the lock of the output folder."""
+
+
+class OutLock:
+    """``<out>/.lock``: one ``run`` per output folder at a time.
+
+    The lock file holds the owner's pid, host, start time and command; it is created
+    atomically (a complete file is hard-linked into place, so nobody reads a half-written
+    one). A lock whose process is dead (same host, pid gone) is taken over; a lock held by a
+    live process, or by another host (its pid cannot be checked from here), raises
+    :class:`LockHeld` naming the owner. Released on exit.
+    """
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / ".lock"
+        self.held = False
+
+    @staticmethod
+    def _alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's live process
+            return True
+        return True
+
+    def owner(self):
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self):
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "command": " ".join(["python -m reproduce", *sys.argv[1:]])}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".lock.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(me) + "\n", encoding="utf-8")
+        try:
+            for _ in range(5):
+                try:
+                    os.link(tmp, self.path)
+                    self.held = True
+                    return self
+                except FileExistsError:
+                    pass
+                info = self.owner()
+                pid, host = info.get("pid"), info.get("host")
+                if info and (host != me["host"] or (isinstance(pid, int) and self._alive(pid))):
+                    where = f"pid {pid} on host {host}, started {info.get('started_at')}"
+                    raise LockHeld(f"--out {str(self.path.parent)!r} is in use by another run "
+                                   f"({where}: {info.get('command')!r}); wait for it to finish"
+                                   f" or use another --out (remove {self.path} if that process"
+                                   " is gone)")
+                # stale (dead pid on this host) or unreadable: take it over
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self.path, self.path.with_name(f".lock.stale-{os.getpid()}"))
+                    os.unlink(self.path.with_name(f".lock.stale-{os.getpid()}"))
+            raise LockHeld(f"cannot take the lock {self.path}: it keeps changing hands")
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def release(self):
+        if self.held and self.owner().get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def worker_environment(config):
+    """Environment a training process needs before it imports Keras: ``KERAS_BACKEND`` and
+    the thread settings of the run (:func:`varshift.train.config.thread_environment`)."""
+    from varshift.train.config import thread_environment
+
+    backend = config.get("backend") or DEFAULT_BACKEND
+    env = {"KERAS_BACKEND": backend, **thread_environment(config.get("threads", 1), backend)}
+    user = os.environ.get("XLA_FLAGS", "")
+    if "XLA_FLAGS" in env and user and env["XLA_FLAGS"] not in user:  # keep the user's flags
+        env["XLA_FLAGS"] = f"{user} {env['XLA_FLAGS']}"
+    return env
+
+
+def _prepare_process(config):
+    """Before Keras is imported here: its backend and thread settings; GPU memory growth on
+    TensorFlow. Where Keras already runs, ``varshift.train.run`` checks backend and threads."""
+    if "keras" not in sys.modules:
+        for name, value in worker_environment(config).items():
+            os.environ[name] = value
+    if (config.get("backend") or DEFAULT_BACKEND) == "tensorflow":
+        from varshift._keras import tf
+
+        tfm = tf()
+        try:
+            for gpu in tfm.config.list_physical_devices("GPU"):
+                tfm.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process
+            pass
 
 
 def device_info():
-    """Where this process trains: host, the GPU TensorFlow uses (or CPU), slot and SLURM task."""
-    import socket
+    """Where this process trains: host, backend, the GPU it uses (or CPU), slot and SLURM task."""
+    from varshift._keras import keras
 
-    from varshift._keras import tf
-
-    gpus = tf().config.list_physical_devices("GPU")
+    backend = keras().backend.backend()
     device = "CPU"
-    if gpus:
-        details = tf().config.experimental.get_device_details(gpus[0])
-        device = details.get("device_name") or gpus[0].name
-    info = {"host": socket.gethostname(), "device": device,
+    with contextlib.suppress(Exception):  # a backend that cannot list its devices: CPU
+        if backend == "tensorflow":
+            from varshift._keras import tf
+
+            gpus = tf().config.list_physical_devices("GPU")
+            if gpus:
+                details = tf().config.experimental.get_device_details(gpus[0])
+                device = details.get("device_name") or gpus[0].name
+        elif backend == "jax":
+            import jax
+
+            dev = jax.devices()[0]
+            device = "CPU" if dev.platform == "cpu" else (dev.device_kind or str(dev))
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                device = torch.cuda.get_device_name(0)
+    info = {"host": socket.gethostname(), "backend": backend, "device": device,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     if os.environ.get("SLURM_JOB_ID"):
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -257,9 +478,13 @@ def _resume_state(work, trainer_config):
     return True, 0
 
 
-def _train_one(config, key, root, data_dir, force, threads):
-    """Train one run and write its record atomically (runs in a worker, a SLURM task or in-process)."""
-    _configure_tf(threads)
+def _train_one(config, key, root, data_dir, force):
+    """Train one run and write its record atomically (runs in a worker, a SLURM task or in-process).
+
+    The backend and the CPU threads are the config's (``backend``, ``threads``), never the
+    machine's: the same record on any number of cores.
+    """
+    _prepare_process(config)
     from varshift import train
     from varshift._keras import keras
 
@@ -279,14 +504,28 @@ def _train_one(config, key, root, data_dir, force, threads):
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "where": device_info(), "resumed_from_epoch": epochs_done,
                "record": record}
-    atomic_write_json(store.record_path(key), wrapped)
+    store.write(key, wrapped)
     return key, wall
 
 
-def _worker_init(slots=None):
-    # Ctrl-C goes to the whole process group: let the parent decide, workers just stop.
+def _die_with_parent():
+    """Linux: this process gets SIGTERM when its parent dies (no orphaned workers)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker_init(slots=None, env=None):
+    # Ctrl-C and a closed terminal go to the whole process group: let the parent decide (it
+    # stops the workers), workers just go on until then
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.update(env or {})  # backend and threads, before anything imports Keras
     if slots is not None:  # this worker's GPU, before TensorFlow is imported here
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slots.get())
         os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
@@ -321,8 +560,9 @@ def gpu_slots(jobs, gpus):
     return [str(gpus[i % len(gpus)]) for i in range(jobs)]
 
 
-def _local_pool(jobs, gpus):
-    """``jobs`` spawned worker processes; with ``gpus``, each takes one slot of :func:`gpu_slots`."""
+def _local_pool(jobs, gpus, env=None):
+    """``jobs`` spawned worker processes; with ``gpus``, each takes one slot of :func:`gpu_slots`;
+    ``env`` (:func:`worker_environment`) is set in each before it imports anything."""
     # terminating workers on Ctrl-C makes multiprocessing's resource tracker warn about their
     # semaphores at exit; nothing leaks (the tracker cleans them), so keep the exit quiet
     quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
@@ -337,15 +577,43 @@ def _local_pool(jobs, gpus):
         for slot in slots:
             queue.put(slot)
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(queue,))
+                               initargs=(queue, env))
+
+
+def _say_damaged(message):
+    print(f"reproduce: {message}", file=sys.stderr, flush=True)
+
+
+def _to_train(specs, store, force, on_done, on_damaged):
+    """The specs to train: not cached (or ``force``); damaged records are moved aside first."""
+    backends = sorted({s.config.get("backend") or DEFAULT_BACKEND for s in specs})
+    if len(backends) > 1:
+        raise ValueError(f"one plan trains on one backend; received runs on {backends}")
+    store.root.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for spec in specs:
+        state, reason = store.status(spec.key)
+        if state == "done" and not force:
+            if on_done:
+                on_done(spec, None, True)
+            continue
+        if state == "damaged" and store.record_path(spec.key).exists():
+            aside = store.quarantine(spec.key)
+            if on_damaged:
+                on_damaged(f"run {spec.label}: damaged record ({reason}) moved aside to "
+                           f"{aside}; training it again")
+        todo.append(spec)
+    return todo
 
 
 def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=None,
-                 failures=None, gpus=None):
+                 failures=None, gpus=None, on_damaged=_say_damaged):
     """Train every spec not cached yet; call ``on_done(spec, wall_s, cached)`` after each.
 
-    ``jobs > 1`` (or ``gpus`` given) trains in that many worker processes (each with
-    ``cpu_count // jobs`` TensorFlow threads). With GPUs (``gpus``: ids, default
+    ``jobs > 1`` (or ``gpus`` given) trains in that many worker processes; each uses the
+    run's own ``threads`` and ``backend`` (set before it imports Keras), so the numbers do
+    not depend on ``jobs`` or on the machine's cores. A damaged record (:meth:`RunStore.status`)
+    is moved aside, named through ``on_damaged(message)`` and trained again. With GPUs (``gpus``: ids, default
     :func:`detect_gpus`) each worker owns one (:func:`gpu_slots`): ``CUDA_VISIBLE_DEVICES`` is
     set in the worker before it imports TensorFlow, with memory growth on; each record names
     its host and device. A finished run's record is written before the next starts, so an
@@ -367,14 +635,7 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
             on_done(spec, wall, False)
 
     store = RunStore(out_dir)
-    store.root.mkdir(parents=True, exist_ok=True)
-    todo = []
-    for spec in specs:
-        if store.done(spec.key) and not force:
-            if on_done:
-                on_done(spec, None, True)
-        else:
-            todo.append(spec)
+    todo = _to_train(specs, store, force, on_done, on_damaged)
     walls = {}
     if not todo:
         return walls
@@ -382,16 +643,16 @@ def execute_plan(specs, out_dir, *, data_dir=None, jobs=1, force=False, on_done=
     if jobs <= 1 and not gpus:  # in this process (an explicit GPU gets its own worker)
         for spec in todo:
             try:
-                key, wall = _train_one(spec.config, spec.key, root, data_dir, force, 0)
+                key, wall = _train_one(spec.config, spec.key, root, data_dir, force)
             except Exception as err:
                 failed(spec, err)
                 continue
             succeeded(spec, key, wall)
         return walls
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pool = _local_pool(jobs, detect_gpus() if gpus is None else gpus)
+    env = worker_environment(todo[0].config)  # one backend; threads travel in each config too
+    pool = _local_pool(jobs, detect_gpus() if gpus is None else gpus, env)
     try:
-        pending = {pool.submit(_train_one, s.config, s.key, root, data_dir, force, threads): s
+        pending = {pool.submit(_train_one, s.config, s.key, root, data_dir, force): s
                    for s in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

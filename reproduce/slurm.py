@@ -57,7 +57,8 @@ class SlurmOptions:
             from its checkpoint in a requeued task.
         max_parallel: tasks of the array running at once (``%K``).
         extra: further ``#SBATCH`` settings (``--slurm-arg KEY=VALUE``).
-        cpus_per_run: CPUs (and TensorFlow threads) per task; default 4 per GPU, 1 without.
+        cpus_per_run: CPUs per task; default 4 per GPU, 1 without. The kernels' thread count
+            is each run's ``threads`` (fixed by the profile, part of its key), not this.
     """
 
     partition: str | None = None
@@ -166,8 +167,10 @@ class RunTask:
     the same call; the requeued task resumes from the trainer's last epoch checkpoint.
     """
 
-    def __call__(self, config, key, root, data_dir, threads):
-        return _train_one(config, key, root, data_dir, False, threads)
+    def __call__(self, config, key, root, data_dir, threads=None):
+        # ``threads`` (the task's CPUs) is kept for tasks queued by older versions; the
+        # numbers use the run's own ``config["threads"]``
+        return _train_one(config, key, root, data_dir, False)
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission

@@ -8,6 +8,10 @@ os.environ.setdefault("KERAS_HOME", os.path.join(_TMP, "keras"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_TMP, "mpl"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# one CPU thread per kernel pool, as RunConfig.threads (default 1) asks of varshift.train.run:
+# set before TensorFlow starts, so every test that trains in this process can honour it
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -36,7 +36,8 @@ def _fake_store(root, profile_name="quick", *, skip_target=None, skip_runs=0, fa
         record = {"key": spec.key, "config": spec.config, "wall_time_s": 2.5,
                   "finished_at": "2026-01-01T00:00:00Z",
                   "record": {"history": {"loss": [1.0, 0.5]}, "final": {"test_error": 0.25}}}
-        (folder / "record.json").write_text(json.dumps(record), encoding="utf-8")
+        record["record"]["history"] = [{"loss": 1.0}, {"loss": 0.5}]
+        store.write(spec.key, record)
     targets = [t for t in TARGETS if t != skip_target]
     for name in targets:
         (root / name).mkdir(parents=True)

@@ -113,9 +113,8 @@ class FakeSlurm:
 
 
 def _write_record(out, spec):
-    path = RunStore(out).record_path(spec.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": spec.key, "record": {}}))
+    RunStore(out).write(spec.key, {"key": spec.key, "config": spec.config,
+                                   "record": {"final": {}, "history": []}})
 
 
 def test_slurm_never_submits_a_run_twice(tmp_path, monkeypatch):
@@ -250,7 +249,7 @@ def test_one_explicit_gpu_still_gets_its_own_worker(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    def pool(jobs, gpus):
+    def pool(jobs, gpus, env=None):
         seen.append((jobs, gpus))
         raise Stop
 

@@ -8,7 +8,41 @@ from dataclasses import dataclass, field
 from varshift._io import to_jsonable
 from varshift.train.recipes import Recipe
 
-__all__ = ["RunConfig"]
+__all__ = ["RunConfig", "BACKENDS", "check_threads_backend", "thread_environment"]
+
+#: the Keras backends a run can train on
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def check_threads_backend(threads, backend):
+    """``ValueError`` (one line) unless ``threads`` is ``None`` or a positive int and
+    ``backend`` is ``None`` or one of :data:`BACKENDS`."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError("Argument `threads` must be a positive integer or None; "
+                         f"received threads={threads!r}.")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"Argument `backend` must be one of {list(BACKENDS)} or None; "
+                         f"received backend={backend!r}.")
+
+
+def thread_environment(threads, backend):
+    """Environment variables that fix ``threads`` CPU threads of ``backend``'s kernels.
+
+    They act only when set before the backend starts (a fresh worker process sets them
+    before anything imports Keras); :func:`varshift.train.run` also sets the thread pools
+    through the backend's API where it still can. ``{}`` for ``threads=None``.
+    """
+    if threads is None:
+        return {}
+    n = str(int(threads))
+    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    if backend in (None, "tensorflow"):
+        env.update(TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n)
+    if backend in (None, "jax"):
+        env["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
+                            f"intra_op_parallelism_threads={n}")
+    return env
 
 
 #: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
@@ -57,6 +91,14 @@ class RunConfig:
             inference mode and in training mode (noise on, BN on batch statistics, moving
             statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
             training pass's own numbers). The test set is evaluated once, after training.
+        threads: CPU threads of the backend's kernels (TensorFlow's intra- and inter-op
+            thread pools, XLA's CPU threads on JAX, ``torch.set_num_threads``). Part of the
+            config because the order of floating-point reductions, hence the numbers, can
+            depend on it; it is never taken from the machine (default 1: the same numbers on
+            any machine). ``None`` leaves the backend's own default (machine-dependent).
+        backend: the Keras backend the run trains on (``"tensorflow"``, ``"jax"``,
+            ``"torch"``); ``None`` (default) uses the process's ``KERAS_BACKEND``. Numbers
+            differ between backends, so the reproduction records it in every run's config.
     """
 
     net: str = "preresnet"
@@ -81,6 +123,8 @@ class RunConfig:
     data_kwargs: dict = field(default_factory=dict)
     subset: dict | None = None
     epoch_eval: bool = True
+    threads: int | None = 1
+    backend: str | None = None
 
     @classmethod
     def from_any(cls, config) -> RunConfig:
@@ -124,6 +168,7 @@ class RunConfig:
                 f"Argument `net` must be one of {nets.NAMES}; received net={self.net!r}.")
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
+        check_threads_backend(self.threads, self.backend)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
         from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
 

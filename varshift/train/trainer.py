@@ -101,6 +101,7 @@ def run(config, *, out_dir=None, progress=True, resume=True) -> dict:
     if done is not None:
         return done
 
+    apply_threads(cfg.threads, cfg.backend)
     data = prepare_data(cfg, augment)
     deterministic = _seed_and_determinism(cfg)
     state = build_or_resume(cfg, size, recipe, data.info, folder if resume else None)
@@ -126,6 +127,51 @@ def prepare_data(cfg, augment) -> _Data:
         cfg.data, cfg.data_dir, seed=cfg.seed, subset=cfg.subset, **cfg.data_kwargs)
     mean, std = vdata.channel_stats(x_train)
     return _Data(x_train, y_train, x_test, y_test, info, mean, std, augment)
+
+
+def apply_threads(threads, backend=None):
+    """Fix the CPU threads of the Keras backend's kernels (``RunConfig.threads``) before any op.
+
+    ``backend`` (``RunConfig.backend``), if given, must be the backend Keras runs on here. On
+    TensorFlow the intra- and inter-op pools are set, or, where TensorFlow has already started
+    in this process, checked: a different thread count there raises ``RuntimeError`` rather
+    than training with numbers that depend on the machine. On PyTorch ``torch.set_num_threads``;
+    on JAX the count is fixed by ``XLA_FLAGS`` when the process starts
+    (:func:`varshift.train.config.thread_environment`, set by ``reproduce``'s workers).
+    """
+    active = keras.backend.backend()
+    if backend is not None and backend != active:
+        raise RuntimeError(
+            f"The run config asks for backend={backend!r} but Keras runs on {active!r} in this "
+            f"process; set KERAS_BACKEND={backend} before Keras is imported.")
+    if threads is None:
+        return
+    if active == "tensorflow":
+        from varshift._keras import tf as _tf
+
+        threading = _tf().config.threading
+        want = (int(threads), int(threads))
+        have = (threading.get_intra_op_parallelism_threads(),
+                threading.get_inter_op_parallelism_threads())
+        import os
+
+        from_env = (int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0),
+                    int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0))
+        if have == want or (have == (0, 0) and from_env == want):
+            return
+        try:
+            threading.set_intra_op_parallelism_threads(want[0])
+            threading.set_inter_op_parallelism_threads(want[1])
+        except RuntimeError:
+            raise RuntimeError(
+                f"threads={threads} cannot be applied: TensorFlow already runs in this process "
+                f"with {have[0]} intra-op / {have[1]} inter-op threads (0: one per core); "
+                "train in a fresh process or set TF_NUM_INTRAOP_THREADS and "
+                "TF_NUM_INTEROP_THREADS before TensorFlow starts.") from None
+    elif active == "torch":
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _seed_and_determinism(cfg):
