@@ -292,6 +292,8 @@ PROFILES = {
         keras_samples=40_000,
         jobs=8,
         budget_note=GPU_BUDGET_NOTE,
+        threads=2,  # 8 workers on the GPU machine's 16 cores
+        backend="jax",  # the GPU machine has JAX, not TensorFlow
     ),
 }
 
