@@ -299,8 +299,10 @@ export JAX_COMPILATION_CACHE_DIR="${{JAX_COMPILATION_CACHE_DIR:-$TARGET/jax-cach
 "$PY" -c "import keras, varshift, reproduce; print('keras', keras.__version__, 'backend', \
 keras.backend.backend())" || {{ say "keras/varshift do not import"; exit 1; }}
 
-# 3. continue from an earlier session's archive
-if [[ -n "${{RESUME:-}}" ]]; then
+# 3. continue from an earlier session's archive (RESUME, or resume.tar.gz beside run.sh)
+RESUME="${{RESUME:-}}"
+if [[ -z "$RESUME" && -f "$HERE/resume.tar.gz" ]]; then RESUME="$HERE/resume.tar.gz"; fi
+if [[ -n "$RESUME" ]]; then
     say "resuming from $RESUME"
     tar -xzf "$RESUME" -C "$RES" || {{ say "cannot unpack RESUME=$RESUME"; exit 2; }}
 fi
@@ -362,7 +364,8 @@ run.sh
      /tmp/varshift-bundle/site; a package already installed is never installed twice);
   2. sets KERAS_BACKEND=jax, gives each of the JOBS workers (default {jobs}) a share of the GPU's
      memory (XLA_PYTHON_CLIENT_MEM_FRACTION) and caches XLA programs across runs;
-  3. with RESUME=<archive of an earlier session>, unpacks it first, so finished runs are kept;
+  3. with RESUME=<archive of an earlier session> (or a resume.tar.gz put beside run.sh),
+     unpacks it first, so the runs finished then are not trained again;
   4. trains the key runs (`python -m reproduce run {key_targets}`: no dropout, dropout-(a)
      and -(b) 0.5 of every network, every seed), then the rest of the plan in priority order,
      stopping cleanly when the budget (MINUTES, default {minutes}, for the whole script) is
@@ -374,7 +377,11 @@ run.sh
 
 Back home: unpack the archive into results/{profile}/ and run
 `python -m reproduce run --cached-only --profile {profile}` (or `publish`); to continue the
-plan in a later session, carry the archive and pass RESUME=path/to/archive.
+plan in a later session, put the archive beside run.sh as resume.tar.gz (or pass
+RESUME=path/to/archive). On a machine that returns only what is written under $OUT, the archive
+is the one file to fetch (it stays under 16 MiB: the saved models are left out if needed).
+What travels there is this folder (under 60 MiB), e.g. inside a repository checkout, ignored by
+git; run.sh needs nothing outside it but Python with JAX, pip, tar and coreutils' timeout.
 
 The plan and its budget (estimates, not measurements):
 {budget}
