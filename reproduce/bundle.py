@@ -308,7 +308,8 @@ if [[ -n "$RESUME" ]]; then
 fi
 
 ARGS=(--profile "$PROFILE" --out "$RES" --jobs "$JOBS" {data_arg})
-if "$PY" -m reproduce --help 2>/dev/null | grep -q -- --backend; then ARGS+=(--backend jax); fi
+HELP=$("$PY" -m reproduce --help 2>&1)  # a reproduce with --backend: say it
+if [[ "$HELP" == *--backend* ]]; then ARGS+=(--backend jax); fi
 train() {{  # train() TARGET...: train within the budget (SIGTERM keeps every finished run)
     local secs=$(( $(left) - RESERVE ))
     if (( secs < 30 )); then say "no time left for: ${{*:-the whole plan}}"; return 0; fi
