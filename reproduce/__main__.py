@@ -1,5 +1,8 @@
 """``python -m reproduce list | plan | run [TARGET ...] | report | publish``: every artefact of the paper.
 
+``bundle --profile gpu --out DIR`` writes a folder that runs a profile on a bare GPU machine
+(see :mod:`reproduce.bundle` and ``python -m reproduce bundle --help``).
+
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
 ``--data-dir DIR``, ``--force``, ``--backend tensorflow|jax|torch`` (default: the profile's,
@@ -430,6 +433,13 @@ def main(argv=None):
         if not argv:  # no command: the help, not "TARGET is required" (it is optional)
             _parser().print_help(sys.stderr)
             return USAGE_ERROR
+        if argv[0] == "bundle":  # its own options: reproduce.bundle
+            from reproduce import bundle
+
+            try:
+                return bundle.main(argv[1:])
+            except bundle.BundleError as err:
+                raise _Exit(str(err), err.code) from None
         args = _parser().parse_intermixed_args(argv)
         profile, targets, out = _check_args(args)
         if args.command == "list":

@@ -31,8 +31,8 @@ class Profile:
         description: one line for ``list`` and the report.
         data: data set names for ``varshift.data.load`` (the first is the main one).
         networks: networks trained by the training targets.
-        size: ``"small"`` for ``varshift.nets.SMALL_SIZES[name]`` or ``"paper"`` for the
-            builder's defaults (the paper's sizes).
+        size: ``"small"`` for ``varshift.nets.SMALL_SIZES[name]``, ``"paper"`` for the
+            builder's defaults (the paper's sizes), or ``{name: size keywords}`` per network.
         recipe_kind: ``"cpu"`` or ``"paper"``: the base recipe of ``varshift.train``.
         recipe: overrides of the training recipe (``epochs``, ``batch_size``, ``lr``,
             ``lr_drops``, ...).
@@ -200,6 +200,36 @@ QUICK_BUDGET_NOTE = (
     "and report building."
 )
 
+#: the ``gpu`` profile's network sizes: the paper's architectures (bottleneck PreResNet,
+#: WRN, ResNeXt-29's grouped bottlenecks, DenseNet-BC), shrunk until the cost model
+#: (``reproduce.cost.H200``) fits the key runs in about 8 minutes of one H200
+GPU_SIZES = {
+    "preresnet": {"depth": 38},  # bottleneck, 4 blocks per stage, width 16: 37 BN layers
+    "resnext29": {"depth": 29, "cardinality": 4, "base_width": 8, "widen_factor": 2,
+                  "stem_width": 32},  # ResNeXt-29 4x8d, 3 blocks per stage: 31 BN layers
+    "wrn": {"depth": 16, "widen_factor": 2},  # WRN-16-2 at base 16: 13 BN layers
+    "densenet_bc": {"depth": 40, "growth_rate": 12},  # DenseNet-BC-40, k = 12: 39 BN layers
+}
+GPU_EPOCHS = 5
+#: the plan and estimates of ``gpu`` (``reproduce.cost.gpu_plan_minutes`` with 8 workers;
+#: a test keeps these in step): the key runs (``run fig5 table3``) and the whole plan
+GPU_KEY_RUNS, GPU_KEY_MINUTES, GPU_RUNS, GPU_MINUTES = 60, 8.1, 340, 44.0
+GPU_PAPER_RATIO = 13  # estimated epoch time of the paper's sizes over GPU_SIZES' (all four)
+GPU_BUDGET_NOTE = (
+    f"gpu: all of Fashion-MNIST (60,000 training / 10,000 test images, 28x28) for the four "
+    f"networks at a mid size (reproduce.profiles.GPU_SIZES: PreResNet-38, ResNeXt-29 4x8d, "
+    f"WRN-16-2, DenseNet-BC-40), the paper's recipes (SGD, batch 128, 64 for DenseNet) for "
+    f"{GPU_EPOCHS} epochs with the learning rate cut at epochs 3 and 4 (about 2,350 SGD steps "
+    f"at batch 128, 19x quick's training images), 5 seeds for every setting. The key runs (no dropout, "
+    f"dropout-(a) and -(b) 0.5 of every network: {GPU_KEY_RUNS} runs, `run fig5 table3`) are "
+    f"estimated at {GPU_KEY_MINUTES:.1f} min on one H200 with 8 worker processes, the whole "
+    f"plan ({GPU_RUNS} runs) at {GPU_MINUTES:.0f} min, resumable across sessions in priority "
+    f"order. ESTIMATES from reproduce.cost.H200 (FLOPs, memory traffic and kernel launches "
+    f"counted per network): nothing was timed on an H200. The paper's sizes at 28x28 "
+    f"would cost {GPU_PAPER_RATIO:.0f}x as much per epoch (estimated s per epoch: PreResNet-164 "
+    f"6.3, ResNeXt-29 8x64d 36, WRN-28-10 31, DenseNet-BC-100 5.6)."
+)
+
 PROFILES = {
     "smoke": Profile(
         name="smoke",
@@ -268,6 +298,19 @@ PROFILES = {
     ),
 }
 
+#: ``gpu``: the paper's grid (5 seeds for every setting, its drop ratios, Tables 4 and 6 on every
+#: network) at a scale one H200 trains (GPU_BUDGET_NOTE)
+PROFILES["gpu"] = replace(
+    PROFILES["paper"], name="gpu",
+    description="the four networks at mid size on all of Fashion-MNIST (60,000 / 10,000), "
+                f"{GPU_EPOCHS} epochs, 5 seeds (one H200: the key runs in about 8 min, the rest "
+                "resumable; `python -m reproduce bundle`)",
+    data=("fashion_mnist",), size=GPU_SIZES, recipe={"epochs": GPU_EPOCHS, "lr_drops": [3, 4]},
+    eval_samples=2000, mc_samples=400_000, keras_samples=40_000, jobs=8,
+    budget_note=GPU_BUDGET_NOTE,
+    threads=2,  # 8 workers on the GPU machine's 16 cores
+    backend="jax",  # the GPU machine has JAX, not TensorFlow
+)
 
 #: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
 QUICK_RUNS, QUICK_MINUTES = 55, 26.2

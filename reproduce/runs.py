@@ -89,6 +89,8 @@ def _resolve_size(net, size):
 
             _SIZE_CACHE[net] = dict(nets.SMALL_SIZES[net])
         return dict(_SIZE_CACHE[net])
+    if net in size:  # per-network sizes ({net: size keywords}: the gpu profile)
+        return dict(size[net])
     return dict(size)
 
 
