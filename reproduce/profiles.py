@@ -185,12 +185,13 @@ QUICK_BUDGET_NOTE = (
     "training images (reproduce/data/recipe_selection.csv, python -m reproduce.recipe_selection; "
     "the test images are read once, for the verdicts), on a fixed class-stratified subset of "
     "Fashion-MNIST (4,000 training images; 4,000 test images so that the test error's binomial "
-    "noise, about 0.6 pp, stays below the 1 pp margins); 5 seeds for every setting a claim compares (no "
+    "noise, about 0.6 pp, is small beside the effects the claims compare); 5 seeds for every "
+    "setting a claim compares (no "
     "dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on WRN, the cheapest network): with 5 "
     "paired seeds the 95% interval is +-1.24 standard deviations of the paired difference "
     "(3 seeds: +-2.5). Per-epoch evaluation only for the runs Fig. 5 reads (no dropout, "
-    "dropout-(a) 0.5); Adjust BN only for Table 3's runs, reading 2,000 training images at "
-    "batch 256 (8 batches, so one_pass and sequential differ); Fig. 6's outputs only on "
+    "dropout-(a) 0.5); Adjust BN only for Table 3's runs, reading 1,024 training images at "
+    "batch 256 (4 batches, so one_pass and sequential differ); Fig. 6's outputs only on "
     "PreResNet's dropout-(a) 0.5 runs; a checkpoint at most once a minute. These networks are "
     "not converged: reproduce/data/converged_reference.csv (python -m reproduce.converged) "
     "gives each no-dropout network trained 7.5-12.5 times longer on the same images. "
@@ -219,7 +220,8 @@ GPU_BUDGET_NOTE = (
     f"gpu: all of Fashion-MNIST (60,000 training / 10,000 test images, 28x28) for the four "
     f"networks at a mid size (reproduce.profiles.GPU_SIZES: PreResNet-38, ResNeXt-29 4x8d, "
     f"WRN-16-2, DenseNet-BC-40), the paper's recipes (SGD, batch 128, 64 for DenseNet) for "
-    f"{GPU_EPOCHS} epochs with the learning rate cut at epochs 3 and 4 (about 2,350 SGD steps "
+    f"{GPU_EPOCHS} epochs with quick's cosine schedule and half an epoch of warm-up "
+    f"(about 2,350 SGD steps "
     f"at batch 128, 19x quick's training images), 5 seeds for every setting. The key runs (no dropout, "
     f"dropout-(a) and -(b) 0.5 of every network: {GPU_KEY_RUNS} runs, `run fig5 table3`) are "
     f"estimated at {GPU_KEY_MINUTES:.1f} min on one H200 with 8 worker processes, the whole "
@@ -262,7 +264,7 @@ PROFILES = {
                 "lr_drops": []},
         subset={"n_train": 4000, "n_test": 4000},
         eval_samples=500,
-        adjust_samples=2000,
+        adjust_samples=1024,
         eval_batch_size=256,
         seeds=5,
         fig4_rates=(0.0, 0.5),
@@ -305,7 +307,8 @@ PROFILES["gpu"] = replace(
     description="the four networks at mid size on all of Fashion-MNIST (60,000 / 10,000), "
                 f"{GPU_EPOCHS} epochs, 5 seeds (one H200: the key runs in about 8 min, the rest "
                 "resumable; `python -m reproduce bundle`)",
-    data=("fashion_mnist",), size=GPU_SIZES, recipe={"epochs": GPU_EPOCHS, "lr_drops": [3, 4]},
+    data=("fashion_mnist",), size=GPU_SIZES,
+    recipe={"epochs": GPU_EPOCHS, "schedule": "cosine", "warmup_epochs": 0.5, "lr_drops": []},
     eval_samples=2000, mc_samples=400_000, keras_samples=40_000, jobs=8,
     budget_note=GPU_BUDGET_NOTE,
     threads=2,  # 8 workers on the GPU machine's 16 cores
@@ -313,7 +316,7 @@ PROFILES["gpu"] = replace(
 )
 
 #: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
-QUICK_RUNS, QUICK_MINUTES = 55, 26.2
+QUICK_RUNS, QUICK_MINUTES = 55, 24.5
 PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
     runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
 
