@@ -47,6 +47,8 @@ extensions = [
     "sphinxcontrib.bibtex",
     "sphinx_copybutton",
     "sphinx_design",
+    "sphinx_exercise",  # exercises with solutions (as in QuantEcon's lectures)
+    "sphinx_togglebutton",  # solutions hidden behind a toggle
     "cff_bibtex",  # docs/_ext: BibTeX for the Cite page, generated from CITATION.cff
     "vs_api",  # docs/_ext: autodoc sections for the varshift modules that exist
     "results_stamp",  # docs/_ext: rebuild published records; re-execute pages when results change

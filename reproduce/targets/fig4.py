@@ -66,7 +66,7 @@ def figure(ctx, summary, curves):
     plt = plotting.style()
     nets = list(profile.networks)
     datas = list(profile.data)
-    fig, axes = plt.subplots(3 * len(datas), len(nets), figsize=(2.2 * len(nets), 5.6 * len(datas)),
+    fig, axes = plt.subplots(3 * len(datas), len(nets), figsize=(2.5 * len(nets), 6.2 * len(datas)),
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
     rates = list(profile.fig4_rates)
@@ -81,8 +81,8 @@ def figure(ctx, summary, curves):
                     ax.plot(sel.layer, sel.statistic, color=cmap(k / max(1, len(rates) - 1)),
                             lw=0.9, label=f"{rate:g}")
                 ax.set_title(f"{PAPER_NAMES[net]}, dropout-({placement})")
-                if j == 0:
-                    ax.set_ylabel(f"max(real/moving, moving/real), ({placement})")
+                if j == 0:  # one short name: the shift statistic max(real/moving, moving/real)
+                    ax.set_ylabel(f"shift statistic ({placement})")
                 ax.set_xlabel("BN layer index")
                 if j == 0 and pi == 0:
                     ax.legend(title="drop ratio", loc="upper left")
@@ -97,9 +97,11 @@ def figure(ctx, summary, curves):
             ax.set_xticks(np.arange(len(rates)), [f"{r:g}" for r in rates])
             ax.set(xlabel="drop ratio", title=f"{PAPER_NAMES[net]}, test error")
             if j == 0:
-                ax.set_ylabel(f"test error (%), {data}")
+                ax.set_ylabel(f"test error (%)\n{plotting.DATA_LABELS.get(data, data)}")
                 ax.legend(loc="upper left")
-    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.015)
+    fig.text(0.01, 0.005, "bars: mean over seeds; error bars: ± 1 standard deviation across "
+             "seeds", ha="left", va="bottom", fontsize=6, color="0.3")
+    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.03)
 
 
 def _tag(profile, net, data):

@@ -65,12 +65,14 @@ def build(ctx):
             ax = axes[i, j]
             for k, rate in enumerate(RATES):
                 g = mean[(mean.net == net) & (mean.data == data) & (mean.rate == rate)]
-                ax.plot(g.epoch, g.train_mode, ".-", color=f"C{k}", label=f"{rate:g} train mode")
-                ax.plot(g.epoch, g.inference_mode, "x--", color=f"C{k}", label=f"{rate:g} inference mode")
+                ax.plot(g.epoch, g.train_mode, ".-", color=f"C{k}",
+                        label=f"rate {rate:g}, training mode")
+                ax.plot(g.epoch, g.inference_mode, "x--", color=f"C{k}",
+                        label=f"rate {rate:g}, inference mode")
             ax.set(title=f"{PAPER_NAMES[net]}, dropout-(a)", xlabel="epoch")
             if j == 0:
                 ax.set_ylabel(f"train accuracy (%), {plotting.DATA_LABELS.get(data, data)}")
-                ax.legend(loc="lower right")
+                ax.legend(loc="lower right", title="drop ratio, mode")
     plotting.finish(fig, profile.name, datas, ctx.dir)
 
     last = df[df.epoch == df.groupby(["net", "data", "rate", "seed"]).epoch.transform("max")]
