@@ -54,6 +54,7 @@ extensions = [
     "results_stamp",  # docs/_ext: rebuild published records; re-execute pages when results change
     "interactive",  # docs/_ext: plotly.js served by the site, on the pages with a Plotly figure
     "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
+    "page_guard",  # docs/_ext: fail the build if a page shows a traceback or a machine path
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
