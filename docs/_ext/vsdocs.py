@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import matplotlib as mpl
@@ -261,13 +262,18 @@ def effect_text(row) -> str:
     if not _finite(row.get("effect")):
         return ""
     k = _decimals(row.get("margin"))
-    text = f"{float(row['effect']):.{k}f}"
+
+    def num(value) -> str:
+        out = f"{float(value):.{k}f}"
+        return out.lstrip("-") if float(out) == 0 else out  # no "-0.000"
+
+    text = num(row["effect"])
     if _finite(row.get("ci_low")) and _finite(row.get("ci_high")):
-        text += f" [{float(row['ci_low']):.{k}f}, {float(row['ci_high']):.{k}f}]"
+        text += f" [{num(row['ci_low'])}, {num(row['ci_high'])}]"
     unit = row.get("unit")
     if isinstance(unit, str) and unit.strip():
         text += f" {unit.strip()}"
-    return text.replace("-0.", "−0.").replace(" -", " −").replace("[-", "[−")
+    return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)  # a typographic minus
 
 
 def verdict_table(target: str | None = None, link: bool = False) -> pd.DataFrame:
