@@ -244,8 +244,8 @@ def build(ctx):
                 "our_error_std", "n_seeds", "our_mean_statistic"]]
     md = (f"Test error (%) beside the paper's Fig. 4 bars (read by eye, {pvo.paper_dataset.iloc[0]}); "
           f"ours on {', '.join(ctx.profile.data)} with {ctx.profile.size} networks, so only the "
-          "trends are comparable. Statistic: mean over BN layers of max(real/moving, moving/real); "
-          "Keras stores biased batch variances, (N-1)/N of the population's with N the values per "
+          "trends are comparable. Shift statistic: mean over BN layers of max(real/moving, moving/real); "
+          "Keras stores biased batch variances, (m-1)/m of the population's with m the values per "
           "channel in a batch (batch x H x W for a convolution), so an unshifted layer reads about "
           "1. The WRN claim compares like with like: each network's excess statistic over its own "
           "no-dropout run, layer by layer, averaged over its BN layers (normalised per BN layer; "
