@@ -297,7 +297,7 @@ def verdict_counts(target: str | None = None) -> str:
     if not len(table):
         return "no verdicts"
     counts = table["verdict"].value_counts()
-    plural = {"holds": "hold"}
+    plural = {"holds": "hold", "does not hold": "do not hold"}
     parts = []
     for verdict in ("holds", "does not hold", "inconclusive", "not tested"):
         n = int(counts.get(verdict, 0))
@@ -315,6 +315,11 @@ def verdict_sentences(target: str) -> Markdown:
     sentences = []
     for row in table.to_dict("records"):
         verdict = str(row.get("verdict", ""))
+        if str(row.get("claim", "")).startswith("(all claims"):
+            sentences.append("None of this artefact's claims could be tested from the records "
+                             "shown." if verdict == "not tested" else
+                             f"All of this artefact's claims: **{verdict}**.")
+            continue
         effect = effect_text(row)
         sentence = (f"“{str(row.get('claim', '')).rstrip('.')}” **{_WORDS.get(verdict, verdict)}**"
                     + _WHY.get(verdict, "") + (f": {effect}" if effect and verdict != "not tested"
