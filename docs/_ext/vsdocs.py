@@ -94,7 +94,7 @@ def results_fingerprint() -> str:
         return "none"
     digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
     here = Path(__file__).resolve().parent  # the page helpers: a change re-executes the pages
-    files = [here / "vsdocs.py", here / "shown_results.py",
+    files = [here / "vsdocs.py", here / "shown_results.py", here / "paper_facts.py",
              folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
              *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
     for path in files:
