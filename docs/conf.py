@@ -47,11 +47,14 @@ extensions = [
     "sphinxcontrib.bibtex",
     "sphinx_copybutton",
     "sphinx_design",
+    "sphinx_exercise",  # exercises with solutions (as in QuantEcon's lectures)
+    "sphinx_togglebutton",  # solutions hidden behind a toggle
     "cff_bibtex",  # docs/_ext: BibTeX for the Cite page, generated from CITATION.cff
     "vs_api",  # docs/_ext: autodoc sections for the varshift modules that exist
     "results_stamp",  # docs/_ext: rebuild published records; re-execute pages when results change
     "interactive",  # docs/_ext: plotly.js served by the site, on the pages with a Plotly figure
     "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
+    "page_guard",  # docs/_ext: fail the build if a page shows a traceback or a machine path
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}

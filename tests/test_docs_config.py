@@ -24,8 +24,8 @@ def test_cite_bibtex_is_generated_from_citation_cff():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
     bib = cff_bibtex.cff_to_bibtex(cff)
     entries = re.findall(r"^@(\w+)\{([^,]+),", bib, flags=re.M)
-    assert entries[0] == ("software", "varshift")
-    assert entries[1][0] == "inproceedings"
+    assert entries[0][0] == "inproceedings"   # the paper first: classic BibTeX knows it
+    assert entries[1] == ("software", "varshift")
     assert bib.count("{") == bib.count("}")
     paper = cff["preferred-citation"]
     assert f"doi       = {{{paper['doi']}}}" in bib
@@ -40,7 +40,7 @@ def test_citation_bib_is_rewritten_only_when_it_changes(tmp_path):
     out = tmp_path / "gen" / "citation.bib"
     assert cff_bibtex.write_citation_bib(ROOT / "CITATION.cff", out) is True
     assert cff_bibtex.write_citation_bib(ROOT / "CITATION.cff", out) is False
-    assert out.read_text(encoding="utf-8").startswith("@software{varshift,")
+    assert out.read_text(encoding="utf-8").startswith("@inproceedings{")
 
 
 def _conf_value(name, **env):
@@ -140,8 +140,12 @@ def test_classic_bibtex_apa_and_ieee_are_generated_from_citation_cff(tmp_path):
     assert cff_bibtex.software_url(tmp_path / "pyproject.toml") == "https://example.org/vs"
     written = cff_bibtex.write_citation_files(ROOT / "CITATION.cff", tmp_path / "gen",
                                               tmp_path / "pyproject.toml")
-    assert sorted(written) == ["citation-apa.txt", "citation-classic.bib", "citation-ieee.txt",
-                               "citation-result.txt", "citation.bib"]
+    assert sorted(n for n in written if n.startswith("citation")) == [
+        "citation-apa.txt", "citation-classic.bib", "citation-ieee.txt", "citation-result.txt",
+        "citation.bib"]
+    assert "cite-paper-biblatex.bib" in written and "cite-software-apa.txt" in written
+    assert "(pp. 2682\u20132690). IEEE. https://doi.org/" in (
+        tmp_path / "gen" / "cite-paper-apa.txt").read_text(encoding="utf-8")
     result = (tmp_path / "gen" / "citation-result.txt").read_text(encoding="utf-8")
     assert f"(Version {cff['version']})" in result and "results of commit <commit>" in result
     assert "howpublished = {\\url{https://example.org/vs}}" in (

@@ -3,13 +3,15 @@
 At the start of every build, :func:`write_citation_files` turns the repository's
 ``CITATION.cff`` into ``docs/_build/generated/``:
 
-- ``citation.bib``: one ``@software`` entry for varshift itself (biblatex) and one entry for its
-  ``preferred-citation`` (the paper);
+- ``citation.bib``: the ``preferred-citation`` (the paper, ``@inproceedings``) first, then one
+  ``@software`` entry for varshift itself (biblatex);
 - ``citation-classic.bib``: the software as a classic-BibTeX ``@misc`` and the arXiv v1
   preprint as ``@misc`` (from the ``references`` entry with an arXiv identifier);
 - ``citation-apa.txt`` and ``citation-ieee.txt``: ready-to-paste APA (7th ed.) and IEEE
   strings for the paper, the preprint and the software;
-- ``citation-result.txt``: the same for one reproduction result (version and commit).
+- ``citation-result.txt``: the same for one reproduction result (version and commit);
+- ``cite-<work>-<style>.<ext>``: one reference per file (``work``: paper, preprint, software;
+  ``style``: biblatex, bibtex, apa, ieee), so that each copy block of the site copies one.
 
 The software's URL is taken from ``CITATION.cff`` (``url`` or ``repository-code``) or, failing
 that, from ``pyproject.toml``'s ``[project.urls]`` (Homepage, Repository, Source, Code or
@@ -62,6 +64,8 @@ def _fields(entry: dict) -> list[tuple[str, str]]:
         fields.append(("booktitle", entry["collection-title"]))
     if entry.get("journal"):
         fields.append(("journal", entry["journal"]))
+    if (entry.get("publisher") or {}).get("name"):
+        fields.append(("publisher", entry["publisher"]["name"]))
     if entry.get("start") and entry.get("end"):
         fields.append(("pages", f"{entry['start']}--{entry['end']}"))
     year = entry.get("year") or str(entry.get("date-released", ""))[:4]
@@ -86,7 +90,8 @@ def _entry(kind: str, key: str, fields: list[tuple[str, str]]) -> str:
 
 
 def cff_to_bibtex(cff: dict) -> str:
-    """BibTeX for a parsed ``CITATION.cff``: the software first, then its preferred citation.
+    """BibTeX for a parsed ``CITATION.cff``: its preferred citation (the paper) first, then the
+    software (``@software``, a biblatex type classic BibTeX does not know).
 
     Args:
         cff: the CITATION.cff mapping (``yaml.safe_load`` of the file).
@@ -94,15 +99,20 @@ def cff_to_bibtex(cff: dict) -> str:
     Returns:
         The BibTeX text, one entry per cited work.
     """
-    software = dict(cff, type=cff.get("type", "software"))
-    entries = [_entry(_CFF_TO_BIBTEX_TYPE.get(software["type"], "misc"),
-                      re.sub(r"[^a-z0-9]", "", cff["title"].split(":")[0].lower()) or "software",
-                      _fields(software))]
+    return "\n".join(_bibtex_entries(cff).values())
+
+
+def _bibtex_entries(cff: dict) -> dict[str, str]:
+    """``{"paper": ..., "software": ...}``: the biblatex entries, the paper first."""
+    entries = {}
     preferred = cff.get("preferred-citation")
     if preferred:
-        entries.append(_entry(_CFF_TO_BIBTEX_TYPE.get(preferred.get("type"), "misc"),
-                              _key(preferred, "paper"), _fields(preferred)))
-    return "\n".join(entries)
+        entries["paper"] = _entry(_CFF_TO_BIBTEX_TYPE.get(preferred.get("type"), "misc"),
+                                  _key(preferred, "paper"), _fields(preferred))
+    software = dict(cff, type=cff.get("type", "software"))
+    entries["software"] = _entry(_CFF_TO_BIBTEX_TYPE.get(software["type"], "misc"),
+                                 _software_key(cff), _fields(software))
+    return entries
 
 
 def _arxiv_id(entry: dict) -> str | None:
@@ -132,13 +142,18 @@ def cff_to_classic_bibtex(cff: dict) -> str:
     ``@software`` is a biblatex type that classic BibTeX styles (``plain``, ``ieeetr``, most
     journal styles) do not know; ``@misc`` works everywhere.
     """
+    return "\n".join(_classic_entries(cff).values())
+
+
+def _classic_entries(cff: dict) -> dict[str, str]:
+    """``{"software": ..., "preprint": ...}`` as classic-BibTeX ``@misc`` entries."""
     year = str(cff.get("date-released", ""))[:4]
     fields = [("title", "{" + cff["title"] + "}"),
               ("author", " and ".join(_person(a) for a in cff.get("authors", []))),
               ("year", year), ("note", f"Version {cff['version']}" if cff.get("version") else "")]
     if _software_url(cff):
         fields.append(("howpublished", "\\url{" + _software_url(cff) + "}"))
-    entries = [_entry("misc", _software_key(cff), [(k, v) for k, v in fields if v])]
+    entries = {"software": _entry("misc", _software_key(cff), [(k, v) for k, v in fields if v])}
     pre = _preprint(cff)
     if pre:
         ident = _arxiv_id(pre)
@@ -146,8 +161,8 @@ def cff_to_classic_bibtex(cff: dict) -> str:
                   ("author", " and ".join(_person(a) for a in pre.get("authors", []))),
                   ("year", str(pre.get("year", ""))), ("eprint", ident), ("archiveprefix", "arXiv"),
                   ("note", f"arXiv:{ident}v1"), ("url", f"https://arxiv.org/abs/{ident}v1")]
-        entries.append(_entry("misc", _key(pre, "preprint"), fields))
-    return "\n".join(entries)
+        entries["preprint"] = _entry("misc", _key(pre, "preprint"), fields)
+    return entries
 
 
 def _initials(given: str) -> list[str]:
@@ -184,43 +199,57 @@ def _end(text: str) -> str:
 
 def cff_to_apa(cff: dict) -> str:
     """APA (7th edition) references: the preferred citation, the preprint, the software."""
-    lines = []
+    return "\n\n".join(_apa_entries(cff).values()) + "\n"
+
+
+def _apa_entries(cff: dict) -> dict[str, str]:
+    lines = {}
     paper = cff.get("preferred-citation")
     if paper:
         pages = f" (pp. {paper['start']}\u2013{paper['end']})" if paper.get("start") else ""
         doi = f" https://doi.org/{paper['doi']}" if paper.get("doi") else ""
-        lines.append(f"{_apa_authors(paper['authors'])} ({paper['year']}). "
-                     f"{_sentence_case(paper['title'])}. In {paper['collection-title']}{pages}.{doi}")
+        # APA 7: the publisher after the proceedings, before the DOI
+        publisher = (paper.get("publisher") or {}).get("name")
+        publisher = f" {_end(publisher)}" if publisher else ""
+        lines["paper"] = (f"{_apa_authors(paper['authors'])} ({paper['year']}). "
+                          f"{_sentence_case(paper['title'])}. In {paper['collection-title']}"
+                          f"{pages}.{publisher}{doi}")
     pre = _preprint(cff)
     if pre:
         ident = _arxiv_id(pre)
-        lines.append(f"{_apa_authors(pre['authors'])} ({pre['year']}). {_sentence_case(pre['title'])} "
-                     f"(arXiv:{ident}v1) [Preprint]. arXiv. https://arxiv.org/abs/{ident}v1")
+        lines["preprint"] = (f"{_apa_authors(pre['authors'])} ({pre['year']}). "
+                             f"{_sentence_case(pre['title'])} (arXiv:{ident}v1) [Preprint]. arXiv. "
+                             f"https://arxiv.org/abs/{ident}v1")
     url = f" {_software_url(cff)}" if _software_url(cff) else ""
-    lines.append(f"{_end(_apa_authors(cff['authors']))} ({str(cff.get('date-released', ''))[:4]}). "
-                 f"{cff['title']} (Version {cff['version']}) [Computer software].{url}")
-    return "\n\n".join(lines) + "\n"
+    lines["software"] = (f"{_end(_apa_authors(cff['authors']))} "
+                         f"({str(cff.get('date-released', ''))[:4]}). {cff['title']} "
+                         f"(Version {cff['version']}) [Computer software].{url}")
+    return lines
 
 
 def cff_to_ieee(cff: dict) -> str:
     """IEEE references: the preferred citation, the preprint, the software."""
-    lines = []
+    return "\n\n".join(_ieee_entries(cff).values()) + "\n"
+
+
+def _ieee_entries(cff: dict) -> dict[str, str]:
+    lines = {}
     paper = cff.get("preferred-citation")
     if paper:
         pages = f", pp. {paper['start']}\u2013{paper['end']}" if paper.get("start") else ""
         doi = f", doi: {paper['doi']}" if paper.get("doi") else ""
-        lines.append(f"{_ieee_authors(paper['authors'])}, \u201c{paper['title']},\u201d in "
-                     f"{paper['collection-title']}, {paper['year']}{pages}{doi}.")
+        lines["paper"] = (f"{_ieee_authors(paper['authors'])}, \u201c{paper['title']},\u201d in "
+                          f"{paper['collection-title']}, {paper['year']}{pages}{doi}.")
     pre = _preprint(cff)
     if pre:
         ident = _arxiv_id(pre)
-        lines.append(f"{_ieee_authors(pre['authors'])}, \u201c{pre['title']},\u201d "
-                     f"arXiv:{ident}v1, {pre['year']}. [Online]. Available: "
-                     f"https://arxiv.org/abs/{ident}v1")
+        lines["preprint"] = (f"{_ieee_authors(pre['authors'])}, \u201c{pre['title']},\u201d "
+                             f"arXiv:{ident}v1, {pre['year']}. [Online]. Available: "
+                             f"https://arxiv.org/abs/{ident}v1")
     url = f" [Online]. Available: {_software_url(cff)}" if _software_url(cff) else ""
-    lines.append(f"{_ieee_authors(cff['authors'])}, \u201c{cff['title']},\u201d version "
-                 f"{cff['version']}, {str(cff.get('date-released', ''))[:4]}.{url}")
-    return "\n\n".join(lines) + "\n"
+    lines["software"] = (f"{_ieee_authors(cff['authors'])}, \u201c{cff['title']},\u201d version "
+                         f"{cff['version']}, {str(cff.get('date-released', ''))[:4]}.{url}")
+    return lines
 
 
 def cff_to_result_template(cff: dict) -> str:
@@ -283,6 +312,13 @@ def write_citation_files(cff_path: Path, out_dir: Path, pyproject_path: Path | N
     files = {"citation.bib": cff_to_bibtex(cff), "citation-classic.bib": cff_to_classic_bibtex(cff),
              "citation-apa.txt": cff_to_apa(cff), "citation-ieee.txt": cff_to_ieee(cff),
              "citation-result.txt": cff_to_result_template(cff)}
+    # one reference per file, so that every copy block of the site copies one reference
+    for style, entries, ext in (("biblatex", _bibtex_entries(cff), "bib"),
+                                ("bibtex", _classic_entries(cff), "bib"),
+                                ("apa", _apa_entries(cff), "txt"),
+                                ("ieee", _ieee_entries(cff), "txt")):
+        for work, text in entries.items():
+            files[f"cite-{work}-{style}.{ext}"] = text.strip() + "\n"
     return [name for name, text in files.items() if _write_if_changed(text, Path(out_dir) / name)]
 
 

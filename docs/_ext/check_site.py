@@ -14,9 +14,14 @@ site works offline. For every HTML page:
 - every executed page (a MyST notebook with code cells) links its ``.ipynb`` download, which
   exists, is a valid notebook (``nbformat``) and says in its first cell that it runs after
   ``pip install varshift``;
-- every interactive (Plotly) figure responds: clicking each slider's rail changes the curves.
+- every interactive (Plotly) figure responds: clicking each slider's rail changes the curves;
+- at 1280 px, no element is wider than the article's column: anything that sticks out must sit
+  inside a box that scrolls (``overflow-x: auto``) and itself fits the column;
+- no page shows a traceback, "File not found" or a temporary path (the patterns of
+  ``page_guard``, on the text the browser shows, code blocks included).
 
-Screenshots of the home and theory pages are saved. Exit status 1 if any check fails.
+Screenshots (full page, 1280 px wide) of the pages a reviewer reads first are saved. Exit
+status 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -33,10 +38,50 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import page_guard  # noqa: E402 - docs/_ext, next to this script
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SKIP_DIRS = {"_static", "_sources", "_images", ".doctrees", "jupyter_execute", "_sphinx_design_static"}
-SCREENSHOTS = {"index.html": "home.png", "theory.html": "theory.png"}
+SCREENSHOTS = {"index.html": "home.png", "summary.html": "summary.png", "theory.html": "theory.png",
+               "guidelines.html": "guidelines.png", "diagnose.html": "diagnose.png",
+               "reproduction/index.html": "reproduction-index.png",
+               "reproduction/fig4.html": "fig4.png", "reproduction/table3.html": "table3.png",
+               "reproduction/fig6.html": "fig6.png", "cite.html": "cite.png"}
+
+# Elements that stick out of the article's column (1 px of slack), unless they sit inside a
+# box that scrolls horizontally and itself fits the column.
+JS_TOO_WIDE = r"""
+() => {
+  const column = document.querySelector("article.bd-article") || document.querySelector("main");
+  if (!column) { return []; }
+  const c = column.getBoundingClientRect();
+  const out = [];
+  for (const el of column.querySelectorAll("*")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) { continue; }
+    if (r.right <= c.right + 1 && r.left >= c.left - 1) { continue; }
+    let contained = false;
+    for (let a = el.parentElement; a && a !== column; a = a.parentElement) {
+      const ox = getComputedStyle(a).overflowX;
+      if (ox === "auto" || ox === "scroll" || ox === "hidden") {
+        const ar = a.getBoundingClientRect();
+        contained = ar.right <= c.right + 1 && ar.left >= c.left - 1;
+        break;
+      }
+    }
+    if (contained) { continue; }
+    const name = el.tagName.toLowerCase() + (el.className && typeof el.className === "string"
+        ? "." + el.className.trim().split(/\s+/).slice(0, 2).join(".") : "");
+    out.push(`${name} ${Math.round(r.width)} px wide, column ${Math.round(c.width)} px ` +
+             `(${Math.round(r.left - c.left)}..${Math.round(r.right - c.left)}): ` +
+             JSON.stringify((el.textContent || "").trim().slice(0, 50)));
+    if (out.length >= 5) { break; }
+  }
+  return out;
+}
+"""
 
 # Text of the page outside code blocks and rendered formulas: raw TeX delimiters left there
 # mean MathJax did not typeset something.
@@ -58,6 +103,7 @@ async () => {
     mjx: document.querySelectorAll("mjx-container").length,
     mjxErrors: document.querySelectorAll("mjx-merror, [data-mjx-error]").length,
     text: clone.textContent,
+    visible: main.innerText,
     images: Array.from(document.images).map(i => [i.getAttribute("src"), i.naturalWidth]),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
   };
@@ -220,9 +266,12 @@ def check_page(context, base: str, rel: str, links: LinkChecker, shots: Path | N
                 problems.append(problem)
     if site is not None:
         problems += check_notebook(site, rel, facts["links"])
+    problems += [f"shows {found}" for found in page_guard.problems(facts["visible"])]
     problems += check_sliders(page)
+    problems += [f"wider than its column: {found}" for found in page.evaluate(JS_TOO_WIDE)]
     if shots is not None and rel in SCREENSHOTS:
         shots.mkdir(parents=True, exist_ok=True)
+        page.evaluate("() => window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / SCREENSHOTS[rel]), full_page=True)
     page.close()
     return problems

@@ -30,6 +30,11 @@ MARKER = "plotly-graph-div"
 _LOOKUP_JS = """
 (function () {
   var gd = document.getElementById('{plot_id}');
+  // fit the column: redraw at the container's width whenever it changes (page layout, window)
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () { Plotly.Plots.resize(gd); }).observe(gd.parentElement);
+  }
+  window.addEventListener('load', function () { Plotly.Plots.resize(gd); });
   var grid = GRID;
   var state = grid.start.slice();
   gd.on('plotly_sliderchange', function (e) {

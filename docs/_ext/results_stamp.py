@@ -22,10 +22,17 @@ LOGGER = logging.getLogger(__name__)
 
 PLACEHOLDER = "RESULTS_FINGERPRINT"
 PREFIX = "reproduction/"
+#: pages outside reproduction/ that quote the verdicts (their first code cell carries the
+#: placeholder too)
+QUOTING = ("summary", "guidelines", "researchers")
+
+
+def _stamped(docname: str) -> bool:
+    return docname.startswith(PREFIX) or docname in QUOTING
 
 
 def _on_source_read(app, docname, source):
-    if docname.startswith(PREFIX) and PLACEHOLDER in source[0]:
+    if _stamped(docname) and PLACEHOLDER in source[0]:
         source[0] = source[0].replace(PLACEHOLDER, app.config.varshift_results_fingerprint)
 
 
@@ -47,7 +54,7 @@ def _on_outdated(app, env, added, changed, removed):
     env.varshift_results_fingerprint = current
     if previous is None or previous == current:
         return []
-    return [doc for doc in env.found_docs if doc.startswith(PREFIX) and doc not in added | changed]
+    return [doc for doc in env.found_docs if _stamped(doc) and doc not in added | changed]
 
 
 def _on_config_inited(app, config):

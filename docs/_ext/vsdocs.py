@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import matplotlib as mpl
@@ -33,7 +34,8 @@ except ImportError:  # a downloaded notebook run outside the site: nothing to gl
 
 ROOT = shown_results.ROOT
 
-__all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header"]
+__all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header",
+           "verdict_table", "verdict_sentences", "verdict_counts", "missing_data"]
 
 
 def gnum(name: str, value, fmt: str = ".3f") -> str:
@@ -92,7 +94,7 @@ def results_fingerprint() -> str:
         return "none"
     digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
     here = Path(__file__).resolve().parent  # the page helpers: a change re-executes the pages
-    files = [here / "vsdocs.py", here / "shown_results.py",
+    files = [here / "vsdocs.py", here / "shown_results.py", here / "paper_facts.py",
              folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
              *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
     for path in files:
@@ -185,9 +187,7 @@ def header(target: str | None = None) -> Markdown:
     """The first lines of a reproduction page: which results, whence, and download links."""
     choice = shown_results.choose()
     folder = choice.folder
-    data = manifest()
-    note = data.get("budget_note") or ""
-    lines = [_origin_line(choice, shown_results.provenance(choice)) + (f" *{note}*" if note else "")
+    lines = [_origin_line(choice, shown_results.provenance(choice))
              + (" Run `nox -s reproduce` for the `quick` profile." if choice.profile == "smoke"
                 else "")]
     files = sorted((folder / target).glob("*.csv")) if target else []
@@ -229,20 +229,137 @@ def _mismatch(target: str, choice) -> str:
     return f":::{{warning}}\n{text}\n:::"
 
 
+# --- verdicts said in words -------------------------------------------------------------------
+
+_WORDS = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "is inconclusive",
+          "not tested": "was not tested"}
+_WHY = {"inconclusive": " (its interval straddles the margin)",
+        "not tested": " (the records shown lack what it needs)"}
+
+
+def _decimals(margin) -> int:
+    """Decimals that resolve a tenth of ``margin`` (2 when there is no usable margin)."""
+    import math
+
+    try:
+        margin = abs(float(margin))
+    except (TypeError, ValueError):
+        return 2
+    if not math.isfinite(margin) or margin == 0:
+        return 2
+    return int(min(4, max(0, 1 - math.floor(math.log10(margin)))))
+
+
+def _finite(value) -> bool:
+    try:
+        return bool(pd.notna(value)) and abs(float(value)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def effect_text(row) -> str:
+    """``effect [low, high] unit`` rounded to the claim's margin, or '' if there is none."""
+    if not _finite(row.get("effect")):
+        return ""
+    k = _decimals(row.get("margin"))
+
+    def num(value) -> str:
+        out = f"{float(value):.{k}f}"
+        return out.lstrip("-") if float(out) == 0 else out  # no "-0.000"
+
+    text = num(row["effect"])
+    if _finite(row.get("ci_low")) and _finite(row.get("ci_high")):
+        text += f" [{num(row['ci_low'])}, {num(row['ci_high'])}]"
+    unit = row.get("unit")
+    if isinstance(unit, str) and unit.strip():
+        text += f" {unit.strip()}"
+    return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)  # a typographic minus
+
+
+def verdict_table(target: str | None = None, link: bool = False) -> pd.DataFrame:
+    """The student's verdict table: claim / verdict / effect [interval], rounded."""
+    table = verdicts(target)
+    rows = []
+    for row in table.to_dict("records"):
+        out = {}
+        if link:
+            out["page"] = f"[{row['target']}]({row['target']}.md)"
+        out |= {"claim": row.get("claim", ""), "verdict": row.get("verdict", ""),
+                "effect [95% interval]": effect_text(row) or "—"}
+        rows.append(out)
+    return pd.DataFrame(rows, columns=(["page"] if link else [])
+                        + ["claim", "verdict", "effect [95% interval]"])
+
+
+def verdict_counts(target: str | None = None) -> str:
+    """"2 hold, 1 does not hold, 1 inconclusive" for a target's (or all) verdicts."""
+    table = verdicts(target)
+    if not len(table):
+        return "no verdicts"
+    counts = table["verdict"].value_counts()
+    plural = {"holds": "hold", "does not hold": "do not hold"}
+    parts = []
+    for verdict in ("holds", "does not hold", "inconclusive", "not tested"):
+        n = int(counts.get(verdict, 0))
+        if n:
+            parts.append(f"{n} {plural.get(verdict, verdict) if n != 1 else verdict}")
+    return ", ".join(parts)
+
+
+def verdict_sentences(target: str) -> Markdown:
+    """The reproduction page's first paragraph: every verdict of ``target`` in words."""
+    profile, _ = results()
+    table = verdicts(target)
+    if not len(table):
+        return Markdown(f"The `{profile}` results shown hold no verdicts for this artefact.")
+    sentences = []
+    for row in table.to_dict("records"):
+        verdict = str(row.get("verdict", ""))
+        if str(row.get("claim", "")).startswith("(all claims"):
+            sentences.append("None of this artefact's claims could be tested from the records "
+                             "shown." if verdict == "not tested" else
+                             f"All of this artefact's claims: **{verdict}**.")
+            continue
+        effect = effect_text(row)
+        sentence = (f"“{str(row.get('claim', '')).rstrip('.')}” **{_WORDS.get(verdict, verdict)}**"
+                    + _WHY.get(verdict, "") + (f": {effect}" if effect and verdict != "not tested"
+                                               else "") + ".")
+        sentences.append(sentence[0].upper() + sentence[1:] if sentence[0] != "“" else sentence)
+    return Markdown(f"**What this site found at the `{profile}` scale.** " + " ".join(sentences)
+                    + f" These verdicts speak for the `{profile}` scale only, whether they hold "
+                    "or not; [Verdicts and budgets](../researchers.md) says how they are "
+                    "decided.")
+
+
+def missing_data(target: str, profile: str) -> Markdown:
+    """One plain sentence for a page whose data the shown records do not hold."""
+    return Markdown(
+        f"The `{profile}` records shown here do not hold the data of this page, so its figure "
+        f"and table are not drawn; `python -m reproduce run {target} --profile {profile}` "
+        "produces them.")
+
+
 def show_artefact(target: str) -> None:
     """Show one artefact's figure, paper-vs-ours table, own table and verdicts."""
     profile, folder = results()
     data = manifest()
     glue(f"{target}_profile", profile, display=False)
+    if target == "fig4":
+        from reproduce.profiles import get_profile
+
+        rates = [f"{r:g}" for r in get_profile(profile).fig4_rates if r]
+        glue("fig4_rates_shown", f"{', '.join(rates[:-1])} and {rates[-1]}" if len(rates) > 1
+             else (rates[0] if rates else "no drop ratio"), display=False)
     display(header(target))
     display(Markdown(f"Read from `{target}/` of these results: {_describe(profile, data)}."))
+    result = target_result(target)
+    tdir = folder / target
+    if not tdir.is_dir() or str(result.get("markdown", "")).startswith("Not built"):
+        display(missing_data(target, profile))
+        return
     warning = _mismatch(target, shown_results.choose())
     if warning:
         display(Markdown(warning))
-    tdir = folder / target
-    if not tdir.is_dir():
-        display(Markdown(f":::{{warning}}\nThe `{profile}` profile did not produce `{target}`.\n:::"))
-        return
     figure = next((tdir / f"figure.{ext}" for ext in ("png", "svg") if (tdir / f"figure.{ext}").exists()),
                   None)
     if figure is not None and figure.suffix == ".png":
@@ -251,11 +368,10 @@ def show_artefact(target: str) -> None:
         from IPython.display import SVG  # noqa: PLC0415
 
         display(SVG(filename=str(figure)))
-    table = verdicts(target)
+    table = verdict_table(target)
     if len(table):
         display(Markdown("**Verdicts**"))
-        display(md_table(table[[c for c in ("claim", "verdict", "evidence") if c in table.columns]]))
-    result = target_result(target)
+        display(md_table(table))
     if result.get("markdown"):
         display(Markdown(result["markdown"]))
     for name, title in (("paper_vs_ours.csv", "Paper vs ours"), ("table.csv", "Our measurements")):

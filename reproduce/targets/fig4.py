@@ -65,7 +65,7 @@ def figure(ctx, summary, curves):
     plt = plotting.style()
     nets = list(profile.networks)
     datas = list(profile.data)
-    fig, axes = plt.subplots(3 * len(datas), len(nets), figsize=(2.2 * len(nets), 5.6 * len(datas)),
+    fig, axes = plt.subplots(3 * len(datas), len(nets), figsize=(2.5 * len(nets), 6.2 * len(datas)),
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
     rates = list(profile.fig4_rates)
@@ -80,8 +80,8 @@ def figure(ctx, summary, curves):
                     ax.plot(sel.layer, sel.statistic, color=cmap(k / max(1, len(rates) - 1)),
                             lw=0.9, label=f"{rate:g}")
                 ax.set_title(f"{PAPER_NAMES[net]}, dropout-({placement})")
-                if j == 0:
-                    ax.set_ylabel(f"max(real/moving, moving/real), ({placement})")
+                if j == 0:  # one short name: the shift statistic max(real/moving, moving/real)
+                    ax.set_ylabel(f"shift statistic ({placement})")
                 ax.set_xlabel("BN layer index")
                 if j == 0 and pi == 0:
                     ax.legend(title="drop ratio", loc="upper left")
@@ -96,9 +96,11 @@ def figure(ctx, summary, curves):
             ax.set_xticks(np.arange(len(rates)), [f"{r:g}" for r in rates])
             ax.set(xlabel="drop ratio", title=f"{PAPER_NAMES[net]}, test error")
             if j == 0:
-                ax.set_ylabel(f"test error (%), {data}")
+                ax.set_ylabel(f"test error (%)\n{plotting.DATA_LABELS.get(data, data)}")
                 ax.legend(loc="upper left")
-    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.015)
+    fig.text(0.01, 0.005, "bars: mean over seeds; error bars: ± 1 standard deviation across "
+             "seeds", ha="left", va="bottom", fontsize=6, color="0.3")
+    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.03)
 
 
 def _tag(profile, net, data):
@@ -231,8 +233,8 @@ def build(ctx):
                 "our_error_std", "n_seeds", "our_mean_statistic"]]
     md = (f"Test error (%) beside the paper's Fig. 4 bars (read by eye, {pvo.paper_dataset.iloc[0]}); "
           f"ours on {', '.join(ctx.profile.data)} with {ctx.profile.size} networks, so only the "
-          "trends are comparable. Statistic: mean over BN layers of max(real/moving, moving/real); "
-          "Keras stores biased batch variances, (N-1)/N of the population's with N the values per "
+          "trends are comparable. Shift statistic: mean over BN layers of max(real/moving, moving/real); "
+          "Keras stores biased batch variances, (m-1)/m of the population's with m the values per "
           "channel in a batch (batch x H x W for a convolution), so an unshifted layer reads about "
           "1. The WRN claim compares like with like: each network's excess statistic over its own "
           "no-dropout run, layer by layer, averaged over its BN layers (normalised per BN layer; "

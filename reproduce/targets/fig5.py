@@ -57,20 +57,25 @@ def build(ctx):
         ["train_mode", "inference_mode"]].mean()
     plt = plotting.style()
     nets, datas = list(profile.networks), list(profile.data)
-    fig, axes = plt.subplots(len(datas), len(nets), figsize=(2.3 * len(nets), 2.4 * len(datas)),
+    fig, axes = plt.subplots(len(datas), len(nets), figsize=(2.3 * len(nets), 2.4 * len(datas) + 0.5),
                              squeeze=False)
     for i, data in enumerate(datas):
         for j, net in enumerate(nets):
             ax = axes[i, j]
             for k, rate in enumerate(RATES):
                 g = mean[(mean.net == net) & (mean.data == data) & (mean.rate == rate)]
-                ax.plot(g.epoch, g.train_mode, ".-", color=f"C{k}", label=f"{rate:g} train mode")
-                ax.plot(g.epoch, g.inference_mode, "x--", color=f"C{k}", label=f"{rate:g} inference mode")
+                ax.plot(g.epoch, g.train_mode, ".-", color=f"C{k}",
+                        label=f"rate {rate:g}, training mode")
+                ax.plot(g.epoch, g.inference_mode, "x--", color=f"C{k}",
+                        label=f"rate {rate:g}, inference mode")
             ax.set(title=f"{PAPER_NAMES[net]}, dropout-(a)", xlabel="epoch")
             if j == 0:
-                ax.set_ylabel(f"train accuracy (%), {plotting.DATA_LABELS.get(data, data)}")
-                ax.legend(loc="lower right")
-    plotting.finish(fig, profile.name, datas, ctx.dir)
+                ax.set_ylabel(f"train accuracy (%)\n{plotting.DATA_LABELS.get(data, data)}")
+    # one legend under the panels, where it hides no curve
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=4,
+               title="Keras drop ratio (rate) and the mode the training images are evaluated in",
+               bbox_to_anchor=(0.5, 0.03))
+    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.2)
 
     last = df[df.epoch == df.groupby(["net", "data", "rate", "seed"]).epoch.transform("max")]
     last = last.assign(gap=last.train_mode - last.inference_mode)

@@ -7,10 +7,17 @@ Two modes, both exact pooled estimators (:mod:`varshift.bnstats`):
 - ``"one_pass"`` (default): one pass over the data with every BN layer normalising with the
   statistics of the batch at hand (as in training) and every noise layer **off**; each channel's
   new moving mean/variance are the pooled mean and biased variance of all values it received.
-  This is what PyTorch's ``torch.optim.swa_utils.update_bn``, fvcore/detectron2's
-  ``update_bn_stats`` (PreciseBN), mmpretrain's ``PreciseBNHook`` and AIMET's Keras
-  ``reestimate_bn_stats`` do, except that those leave Dropout **on** and so re-measure the very
-  shift this paper is about (``noise=True`` reproduces them).
+  Peers: PyTorch's ``torch.optim.swa_utils.update_bn``, detectron2's PreciseBN hook,
+  mmpretrain's ``PreciseBNHook`` and AIMET's Keras ``reestimate_bn_stats`` put the whole model
+  in training mode, so Dropout stays **on** and they re-measure the very shift this paper is
+  about (``noise=True`` reproduces that); ``update_bn`` and PreciseBN also average per-batch
+  variances instead of pooling them. AIMET's PyTorch ``reestimate_bn_stats`` (the whole model in
+  eval mode, only BN in training mode) and NNCF's BN adaptation (only the BN layers in training
+  mode) do turn dropout off. fvcore's ``update_bn_stats`` leaves the mode to its caller and
+  pools, counting every position of a convolution. What varshift adds: Keras, the noise off
+  whatever the layer kind (Dropout, GaussianDropout, SpatialDropout, GaussianNoise, Uout),
+  exact float64 pooling, a ``"sequential"`` mode, the shift statistic
+  (:func:`~varshift.diagnostics.measure_shift`) and :func:`~varshift.diagnostics.audit`.
 - ``"sequential"``: inference mode, layer by layer in graph order, one pass per BN layer, each
   measured behind already corrected upstream layers. Afterwards ``measure_shift`` on the same
   data reads ratio 1 for every layer; it costs one pass per BN layer.
