@@ -2,8 +2,9 @@
 
 Order of preference (:func:`choose`):
 
-1. a local ``results/paper`` or ``results/quick`` (a developer's own run), as it is;
-2. the published ``paper``, then ``quick`` records (``docs/results/<profile>/``, written by
+1. a local ``results/paper``, ``results/gpu`` or ``results/quick`` (a developer's own run), as
+   it is;
+2. the published ``paper``, then ``gpu`` (one GPU machine), then ``quick`` records (``docs/results/<profile>/``, written by
    ``python -m reproduce publish``): copied into a build folder
    (``docs/_build/results/<profile>/``) where every target's build step, the theory targets and
    the report run with the current code and no training (``reproduce run --cached-only``);
@@ -32,8 +33,8 @@ _HERE = Path(__file__).resolve()
 ROOT = Path(os.environ.get("VARSHIFT_ROOT") or (
     _HERE.parents[2] if len(_HERE.parents) > 2 and (_HERE.parents[2] / "reproduce").is_dir()
     else Path.cwd()))
-LOCAL = ("paper", "quick")  # a developer's own results, preferred first
-PUBLISHED = ("paper", "quick")
+LOCAL = ("paper", "gpu", "quick")  # a developer's own results, preferred first
+PUBLISHED = ("paper", "gpu", "quick")
 PROVENANCE = "provenance.json"
 STAMP = ".stamp"
 CODE = ("varshift", "reproduce")  # the code whose change makes the rebuild stale
