@@ -60,13 +60,14 @@ def test_shared_runs_are_planned_once():
     assert {s.key for s in shared} == {s.key for s in fig4}  # fig1/5, table3 read fig4's runs
     keys = [s.key for s in plan(profile, TARGETS)]
     assert len(keys) == len(set(keys))
-    # fig6 needs saved models: the saved run replaces its unsaved twin instead of doubling it
+    # Fig. 6 reads its outputs from the records of the first network's dropout-(a) 0.5 runs,
+    # the same runs Fig. 4 and Table 3 read (no saved model, no twin run)
     everything = plan(profile, TARGETS)
-    saved = [s for s in everything if s.config["save_model"]]
-    assert len(saved) == profile.seeds  # Fig. 6: dropout-(a) 0.5, every seed
-    for s in saved:
-        twin = run_key({**s.config, "save_model": False})
-        assert twin not in keys
+    fig6 = [s for s in everything if s.config["fig6"]]
+    assert len(fig6) == profile.seeds
+    assert {s.key for s in fig6} <= {s.key for s in fig4}
+    assert all(s.config["net"] == profile.networks[0] and s.config["placement"] == "a"
+               and not s.config["save_model"] for s in fig6)
 
 
 def test_run_key_ignores_data_dir_but_not_the_config():

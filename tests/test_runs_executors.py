@@ -199,7 +199,7 @@ def test_plan_prints_runs_epochs_and_marked_gpu_hour_estimate(capsys):
     epochs = sum(g["epochs"] for g in groups.values())
     assert groups[("wrn", "cifar10")]["epochs"] == groups[("wrn", "cifar10")]["runs"] * 200
     total = next(line for line in out.splitlines() if line.startswith("total")).split()
-    assert total[1:4] == [str(len(specs)), str(epochs), f"{hours:.0f}"]
+    assert total[1:4] == [str(len(specs)), str(epochs), f"{hours:,.0f}"]
     assert "ESTIMATE" in out and "V100" in out
 
 

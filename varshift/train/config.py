@@ -110,7 +110,7 @@ class RunConfig:
             choosing a recipe or budget. ``None``: train on all and evaluate on the test set.
         fig6: store Fig. 6's outputs in ``final["fig6"]`` (fixed training images in training
             and inference mode, and a shift-free control's; see
-            :func:`varshift.train.trainer.fig6_outputs`).
+            ``varshift.train.trainer.fig6_outputs``).
     """
 
     net: str = "preresnet"

@@ -112,7 +112,7 @@ def compile_model(model, recipe: Recipe, *, lr=None, steps_per_epoch=None):
     """Compile ``model`` with :class:`CoupledSGD`, sparse cross-entropy on logits, accuracy.
 
     With ``recipe.schedule == "cosine"`` and ``steps_per_epoch`` given (and no ``lr``), the
-    optimiser's rate is the per-step :class:`WarmupCosine` schedule; otherwise it is the
+    optimiser's rate is the per-step ``WarmupCosine`` schedule; otherwise it is the
     constant ``lr`` (default ``recipe.lr``), which the trainer sets per epoch for ``"step"``.
     """
     rate = recipe.lr if lr is None else lr
