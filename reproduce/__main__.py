@@ -6,7 +6,7 @@
 Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
 ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
 ``--data-dir DIR``, ``--force``, ``--backend tensorflow|jax|torch`` (default: the profile's,
-else tensorflow; part of every run's key), ``--dest DIR`` (``publish``: default
+else ``KERAS_BACKEND``, else tensorflow; part of every run's key), ``--dest DIR`` (``publish``: default
 ``docs/results``); on a
 SLURM cluster ``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``--time-per-run``,
 ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``. Errors in the arguments print one
@@ -67,7 +67,8 @@ def _parser():
     p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
     p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
     p.add_argument("--backend", default=None, choices=BACKENDS,
-                   help="Keras backend of the runs (default: the profile's, else tensorflow); "
+                   help="Keras backend of the runs (default: the profile's, else $KERAS_BACKEND, "
+                        "else tensorflow); "
                         "recorded in the manifest and in every run's key")
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: build the targets from the runs cached so far "
@@ -144,7 +145,9 @@ def _check_args(args):
         if args.seeds < 1:
             raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
-    backend = args.backend or profile.backend or "tensorflow"
+    from reproduce.runs import default_backend
+
+    backend = args.backend or profile.backend or default_backend()
     if args.command == "run" and importlib.util.find_spec(_BACKEND_MODULE[backend]) is None:
         raise _Exit(f"--backend {backend} needs the {_BACKEND_MODULE[backend]} package, which is "
                     "not installed here")

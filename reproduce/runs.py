@@ -146,15 +146,23 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         "fig6": bool(fig6),
         "epoch_eval": (placement, noise, value) in EPOCH_EVAL_SETTINGS,
         "threads": int(profile.threads),
-        "backend": profile.backend or DEFAULT_BACKEND,
+        "backend": profile.backend or default_backend(),
     }
     if profile.subset:
         config["subset"] = dict(profile.subset)  # RunConfig.subset: varshift.data.take_subset
     return RunSpec(config=config, key=run_key(config))
 
 
-#: the backend of a profile that names none
+#: the backend of a profile that names none, when ``KERAS_BACKEND`` names none either
 DEFAULT_BACKEND = "tensorflow"
+
+
+def default_backend():
+    """The backend of a profile that names none: the user's ``KERAS_BACKEND`` (one of
+    ``tensorflow``, ``jax``, ``torch``), else :data:`DEFAULT_BACKEND`. It becomes part of
+    every run's config and key, so it is never a silent choice."""
+    env = os.environ.get("KERAS_BACKEND", "")
+    return env if env in ("tensorflow", "jax", "torch") else DEFAULT_BACKEND
 
 _SETTING_RANK = {("none", "dropout", 0.0): 0, ("a", "dropout", 0.5): 1, ("b", "dropout", 0.5): 2}
 _RATE_RANK = {0.3: 0, 0.7: 1, 0.1: 2}
@@ -406,7 +414,7 @@ def worker_environment(config):
     the thread settings of the run (:func:`varshift.train.config.thread_environment`)."""
     from varshift.train.config import thread_environment
 
-    backend = config.get("backend") or DEFAULT_BACKEND
+    backend = config.get("backend") or default_backend()
     env = {"KERAS_BACKEND": backend, **thread_environment(config.get("threads", 1), backend)}
     user = os.environ.get("XLA_FLAGS", "")
     if "XLA_FLAGS" in env and user and env["XLA_FLAGS"] not in user:  # keep the user's flags
@@ -420,7 +428,7 @@ def _prepare_process(config):
     if "keras" not in sys.modules:
         for name, value in worker_environment(config).items():
             os.environ[name] = value
-    if (config.get("backend") or DEFAULT_BACKEND) == "tensorflow":
+    if (config.get("backend") or default_backend()) == "tensorflow":
         from varshift._keras import tf
 
         tfm = tf()
@@ -595,7 +603,7 @@ def _say_damaged(message):
 
 def _to_train(specs, store, force, on_done, on_damaged):
     """The specs to train: not cached (or ``force``); damaged records are moved aside first."""
-    backends = sorted({s.config.get("backend") or DEFAULT_BACKEND for s in specs})
+    backends = sorted({s.config.get("backend") or default_backend() for s in specs})
     if len(backends) > 1:
         raise ValueError(f"one plan trains on one backend; received runs on {backends}")
     store.root.mkdir(parents=True, exist_ok=True)

@@ -50,3 +50,16 @@ def case_a_model(keras):
         return model, x
 
     return make
+
+
+def _tensorflow_backend() -> bool:
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None
+
+
+#: for tests of TensorFlow-only behaviour (tf.data, TensorFlow's thread pools and build info)
+needs_tensorflow = pytest.mark.skipif(not _tensorflow_backend(),
+                                      reason="TensorFlow-only behaviour; the backend is not "
+                                             "TensorFlow or TensorFlow is not installed")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import needs_tensorflow
 
 import varshift
 from varshift import _validate, theory
@@ -219,6 +220,7 @@ print("tensorflow" in sys.modules, "keras" in sys.modules)
     assert res.stdout.split() == ["one", "line", "False", "False"], res.stdout + res.stderr
 
 
+@needs_tensorflow
 def test_a_tf_dataset_and_a_pydataset_are_still_data(model, x):
     from varshift._keras import keras as load
     from varshift._keras import tf as load_tf

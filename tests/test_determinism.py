@@ -15,9 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_tensorflow
 
 from reproduce.profiles import get_profile
 from reproduce.runs import RunStore, run_key, run_spec
+
+#: these tests pin TensorFlow's thread pools (JAX: its XLA flags, not tested here)
+pytestmark = needs_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

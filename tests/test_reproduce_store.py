@@ -100,7 +100,7 @@ def test_an_intact_record_round_trips_its_checksum(tmp_path, fake):
     execute_plan([spec], tmp_path)
     rec = RunStore(tmp_path).load(spec.key)
     assert rec["checksum"] == runs.record_checksum(rec)
-    assert rec["config"]["threads"] == 1 and rec["config"]["backend"] == "tensorflow"
+    assert rec["config"]["threads"] == 1 and rec["config"]["backend"] == runs.default_backend()
 
 
 def test_manifest_and_targets_name_a_damaged_record_without_a_traceback(tmp_path, fake):

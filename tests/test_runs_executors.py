@@ -13,6 +13,7 @@ import sys
 from multiprocessing import get_context
 
 import pytest
+from conftest import needs_tensorflow
 
 from reproduce import runs, slurm
 from reproduce.__main__ import main
@@ -49,6 +50,7 @@ def test_each_worker_owns_one_gpu_before_tensorflow_is_imported():
     assert all(growth == "true" and not tf_loaded for _, _, growth, tf_loaded in got)
 
 
+@needs_tensorflow
 def test_cpu_only_workers_are_left_alone(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     manager = get_context("spawn").Manager()
@@ -203,6 +205,7 @@ def test_plan_prints_runs_epochs_and_marked_gpu_hour_estimate(capsys):
     assert "ESTIMATE" in out and "V100" in out
 
 
+@needs_tensorflow
 def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch):
     import socket
 
