@@ -40,12 +40,12 @@ class Recipe:
     Args:
         epochs: number of epochs.
         batch_size: images per step.
-        lr: initial learning rate :math:`\\eta_0`.
-        momentum: SGD momentum :math:`\\mu` (PyTorch form).
+        lr: initial learning rate :math:`\eta_0`.
+        momentum: SGD momentum :math:`\mu` (PyTorch form).
         lr_drops: epochs (0-based count of finished epochs) at which the rate is multiplied by
-            ``drop_factor``: epoch ``e`` uses :math:`\\eta_0 \\cdot f^{\\#\\{t \\in drops : t \\le e\\}}`.
+            ``drop_factor``: epoch ``e`` uses :math:`\eta_0 \cdot f^{\#\{t \in drops : t \le e\}}`.
         drop_factor: multiplier :math:`f` at each drop.
-        weight_decay: coupled L2 coefficient :math:`\\lambda` (PyTorch's ``weight_decay``).
+        weight_decay: coupled L2 coefficient :math:`\lambda` (PyTorch's ``weight_decay``).
     """
 
     epochs: int
