@@ -93,7 +93,7 @@ def _figure(ctx, block, summary):
     x = np.arange(len(summary))
     ax.bar(x - 0.2, summary["flipped, trained"], 0.4, label="trained (shifted)")
     ax.bar(x + 0.2, summary["flipped, control"], 0.4, label="control (no shift)")
-    ax.set(xticks=x, xticklabels=[f"seed {s}" for s in summary.seed], ylabel="flipped (%)",
+    ax.set(xticks=x, xticklabels=[str(s) for s in summary.seed], xlabel="seed", ylabel="flipped (%)",
            title=f"{int(block['n_images'])} training images")
     ax.legend(loc="upper right", fontsize=6)
     plotting.finish(fig, profile.name, profile.data[0], ctx.dir, bottom=0.04)
