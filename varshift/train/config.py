@@ -11,22 +11,25 @@ from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
-           "check_threads_backend", "thread_environment"]
+           "thread_environment"]
 
 #: the Keras backends a run can train on
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def check_threads_backend(threads, backend):
-    """``ValueError`` (one line) unless ``threads`` is ``None`` or a positive int and
-    ``backend`` is ``None`` or one of :data:`BACKENDS`."""
+def _check_threads(name, threads):
+    """``None`` or a positive int (a RunConfig field check, :data:`FIELD_CHECKS`)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
-        raise ValueError("Argument `threads` must be a positive integer or None; "
-                         f"received threads={threads!r}.")
+        raise ValueError(f"Argument `{name}` must be a positive integer or None; "
+                         f"received {name}={threads!r}.")
+
+
+def _check_backend(name, backend):
+    """``None`` or one of :data:`BACKENDS` (a RunConfig field check, :data:`FIELD_CHECKS`)."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"Argument `backend` must be one of {list(BACKENDS)} or None; "
-                         f"received backend={backend!r}.")
+        raise ValueError(f"Argument `{name}` must be one of {list(BACKENDS)} or None; "
+                         f"received {name}={backend!r}.")
 
 
 def thread_environment(threads, backend):
@@ -184,7 +187,6 @@ class RunConfig:
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
         check_fields(self)
-        check_threads_backend(self.threads, self.backend)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
         from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
 
@@ -257,6 +259,8 @@ FIELD_CHECKS = {
     "validation": _optional(_validate.check_positive_int),
     "fig6": _validate.check_bool,
     "adjust_samples": _optional(_validate.check_positive_int),
+    "threads": _check_threads,
+    "backend": _check_backend,
 }
 
 
