@@ -1,6 +1,7 @@
 """The converged reference of the quick profile: how far quick's networks are from convergence.
 
-For each network quick trains (PreResNet, WRN, DenseNet-BC at their small sizes), the no-dropout
+For each network quick trains or trained (PreResNet and WRN; DenseNet-BC until quick dropped it
+to fit its budget, its row kept), at their small sizes, the no-dropout
 network is trained once (seed 0) on quick's 4,000 Fashion-MNIST training images with the
 recipe quick uses, for :data:`EPOCHS` epochs (7.5 times quick's 4; WRN, the cheapest, 50), and
 scored on quick's 4,000 test images and, in inference mode, on all its 4,000 training images. The numbers are
@@ -27,7 +28,7 @@ from pathlib import Path
 
 __all__ = ["EPOCHS", "NETWORKS", "COLUMNS", "config_for", "run_one", "main", "CSV_PATH"]
 
-#: the quick networks
+#: the networks with a reference: quick's, and DenseNet-BC, which quick trained until 2026-12-02
 NETWORKS = ("preresnet", "wrn", "densenet_bc")
 #: 7.5 times quick's 4 epochs (WRN, the cheapest, was run for 50: ``--epochs 50``)
 EPOCHS = 30

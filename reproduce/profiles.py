@@ -5,7 +5,7 @@ their sizes, the training recipe, the grid of drop ratios and the seeds. Targets
 the profile, so the same code produces the CI smoke test, the 30-minute CPU version and the
 paper-scale GPU version.
 
-Run budget of ``quick`` (2 CPU cores; measured 37 min from a bare clone, over the 30-min goal):
+Run budget of ``quick`` (2 CPU cores, 30 min from a bare clone):
 see :data:`QUICK_BUDGET_NOTE`.
 """
 
@@ -104,55 +104,53 @@ class Profile:
         return self.seed_list()[:1]
 
 
-#: Measured cost of one training run (CPU-seconds on one thread, ``time.process_time``),
-#: Fashion-MNIST 28x28, batch 64, the small networks. Measured on 2026-11-25 on this 2-core
-#: machine while ~7 other jobs shared it: wall times were 5-10x the CPU times, so the CPU time
-#: of the process is used instead (contention inflates it too, through shared caches, so these
-#: are upper bounds for an idle machine). Per network:
+#: Measured cost of one training run: **wall-seconds while two single-threaded runs share this
+#: 2-core machine** (quick's ``jobs=2``), Fashion-MNIST 28x28, batch 32, the small networks,
+#: fitted on 2026-12-02 to the records of ``python -m reproduce run table3 fig6 --profile quick
+#: --seeds 1`` (9 runs, otherwise idle machine; the two cores give about 1.5x one core's
+#: throughput, so a run's wall time is about 1.3x its time alone). The earlier model counted
+#: CPU-seconds (``time.process_time``) and underestimated quick's wall time by a third (24.5
+#: estimated, 37.4 min measured). Per network:
 #:
-#: - ``train``: CPU-s per 1,000 training images per epoch: runs of 2 and 6 epochs on 2,000
-#:   images (wrn 9.2 / 18.1 s, preresnet 16.1 / 32.3 s, densenet_bc 16.4 / 32.3 s), difference
-#:   over 8,000 image-epochs;
-#: - ``overhead``: the rest of such a run (start-up, graph tracing, final evaluation of 1,000
-#:   test images, shift measurement);
-#: - ``epoch_eval``: CPU-s per 1,000 images of the per-epoch evaluation passes (runs with and
-#:   without it: +2.8 s wrn, +8.5 s preresnet, +7.7 s densenet_bc over 6,000 images);
-#: - ``test``: CPU-s per 1,000 test images (one ``evaluate`` of 4,000 images at batch 500:
-#:   wrn 1.13 s, preresnet 2.03 s);
-#: - ``adjust``: Table 3's three re-estimations of BN (sequential, one_pass, one_pass with the
-#:   noise) of 500 images at batch 500 and their three test evaluations (4,000 images): wrn
-#:   2.7 + 1.1 + 0.9 + 3.4 s, preresnet 11.3 + 2.4 + 2.3 + 6.1 s; densenet_bc scaled from
-#:   preresnet by its BN layers (15 vs 19);
-#: - ``adjust_per_1000``: CPU-s of the three re-estimations per 1,000 further images read
-#:   (measured 2026-12-01, 500 images at batch 500 vs 2,000 at batch 256: preresnet 18.6 vs
-#:   34.9 CPU-s, wrn 4.9 vs 8.1; densenet_bc scaled from preresnet by its BN layers);
-#: - ``fig6``: Fig. 6's outputs (``RunConfig.fig6``): a sequential re-estimation of BN on 512
-#:   images (preresnet 14.2 CPU-s, wrn 2.9, as above) and four forward passes of them.
+#: - ``train``: s per 1,000 training images per epoch (history ``seconds``; the first epoch's
+#:   graph tracing included): preresnet 65-88 s, wrn 28-32 s, densenet_bc 43-72 s for 16,000;
+#: - ``overhead``: the rest of a run without per-epoch evaluation or Adjust BN (start-up, the
+#:   final test evaluation of 1,000 test images, the shift measurement, cos^2): wrn's Table 4/6
+#:   runs, 4-5 s beyond training; preresnet and densenet_bc scaled by their evaluation cost;
+#: - ``test``: s per 1,000 further test images (one ``evaluate`` at batch 256);
+#: - ``epoch_eval``: s per 1,000 images of the per-epoch evaluation passes (the no-dropout runs'
+#:   time beyond training and ``overhead``: wrn 6 s, preresnet 9 s, densenet_bc 11 s over 4,000);
+#: - ``adjust``: Table 3's three re-estimations of BN (sequential as one batch of 1,024 images,
+#:   one_pass and one_pass with the noise at batch 256, on one copy of the model) and their three
+#:   test evaluations of 4,000 images, at 500 images read: the (b) runs' time beyond training
+#:   and ``overhead`` (wrn 9 s, preresnet 20 s, densenet_bc 20 s), less ``adjust_per_1000``'s
+#:   share;
+#: - ``adjust_per_1000``: s per 1,000 further images the re-estimations read (two one_pass
+#:   passes and two passes of the sequential re-estimation);
+#: - ``fig6``: Fig. 6's outputs (``RunConfig.fig6``: a sequential re-estimation of BN on one
+#:   batch of 512 images and four forward passes of them): preresnet's (a) run beyond the rest.
 #:
-#: ResNeXt (grouped convolutions) was measured earlier at about 2x PreResNet's cost. These
-#: are batch-64 costs with a checkpoint after every epoch (0.1-0.23 CPU-s each, now written
-#: once a minute at most); quick trains at batch 32, which measured 0.88x batch 64's CPU time
-#: for PreResNet (37.1 vs 42.2 CPU-s for a 4-epoch run on 4,000 images), so the estimate is
-#: an upper bound. The schedule (step or cosine) does not change the cost.
+#: ResNeXt (grouped convolutions) costs about 2x PreResNet. The schedule (step or cosine) does
+#: not change the cost. Wall times on this machine vary by about +-15% from day to day.
 RUN_COST = {
-    "wrn": {"train": 1.11, "overhead": 4.7, "epoch_eval": 0.46, "test": 0.28, "adjust": 8.1,
-            "adjust_per_1000": 2.1, "fig6": 4.0},
-    "preresnet": {"train": 2.02, "overhead": 8.0, "epoch_eval": 1.42, "test": 0.51,
-                  "adjust": 22.1, "adjust_per_1000": 10.9, "fig6": 16.0},
-    "densenet_bc": {"train": 1.98, "overhead": 8.5, "epoch_eval": 1.28, "test": 0.51,
-                    "adjust": 18.0, "adjust_per_1000": 8.6, "fig6": 13.0},
-    "resnext29": {"train": 4.0, "overhead": 16.0, "epoch_eval": 2.8, "test": 1.0,
-                  "adjust": 44.0, "adjust_per_1000": 21.8, "fig6": 32.0},
+    "wrn": {"train": 1.9, "overhead": 3.8, "epoch_eval": 1.5, "test": 0.4, "adjust": 8.5,
+            "adjust_per_1000": 1.0, "fig6": 2.5},
+    "preresnet": {"train": 4.7, "overhead": 4.0, "epoch_eval": 2.25, "test": 1.0,
+                  "adjust": 18.4, "adjust_per_1000": 3.0, "fig6": 5.0},
+    "densenet_bc": {"train": 3.8, "overhead": 5.0, "epoch_eval": 2.75, "test": 1.0,
+                    "adjust": 18.4, "adjust_per_1000": 3.0, "fig6": 5.0},
+    "resnext29": {"train": 9.4, "overhead": 8.0, "epoch_eval": 4.5, "test": 2.0,
+                  "adjust": 37.0, "adjust_per_1000": 6.0, "fig6": 10.0},
 }
-#: CPU-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
-#: at quick: the theory targets took 12 CPU-s at smoke (20,000 Monte Carlo and 4,096 Keras
-#: samples), x 10-20 at quick's sample sizes; Fig. 6 (5 saved models, re-estimated BN) and
-#: Table 1 (15 networks built at initialisation) add about 30
-QUICK_FIXED_CPU_S = 150.0
+#: wall-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
+#: at quick: measured 78 s after the last run on 2026-12-01 (the theory targets, Table 1's
+#: networks built at initialisation, every figure and the report); rounded up
+QUICK_FIXED_S = 120.0
 
 
-def run_cpu_seconds(config):
-    """Estimated CPU-seconds of one run of the plan (see :data:`RUN_COST`)."""
+def run_seconds(config):
+    """Estimated wall-seconds of one run of the plan, two runs sharing the machine
+    (see :data:`RUN_COST`)."""
     cost = RUN_COST[config["net"]]
     epochs = config["overrides"]["epochs"]
     n_train = (config.get("subset") or {}).get("n_train", 60000)
@@ -170,36 +168,38 @@ def run_cpu_seconds(config):
 
 
 def estimate_minutes(profile, jobs=None):
-    """Estimated wall minutes of ``python -m reproduce run`` for ``profile`` on an idle
-    machine with ``jobs`` single-threaded processes (the profile's default)."""
+    """Estimated wall minutes of ``python -m reproduce run`` for ``profile`` on this 2-core
+    machine with ``jobs`` single-threaded processes (the profile's default; :data:`RUN_COST`
+    is measured at 2)."""
     from reproduce.registry import TARGETS, plan
 
-    cpu = sum(run_cpu_seconds(s.config) for s in plan(profile, TARGETS))
-    return (cpu / (jobs or profile.jobs) + QUICK_FIXED_CPU_S) / 60.0
+    seconds = sum(run_seconds(s.config) for s in plan(profile, TARGETS))
+    return (seconds / (jobs or profile.jobs) + QUICK_FIXED_S) / 60.0
 
 
 QUICK_BUDGET_NOTE = (
-    "quick: three small networks (PreResNet, WRN, DenseNet-BC of varshift.nets.SMALL_SIZES; "
-    "ResNeXt's grouped convolutions cost twice PreResNet's on CPU and are left to the paper "
-    "profile) trained for 4 epochs at batch 32 (500 SGD steps) with a cosine learning-rate "
-    "schedule after a half-epoch linear warm-up, the recipe chosen on a validation split of the "
-    "training images (reproduce/data/recipe_selection.csv, python -m reproduce.recipe_selection; "
-    "the test images are read once, for the verdicts), on a fixed class-stratified subset of "
+    "quick: two small networks (PreResNet and WRN of varshift.nets.SMALL_SIZES; DenseNet-BC "
+    "and ResNeXt are left to the gpu and paper profiles: with DenseNet-BC, 5 seeds and 4 "
+    "epochs quick measured 37 min, over its 30-min budget) trained for 4 epochs at batch 32 "
+    "(500 SGD steps) with a cosine learning-rate schedule after a half-epoch linear warm-up, "
+    "the recipe chosen on a validation split of the training images "
+    "(reproduce/data/recipe_selection.csv, python -m reproduce.recipe_selection; the test "
+    "images are read once, for the verdicts), on a fixed class-stratified subset of "
     "Fashion-MNIST (4,000 training images; 4,000 test images so that the test error's binomial "
     "noise, about 0.6 pp, is small beside the effects the claims compare); 5 seeds for every "
-    "setting a claim compares (no "
-    "dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on WRN, the cheapest network): with 5 "
-    "paired seeds the 95% interval is +-1.24 standard deviations of the paired difference "
-    "(3 seeds: +-2.5). Per-epoch evaluation only for the runs Fig. 5 reads (no dropout, "
-    "dropout-(a) 0.5); Adjust BN only for Table 3's runs, reading 1,024 training images at "
-    "batch 256 (4 batches, so one_pass and sequential differ); Fig. 6's outputs only on "
-    "PreResNet's dropout-(a) 0.5 runs; a checkpoint at most once a minute. These networks are "
-    "not converged: reproduce/data/converged_reference.csv (python -m reproduce.converged) "
-    "gives each no-dropout network trained 7.5-12.5 times longer on the same images. "
-    "{runs} runs; estimate from the measured "
-    "per-run CPU times in RUN_COST (profiles.estimate_minutes): about {minutes:.0f} min on 2 "
-    "idle cores as 2 single-threaded processes, of which about {fixed:.0f} min theory targets "
-    "and report building."
+    "setting a claim compares (no dropout, dropout-(a) and -(b) 0.5, Tables 4 and 6 at 0.5 on "
+    "WRN, the cheaper network): with 5 paired seeds the 95% interval is +-1.24 standard "
+    "deviations of the paired difference (3 seeds: +-2.5). Per-epoch evaluation only for the "
+    "runs Fig. 5 reads (no dropout, dropout-(a) 0.5); Adjust BN only for Table 3's runs, "
+    "reading 1,024 training images (one_pass at batch 256, 4 batches, so one_pass and "
+    "sequential differ); Fig. 6's outputs only on PreResNet's dropout-(a) 0.5 runs; a "
+    "checkpoint at most once a minute. These networks are not converged: "
+    "reproduce/data/converged_reference.csv (python -m reproduce.converged) gives each "
+    "no-dropout network trained 7.5-12.5 times longer on the same images. {runs} runs; estimate "
+    "from the per-run wall times in RUN_COST (profiles.estimate_minutes): about "
+    "{minutes:.0f} min on this 2-core machine as 2 single-threaded processes, of which about "
+    "{fixed:.0f} min theory targets and report building; installing the environment adds 1-2 "
+    "min."
 )
 
 #: the ``gpu`` profile's network sizes: the paper's architectures (bottleneck PreResNet,
@@ -255,10 +255,10 @@ PROFILES = {
     ),
     "quick": Profile(
         name="quick",
-        description="small PreResNet, WRN and DenseNet-BC on Fashion-MNIST, 5 seeds for every "
-                    "compared setting (CPU, about 37 min on 2 cores from a bare clone)",
+        description="small PreResNet and WRN on Fashion-MNIST, 5 seeds for every compared "
+                    "setting (CPU, under 30 min on 2 cores from a bare clone)",
         data=("fashion_mnist",),
-        networks=("preresnet", "wrn", "densenet_bc"),
+        networks=("preresnet", "wrn"),
         size="small",
         recipe_kind="cpu",
         recipe={"epochs": 4, "batch_size": 32, "schedule": "cosine", "warmup_epochs": 0.5,
@@ -317,9 +317,9 @@ PROFILES["gpu"] = replace(
 )
 
 #: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
-QUICK_RUNS, QUICK_MINUTES = 55, 24.5
+QUICK_RUNS, QUICK_MINUTES = 40, 23.5
 PROFILES["quick"] = replace(PROFILES["quick"], budget_note=QUICK_BUDGET_NOTE.format(
-    runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_CPU_S / 60.0))
+    runs=QUICK_RUNS, minutes=QUICK_MINUTES, fixed=QUICK_FIXED_S / 60.0))
 
 
 def get_profile(name):

@@ -121,6 +121,28 @@ def test_one_pass_removes_the_shift_and_matches_sequential(trained):
     assert np.sqrt(np.mean((p_one - p_seq) ** 2) / np.mean(p_seq**2)) < 0.02
 
 
+def test_sequential_on_one_batch_equals_the_layer_by_layer_passes(trained, monkeypatch):
+    """All data in one batch: the two-pass shortcut stores what one pass per BN layer stores."""
+    import varshift.diagnostics.recalibrate as recal
+
+    model, x, _ = trained
+    calls = []
+    real = recal.collect_moments
+    monkeypatch.setattr(recal, "collect_moments",
+                        lambda *a, **k: calls.append(k["bn"]) or real(*a, **k))
+    layered = varshift.recalibrate_bn(model, x, mode="sequential", batch_size=128)  # 4 batches
+    assert calls == ["moving"] * len(bn_layers(model))
+    calls.clear()
+    single = varshift.recalibrate_bn(model, x, mode="sequential", batch_size=len(x))
+    assert calls == ["moving", "batch"]
+    for (m0, v0), (m1, v1) in zip(_stats(layered), _stats(single), strict=True):
+        np.testing.assert_allclose(m1, m0, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(v1, v0, rtol=1e-4)
+    np.testing.assert_allclose(varshift.measure_shift(single, x)["ratio"], 1.0, atol=1e-3)
+    # not the trained statistics: the shortcut wrote every layer
+    assert all(not np.allclose(v1, v0) for (_, v0), (_, v1) in zip(_stats(model), _stats(single)))
+
+
 def test_one_pass_with_noise_keeps_the_shift(trained):
     model, x, _ = trained
     noisy = varshift.recalibrate_bn(model, x, noise=True, seed=3)

@@ -48,7 +48,7 @@ def test_converged_reference_is_quick_s_baseline_trained_longer():
             assert ref[key] == base[key] or (key == "net" and ref[key] == net)
         assert {**ref["overrides"], "epochs": quick.recipe["epochs"]} == base["overrides"]
         assert ref["overrides"]["epochs"] >= 7 * quick.recipe["epochs"]
-    assert set(converged.NETWORKS) == set(quick.networks)
+    assert set(quick.networks) <= set(converged.NETWORKS)  # every quick network has one
     with open(converged.CSV_PATH, newline="") as fh:
         rows = {r["net"]: r for r in csv.DictReader(fh)}
     for net, r in rows.items():

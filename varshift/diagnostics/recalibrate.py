@@ -20,7 +20,9 @@ Two modes, both exact pooled estimators (:mod:`varshift.bnstats`):
   (:func:`~varshift.diagnostics.measure_shift`) and :func:`~varshift.diagnostics.audit`.
 - ``"sequential"``: inference mode, layer by layer in graph order, one pass per BN layer, each
   measured behind already corrected upstream layers. Afterwards ``measure_shift`` on the same
-  data reads ratio 1 for every layer; it costs one pass per BN layer.
+  data reads ratio 1 for every layer; it costs one pass per BN layer, or two when the data
+  come as a single batch (then BN normalising with that batch's statistics *is* the
+  sequential result, so one batch-mode pass gives every layer at once).
 
 A "simultaneous" inference-mode variant (measure every layer behind the *old* upstream
 statistics, then write all) is deliberately absent: once an upstream layer is corrected its
@@ -99,8 +101,19 @@ def _sequential(model, data, kwargs):
     # set and gives the call (graph) order. The first layer called depends on no other BN
     # layer, so its numbers are final; each later layer gets a pass of its own, made after
     # all earlier layers were corrected.
+    batches = []
     first = collect_moments(model, data, bn="moving", noise=False,
-                            desc=f"BN 1/{len(bn_layers(model))}", **kwargs)
+                            desc=f"BN 1/{len(bn_layers(model))}",
+                            on_batch=lambda done, total: batches.append(done), **kwargs)
+    if len(batches) == 1:
+        # All the data in one batch: BN normalising with that batch's own statistics uses
+        # exactly the statistics the layer-by-layer passes would store (those of every value
+        # the layer receives behind corrected upstream layers), so one batch-mode pass gives
+        # every layer's final numbers: two passes instead of one per BN layer.
+        first = collect_moments(model, data, bn="batch", noise=False,
+                                desc="BN (one batch)", **kwargs)
+        assign_statistics([m.layer for m in first], [(m.mean, m.var) for m in first])
+        return
     assign_statistics([first[0].layer], [(first[0].mean, first[0].var)])
     for k, m in enumerate(first[1:], 2):
         (again,) = collect_moments(model, data, layers=[m.layer], bn="moving", noise=False,
@@ -142,7 +155,7 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
             ``keras.utils.PyDataset``; use the training data, with its augmentation, as the
             paper does. Any NaN/infinity raises ``ValueError`` before anything is written.
         mode: ``"one_pass"`` (one pass, BN on batch statistics) or ``"sequential"`` (exact in
-            inference mode, one pass per BN layer).
+            inference mode, one pass per BN layer; two when ``data`` is a single batch).
         noise: ``one_pass`` only: keep every noise layer (Dropout, ..., Uout) **on** during the
             pass, as the peers named above do. It re-measures the training-time variance, so
             the shift remains; it exists to show that (docs, Table 3), not as a repair.

@@ -313,7 +313,7 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
     from varshift import data as vdata
 
     try:
-        from varshift.diagnostics import measure_shift, recalibrate_bn
+        from varshift.diagnostics import measure_shift
     except ImportError as err:  # pragma: no cover - diagnostics ship with varshift
         raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
 
@@ -342,11 +342,8 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
         if cfg.adjust_samples is not None and cfg.adjust_samples != cfg.stats_samples:
             jdx, adjust_ds = stats_data(cfg.adjust_samples)
         final["adjust_samples"] = len(jdx)
-        for name, kwargs in ADJUST_MODES.items():
-            fixed = recalibrate_bn(model, adjust_ds, batch_size=cfg.eval_batch_size, **kwargs)
-            compile_model(fixed, recipe)
-            acc = fixed.evaluate(test_ds, verbose=0)[1]
-            final[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
+        final.update(adjusted_test_errors(model, recipe, adjust_ds, test_ds,
+                                          batch_size=cfg.eval_batch_size))
     final["cos2"] = cos2_table(model)
     if train_eval_ds is not None:
         acc = float(model.evaluate(train_eval_ds, verbose=0)[1])
@@ -354,6 +351,43 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
     if cfg.fig6:
         final["fig6"] = fig6_outputs(model, data, seed=cfg.seed)[0]
     return final
+
+
+#: Adjust BN's ``sequential`` mode reads its images as one batch when there are at most this
+#: many: exact, and two passes instead of one per BN layer (:func:`varshift.recalibrate_bn`);
+#: more images are read ``eval_batch_size`` at a time
+SEQUENTIAL_ONE_BATCH = 2048
+
+
+def adjusted_test_errors(model, recipe, adjust_ds, test_ds, *, batch_size):
+    """Table 3: the test error (%) after each Adjust BN of :data:`ADJUST_MODES`.
+
+    The images of ``adjust_ds`` are read once into memory, so every mode sees the same images
+    in the same order (``one_pass``: in batches of ``batch_size``; ``sequential``: as one
+    batch up to :data:`SEQUENTIAL_ONE_BATCH` images). The modes are applied in turn to one
+    copy of ``model``, compiled once, whose BN statistics are reset to the trained ones before
+    each; ``model`` itself is not written.
+
+    Returns:
+        ``{"test_error_adjust_<mode>": error}`` for every mode.
+    """
+    from varshift.bnstats import assign_statistics, bn_layers, save_statistics
+    from varshift.diagnostics import recalibrate_bn
+    from varshift.diagnostics.recalibrate import copy_model
+
+    x = np.concatenate([keras.ops.convert_to_numpy(batch[0]) for batch in adjust_ds])
+    work = compile_model(copy_model(model), recipe)
+    layers = bn_layers(work)
+    trained = save_statistics(layers)
+    errors = {}
+    for name, kwargs in ADJUST_MODES.items():
+        assign_statistics(layers, trained)
+        size = len(x) if kwargs["mode"] == "sequential" and len(x) <= SEQUENTIAL_ONE_BATCH \
+            else batch_size
+        recalibrate_bn(work, x, batch_size=size, inplace=True, **kwargs)
+        acc = work.evaluate(test_ds, verbose=0)[1]
+        errors[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
+    return errors
 
 
 #: Fig. 6's fixed training images (the same for every seed) and the images whose logits are kept
