@@ -140,7 +140,8 @@ def test_sequential_on_one_batch_equals_the_layer_by_layer_passes(trained, monke
         np.testing.assert_allclose(v1, v0, rtol=1e-4)
     np.testing.assert_allclose(varshift.measure_shift(single, x)["ratio"], 1.0, atol=1e-3)
     # not the trained statistics: the shortcut wrote every layer
-    assert all(not np.allclose(v1, v0) for (_, v0), (_, v1) in zip(_stats(model), _stats(single)))
+    pairs = zip(_stats(model), _stats(single), strict=True)
+    assert all(not np.allclose(v1, v0) for (_, v0), (_, v1) in pairs)
 
 
 def test_one_pass_with_noise_keeps_the_shift(trained):
