@@ -24,6 +24,11 @@ ROOT = Path(__file__).parent
 # sessions add KERAS_HOME / MPLCONFIGDIR in their temporary folder themselves, so Keras' and
 # matplotlib's caches stay out of the user's home.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+# The suite's default: two pytest-xdist workers, each test file on one worker (its module
+# fixtures built once). Every test runs single-threaded (tests/conftest.py), so two workers use
+# a 2-core machine fully; the count is fixed, not taken from the machine. Passing any pytest
+# arguments replaces these (``nox -s tests -- -k uout`` runs in one process).
+PYTEST_ARGS = ["-q", "-n", "2", "--dist", "loadfile"]
 
 
 @nox.session
@@ -33,7 +38,7 @@ def tests(session: nox.Session) -> None:
     tmp = tempfile.mkdtemp(prefix="varshift-tests-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl"), "KERAS_BACKEND": "tensorflow"}
-    session.run("pytest", *(session.posargs or ["-q"]), env=env)
+    session.run("pytest", *(session.posargs or PYTEST_ARGS), env=env)
 
 
 @nox.session(name="tests-jax")
@@ -46,7 +51,7 @@ def tests_jax(session: nox.Session) -> None:
     tmp = tempfile.mkdtemp(prefix="varshift-tests-jax-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl"), "KERAS_BACKEND": "jax"}
-    session.run("pytest", *(session.posargs or ["-q"]), env=env)
+    session.run("pytest", *(session.posargs or PYTEST_ARGS), env=env)
 
 
 @nox.session
