@@ -34,7 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ["table4", "table6"]
-VOLATILE = {"wall_time_s", "finished_at", "where", "resumed_from_epoch", "wall_time", "seconds"}
+# ``checksum`` covers the volatile fields too: each record's checksum is verified on its own
+# (``validate_record``) before the rest is compared
+VOLATILE = {"wall_time_s", "finished_at", "where", "resumed_from_epoch", "wall_time", "seconds",
+            "checksum"}
 
 
 def log(msg):
@@ -142,12 +145,30 @@ def strip(obj):
     return obj
 
 
+def first_difference(a, b, path="record"):
+    """Where two JSON values first differ, as ``record.key[index]...``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{i}]")
+    return f"{path} ({str(a)[:60]!r} vs {str(b)[:60]!r})"
+
+
 def same_records(a_dir, b_dir, keys):
+    from reproduce.runs import validate_record
+
     for key in keys:
         a = json.loads((Path(a_dir) / "runs" / key / "record.json").read_text())
         b = json.loads((Path(b_dir) / "runs" / key / "record.json").read_text())
+        for record in (a, b):
+            validate_record(record, key)  # intact, and the record of this run
         if strip(a) != strip(b):
-            raise AssertionError(f"run {key}: the SLURM record differs from the local one")
+            raise AssertionError(f"run {key}: the SLURM record differs from the local one at "
+                                 f"{first_difference(strip(a), strip(b))}")
     return len(keys)
 
 
@@ -190,7 +211,11 @@ def check_resume(tmp, env):
     profile = dataclasses.replace(get_profile("smoke"), recipe={"epochs": 3, "batch_size": 64,
                                                                "lr_drops": [2]})
     spec = run_spec(profile, "wrn", "a", 0.3)  # no Adjust BN: the cheapest final step
-    os.environ.update({k: env[k] for k in ("SLURM_CONF", "VARSHIFT_SLURM_POLL_S")})
+    # a checkpoint after every epoch (runs checkpoint at most once a minute by default, and
+    # this one is over in less): the task inherits the variable through sbatch
+    env = {**env, "VARSHIFT_CHECKPOINT_S": "0"}
+    os.environ.update({k: env[k] for k in ("SLURM_CONF", "VARSHIFT_SLURM_POLL_S",
+                                           "VARSHIFT_CHECKPOINT_S")})
     options = slurm.SlurmOptions(partition="check", gpus_per_run=0, time_per_run=10,
                                  cpus_per_run=1)
     out = Path(tmp) / "resume"

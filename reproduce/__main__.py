@@ -276,8 +276,12 @@ def _failed_runs_of(name, profile, failed):
 
 
 def cmd_run(profile, targets, out, args):
-    from reproduce.runs import LockHeld, OutLock
+    from reproduce.runs import LockHeld, OutLock, checkpoint_seconds
 
+    try:
+        checkpoint_seconds()  # a bad VARSHIFT_CHECKPOINT_S is refused before any work
+    except ValueError as err:
+        raise _Exit(str(err)) from None
     _check_writable(out, ROOM_BYTES)
     lock = OutLock(out)
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -495,6 +496,27 @@ def _resume_state(work, trainer_config):
     return True, 0
 
 
+#: seconds between two checkpoints of a run (``varshift.train.run``'s ``checkpoint_seconds``;
+#: ``VARSHIFT_CHECKPOINT_S`` overrides, ``0``: after every epoch). It never changes a result: a
+#: resumed run continues exactly as if it had not been interrupted.
+CHECKPOINT_S = 60.0
+
+
+def checkpoint_seconds():
+    """:data:`CHECKPOINT_S`, or ``VARSHIFT_CHECKPOINT_S`` (a finite number >= 0) when set."""
+    text = os.environ.get("VARSHIFT_CHECKPOINT_S")
+    if text is None:
+        return CHECKPOINT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"VARSHIFT_CHECKPOINT_S must be a number of seconds >= 0; "
+                         f"received {text!r}.")
+    return value
+
+
 def _train_one(config, key, root, data_dir, force):
     """Train one run and write its record atomically (runs in a worker, a SLURM task or in-process).
 
@@ -514,7 +536,8 @@ def _train_one(config, key, root, data_dir, force):
     start = time.time()
     trainer_config = {**config, "data_dir": data_dir}
     resume, epochs_done = _resume_state(work, trainer_config) if not force else (False, 0)
-    record = train.run(trainer_config, out_dir=str(work), progress=False, resume=resume)
+    record = train.run(trainer_config, out_dir=str(work), progress=False, resume=resume,
+                       checkpoint_seconds=checkpoint_seconds())
     wall = time.time() - start
     keras().backend.clear_session()
     wrapped = {"key": key, "config": config, "wall_time_s": wall,

@@ -116,7 +116,7 @@ class FakeTrainer:
         self.calls = []
         self.interrupt_on = interrupt_on
 
-    def __call__(self, config, *, out_dir=None, progress=True, resume=True):
+    def __call__(self, config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0):
         self.calls.append(config["net"])
         if config["net"] == self.interrupt_on:
             raise KeyboardInterrupt

@@ -32,10 +32,11 @@ class FakeTrainer:
     """Stands in for ``varshift.train.run``; ``error`` is raised instead of training."""
 
     def __init__(self, error=None):
-        self.calls, self.error = [], error
+        self.calls, self.error, self.checkpoint_seconds = [], error, []
 
-    def __call__(self, config, *, out_dir=None, progress=True, resume=True):
+    def __call__(self, config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0):
         self.calls.append(config["net"])
+        self.checkpoint_seconds.append(checkpoint_seconds)
         if self.error is not None:
             raise self.error
         return {"config": config, "final": {"test_error": 10.0}, "history": [{"loss": 1.0}]}
@@ -213,6 +214,25 @@ def test_backend_is_in_every_key_and_in_the_manifest(tmp_path, fake):
                               store=RunStore(tmp_path), started=0.0, wall_time_s=1.0)
     assert manifest["backend"] == "jax" and manifest["threads"] == 1
     assert manifest["platform"]["tensorflow_build"] == {}
+
+
+def test_checkpoint_interval_comes_from_the_environment_and_is_checked(tmp_path, fake,
+                                                                       monkeypatch, capsys):
+    from reproduce import runs
+
+    spec = _spec()
+    monkeypatch.setenv("VARSHIFT_CHECKPOINT_S", "0")
+    runs._train_one(spec.config, spec.key, tmp_path / "runs", None, False)
+    monkeypatch.delenv("VARSHIFT_CHECKPOINT_S")
+    runs._train_one(spec.config, spec.key, tmp_path / "other" / "runs", None, False)
+    assert fake.checkpoint_seconds == [0.0, runs.CHECKPOINT_S]
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("VARSHIFT_CHECKPOINT_S", bad)
+        assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "cli")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"received {bad!r}" in err
+        assert "VARSHIFT_CHECKPOINT_S" in err
+    assert not (tmp_path / "cli").exists()  # refused before any work
 
 
 def test_a_backend_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
