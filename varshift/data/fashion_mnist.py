@@ -17,11 +17,13 @@ for labels, then one big-endian int32 per dimension, then the raw uint8 values.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import socket
 
 import numpy as np
 
+from varshift.data._checks import check_labels, check_pair, check_splits
 from varshift.data.cifar import keras_cache_dir
 
 __all__ = ["load_fashion_mnist", "find_fashion_mnist", "read_idx", "FASHION_FILES", "DEBIAN_DIR"]
@@ -46,7 +48,7 @@ def read_idx(path) -> np.ndarray:
     ndim = raw[3]
     dims = tuple(int(v) for v in np.frombuffer(raw, ">i4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)
     if len(raw) - offset != expected:
         raise ValueError(
             f"{path}: header says shape {dims} ({expected} values) but holds {len(raw) - offset}."
@@ -88,6 +90,9 @@ def load_fashion_mnist(data_dir=None, *, download=True, return_source=False):
 
     Raises:
         FileNotFoundError: absent and offline; the message names both remedies.
+        ValueError: a file that is not what the original holds (labels outside 0..9, image
+            and label counts that differ, test images of another shape than the training
+            images, a truncated file), in one line naming the file.
 
     Example:
 
@@ -97,8 +102,18 @@ def load_fashion_mnist(data_dir=None, *, download=True, return_source=False):
     """
     root = find_fashion_mnist(data_dir)
     if root is not None:
-        arrays = {k: read_idx(os.path.join(root, f)) for k, f in FASHION_FILES.items()}
+        paths = {k: os.path.join(root, f) for k, f in FASHION_FILES.items()}
+        arrays = {k: read_idx(path) for k, path in paths.items()}
+        for k in ("x_train", "x_test"):
+            if arrays[k].ndim != 3:
+                raise ValueError(f"{paths[k]}: holds an array of shape {arrays[k].shape}; "
+                                 "expected images (N, height, width).")
         x, y, xt, yt = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        y = check_labels(paths["y_train"], y, 10)
+        yt = check_labels(paths["y_test"], yt, 10)
+        check_pair(f"{paths['x_train']} and {paths['y_train']}", x, y)
+        check_pair(f"{paths['x_test']} and {paths['y_test']}", xt, yt)
+        check_splits(paths["x_train"], paths["x_test"], x, xt)
         source = root
     elif download and _online():
         from varshift._keras import keras
@@ -112,8 +127,5 @@ def load_fashion_mnist(data_dir=None, *, download=True, return_source=False):
             f"in {os.path.join(keras_cache_dir(), 'fashion-mnist')} or a folder given as "
             "--data-dir DIR / data_dir=DIR, or run once online to download."
         )
-    if len(x) != len(y) or len(xt) != len(yt):
-        raise ValueError(f"Fashion-MNIST in {source}: image and label counts differ.")
-    x, xt = x.reshape(*x.shape[:3], 1), xt.reshape(*xt.shape[:3], 1)
     out = ((x, y.astype(np.int64)), (xt, yt.astype(np.int64)))
     return (*out, source) if return_source else out
