@@ -127,5 +127,6 @@ def load_fashion_mnist(data_dir=None, *, download=True, return_source=False):
             f"in {os.path.join(keras_cache_dir(), 'fashion-mnist')} or a folder given as "
             "--data-dir DIR / data_dir=DIR, or run once online to download."
         )
+    x, xt = x.reshape(*x.shape[:3], 1), xt.reshape(*xt.shape[:3], 1)
     out = ((x, y.astype(np.int64)), (xt, yt.astype(np.int64)))
     return (*out, source) if return_source else out
