@@ -19,9 +19,11 @@ per ``--out`` (``<out>/.lock``): a second one names the holder and exits with st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -37,6 +39,9 @@ USAGE_ERROR, FAILED, INTERRUPTED = 2, 1, 130
 #: the module each ``--backend`` needs
 _BACKEND_MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 BUNDLED_DATA = {"digits", "synthetic"}  # shipped with scikit-learn / generated: nothing to find
+#: the most seeds and local worker processes one invocation accepts (the paper uses 5 seeds; a
+#: power analysis asks for tens, not thousands)
+MAX_SEEDS, MAX_JOBS = 1000, 1024
 
 
 class _Exit(Exception):
@@ -121,14 +126,17 @@ def _check_executor(args):
     try:
         minutes = slurm.parse_time(args.time_per_run)
         extra = slurm.parse_slurm_args(args.slurm_arg)
+        cpus = extra.pop("cpus_per_task", None)
+        if cpus is not None and not (cpus.isdigit() and int(cpus) > 0):
+            raise ValueError(f"--slurm-arg cpus-per-task must be a positive integer; "
+                             f"received {cpus!r}")
+        args.slurm = slurm.SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run,
+                                        time_per_run=minutes, max_parallel=args.max_parallel,
+                                        extra=extra, cpus_per_run=int(cpus) if cpus else None)
+        # the log folder under --out is written into the job script
+        slurm.check_script_value("--out", os.path.abspath(args.out or "results"))
     except ValueError as err:
         raise _Exit(str(err)) from None
-    cpus = extra.pop("cpus_per_task", None)
-    if cpus is not None and not (cpus.isdigit() and int(cpus) > 0):
-        raise _Exit(f"--slurm-arg cpus-per-task must be a positive integer; received {cpus!r}")
-    args.slurm = slurm.SlurmOptions(partition=args.partition, gpus_per_run=args.gpus_per_run,
-                                    time_per_run=minutes, max_parallel=args.max_parallel,
-                                    extra=extra, cpus_per_run=int(cpus) if cpus else None)
     if args.command == "run":  # submitit and sbatch are there, before anything is written
         try:
             slurm._check_available()
@@ -136,14 +144,31 @@ def _check_executor(args):
             raise _Exit(str(err)) from None
 
 
+def _check_environment():
+    """Every environment variable ``reproduce`` reads, checked before any work: one line."""
+    from reproduce import slurm
+    from reproduce.runs import checkpoint_seconds
+
+    name = os.environ.get("KERAS_BACKEND", "")
+    if name and name not in BACKENDS:
+        raise _Exit(f"KERAS_BACKEND must be one of {', '.join(BACKENDS)} (or unset); "
+                    f"received {name!r}")
+    try:
+        checkpoint_seconds()
+        slurm.poll_seconds()
+    except ValueError as err:
+        raise _Exit(str(err)) from None
+
+
 def _check_args(args):
+    _check_environment()
     try:
         profile = get_profile(args.profile)
     except KeyError as err:
         raise _Exit(err.args[0]) from None
     if args.seeds is not None:
-        if args.seeds < 1:
-            raise _Exit(f"--seeds must be a positive integer; received {args.seeds}")
+        if not 1 <= args.seeds <= MAX_SEEDS:
+            raise _Exit(f"--seeds must be an integer from 1 to {MAX_SEEDS}; received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
     from reproduce.runs import default_backend
 
@@ -158,8 +183,8 @@ def _check_args(args):
     _check_executor(args)
     if args.jobs is None:
         args.jobs = len(args.gpu_ids) if args.gpu_ids else profile.jobs
-    if args.jobs < 1:
-        raise _Exit(f"--jobs must be a positive integer; received {args.jobs}")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise _Exit(f"--jobs must be an integer from 1 to {MAX_JOBS}; received {args.jobs}")
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         raise _Exit(f"unknown target {unknown[0]!r}; expected one of: {', '.join(TARGETS)}")
@@ -173,14 +198,23 @@ ROOM_BYTES = 1 << 20
 
 
 def _check_writable(out, room=0):
-    """``--out`` can be created and written (``room`` bytes of it, where given)."""
+    """``--out`` can be created and written: ``room`` bytes of it, where given, written, synced
+    and read back in size (a short write on a nearly full disk is caught, not just an error)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if room and shutil.disk_usage(out).free < room:
+            raise _Exit(f"--out {str(out)!r} has {shutil.disk_usage(out).free} bytes free; "
+                        f"expected at least {room} (records and checkpoints)")
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".write-test-")
         try:
             if room:
-                os.write(fd, b"\0" * room)
+                written = os.write(fd, b"\0" * room)
                 os.fsync(fd)
+                stored = os.fstat(fd).st_size
+                if written != room or stored != room:
+                    raise _Exit(f"--out {str(out)!r} has no room for {room} bytes: a test write "
+                                f"stored {min(written, stored)} (a full disk or a file size "
+                                "limit); free some space or use another --out")
         finally:
             os.close(fd)
             os.unlink(tmp)
@@ -276,12 +310,8 @@ def _failed_runs_of(name, profile, failed):
 
 
 def cmd_run(profile, targets, out, args):
-    from reproduce.runs import LockHeld, OutLock, checkpoint_seconds
+    from reproduce.runs import LockHeld, OutLock
 
-    try:
-        checkpoint_seconds()  # a bad VARSHIFT_CHECKPOINT_S is refused before any work
-    except ValueError as err:
-        raise _Exit(str(err)) from None
     _check_writable(out, ROOM_BYTES)
     lock = OutLock(out)
     try:
@@ -355,16 +385,18 @@ def _run_locked(profile, targets, out, args):
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
-        try:
-            write_manifest(out, profile, targets=[t for t in targets if t not in failures],
-                           specs=specs, store=store, started=start,
-                           wall_time_s=time.time() - start, interrupted=interrupted,
-                           failures=failures, jobs=args.jobs, executor=args.executor)
-        except OSError as err:
-            print(f"reproduce: error: cannot write {out / 'manifest.json'}: "
-                  f"{err.strerror or err}", file=sys.stderr)
-            return FAILED
+        with _signals_deferred() as caught:  # a second Ctrl-C waits for the manifest
+            bar.close()
+            try:
+                write_manifest(out, profile, targets=[t for t in targets if t not in failures],
+                               specs=specs, store=store, started=start,
+                               wall_time_s=time.time() - start, interrupted=interrupted,
+                               failures=failures, jobs=args.jobs, executor=args.executor)
+            except OSError as err:
+                print(f"reproduce: error: cannot write {out / 'manifest.json'}: "
+                      f"{err.strerror or err}", file=sys.stderr)
+                return FAILED
+        interrupted = interrupted or bool(caught)
     if interrupted:
         done = sum(store.done(s.key) for s in specs)
         print(f"reproduce: interrupted; {done}/{len(specs)} finished runs kept in {out / 'runs'}; "
@@ -394,7 +426,7 @@ def _check_records(profile, targets, out):
 
 
 def cmd_report(profile, targets, out):
-    from reproduce.report import write_report
+    from reproduce.report import ReportInputError, check_inputs, write_report
 
     if not any((out / t / "result.json").is_file() for t in targets):  # it would test nothing
         run = " ".join(["python -m reproduce run", *(targets if len(targets) < len(TARGETS) else []),
@@ -402,6 +434,10 @@ def cmd_report(profile, targets, out):
                         *([] if out == Path("results") / profile.name else [f"--out {out}"])])
         raise _Exit(f"no results in {str(out)!r} to report on; `{run}` writes them")
     _check_records(profile, targets, out)
+    try:
+        check_inputs(out, targets, profile)  # every file read, before anything is written
+    except ReportInputError as err:
+        raise _Exit(str(err)) from None
     _check_writable(out)
     rows = write_report(out, profile, targets)
     from reproduce.report import closing_note
@@ -426,6 +462,23 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C, SIGTERM and SIGHUP are noted, not raised, until the block has finished (its file
+    is then complete); yields the list of the signals caught meanwhile."""
+    caught = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    names = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in names}
+    try:
+        yield caught
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Ctrl-C and `kill` both stop cleanly (workers terminated, finished runs kept), also when
@@ -437,9 +490,8 @@ def main(argv=None):
             signal.signal(signal.SIGHUP, _interrupt)
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        if not argv:  # no command: the help, not "TARGET is required" (it is optional)
-            _parser().print_help(sys.stderr)
-            return USAGE_ERROR
+        if not argv:  # no command: one line naming the commands (TARGET is optional)
+            raise _Exit("a command is required: list, plan, run, report, publish or bundle")
         if argv[0] == "bundle":  # its own options: reproduce.bundle
             from reproduce import bundle
 

@@ -45,6 +45,39 @@ def _names(items, limit=6):
     return ", ".join(items[:limit]) + more
 
 
+def _manifest(src):
+    """``src/manifest.json`` as a dict; ``PublishError`` naming the file if torn or not one."""
+    path = Path(src) / "manifest.json"
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as err:
+        raise PublishError(f"{path}: unreadable or torn JSON ({str(err).splitlines()[0]}); "
+                           "run `python -m reproduce run` again to rewrite it") from None
+    if not isinstance(manifest, dict):
+        raise PublishError(f"{path}: must be a JSON object; received {type(manifest).__name__}")
+    for key, kind in (("targets", list), ("failures", (dict, list)), ("git", dict)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise PublishError(f"{path}: field {key!r} is {manifest[key]!r:.60}; expected "
+                               f"{'a list' if kind is list else 'an object'}")
+    return manifest
+
+
+def _check_destination(dest_root, dest):
+    """``PublishError`` unless ``dest_root`` is (or can become) a folder and ``dest`` is a
+    folder of published records or absent: a file there is never replaced."""
+    for path, what in ((dest_root, "--dest"), (dest, "the published profile")):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise PublishError(f"{what} {str(path)!r} is a file, not a folder; remove it or "
+                               "choose another --dest")
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def check_complete(src, profile):
     """The records to publish: ``{key: path of record.json}`` of every run the plan needs.
 
@@ -66,7 +99,7 @@ def check_complete(src, profile):
     if not (src / "manifest.json").is_file():
         raise PublishError(f"no manifest.json in {str(src)!r}; run `python -m reproduce run "
                            f"--profile {profile.name}` first")
-    manifest = read_json(src / "manifest.json")
+    manifest = _manifest(src)
     if manifest.get("profile", profile.name) != profile.name:
         raise PublishError(f"{str(src)!r} holds profile {manifest['profile']!r}, "
                            f"not {profile.name!r}")
@@ -128,11 +161,14 @@ def publish(src, profile, dest_root=DEFAULT_DEST):
         dest_root: the folder of published profiles (default ``docs/results``).
 
     Raises:
-        PublishError: see :func:`check_complete`; nothing is written then.
+        PublishError: see :func:`check_complete`; also a torn ``manifest.json`` or a
+            destination that is a file; nothing is written then.
     """
     src, dest_root = Path(src), Path(dest_root)
     records = check_complete(src, profile)
-    manifest = read_json(src / "manifest.json")
+    manifest = _manifest(src)
+    dest = dest_root / profile.name
+    _check_destination(dest_root, dest)
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{profile.name}-", dir=dest_root))
     try:
@@ -141,13 +177,12 @@ def publish(src, profile, dest_root=DEFAULT_DEST):
             shutil.copy2(path, tmp / "runs" / key / "record.json")
         shutil.copy2(src / "manifest.json", tmp / "manifest.json")
         atomic_write_json(tmp / PROVENANCE, _provenance(manifest, records, src))
-        dest = dest_root / profile.name
         old = dest_root / f".{profile.name}-old"
         if dest.exists():
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)  # left by an earlier publish that was killed mid-swap
             dest.rename(old)
         tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -14,7 +14,8 @@ from reproduce.claims import ALPHA, CHECK, EMPIRICAL, FAMILIES, VERDICTS, Claim,
 from reproduce.registry import TARGETS, load_result
 
 __all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
-           "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines"]
+           "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines", "check_inputs",
+           "ReportInputError"]
 
 THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
@@ -25,6 +26,109 @@ VERDICT_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effe
 CHECK_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
                  "ci_high", "margin", "unit", "n", "evidence")
 CONVERGED_REFERENCE = Path(__file__).resolve().parent / "data" / "converged_reference.csv"
+
+
+class ReportInputError(ValueError):
+    """A file the report reads is torn or not what ``run`` writes; one line naming it."""
+
+
+_NUMBER = (int, float)
+_OPTIONAL_NUMBER = (int, float, type(None))
+#: what the report reads from each file: field -> (allowed types, required)
+RESULT_FIELDS = {"title": (str, True), "verdicts": (list, True), "markdown": (str, False),
+                 "artefacts": (list, False)}
+VERDICT_FIELDS = {"claim": (str, True), "verdict": (str, True), "unit": (str, True),
+                  "evidence": (str, True), "n": (int, True), "family": ((str, type(None)), False),
+                  "direction": ((str, type(None)), False), "effect_is": ((str, type(None)), False),
+                  **{k: (_OPTIONAL_NUMBER, False) for k in ("effect", "ci_low", "ci_high",
+                                                            "margin", "p_holds", "p_fails")}}
+MANIFEST_FIELDS = {"command": (str, False), "git": ((dict, type(None)), False),
+                   "data": (list, False), "runs": (dict, False),
+                   "total_run_time_s": (_NUMBER, False), "wall_time_s": (_OPTIONAL_NUMBER, False),
+                   "versions": (dict, False)}
+PROVENANCE_FIELDS = {"commit": ((str, type(None)), False), "dirty": ((bool, type(None)), False)}
+#: columns of ``fig4/table.csv`` the regime section reads
+REGIME_COLUMNS = ("net", "data", "rate", "test_error_mean", "test_error_std", "n_seeds")
+
+
+def _type_names(types):
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def _check_fields(path, obj, fields, where=""):
+    if not isinstance(obj, dict):
+        raise ReportInputError(f"{path}: {where or 'the file'} must be a JSON object; received "
+                               f"{type(obj).__name__}")
+    for name, (types, required) in fields.items():
+        if name not in obj:
+            if required:
+                raise ReportInputError(f"{path}: {where}field {name!r} is missing; expected "
+                                       f"{_type_names(types)}")
+            continue
+        value = obj[name]
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple)
+                                                    else (types,)):
+            value = object()  # a bool is not a number here
+        if not isinstance(value, types):
+            raise ReportInputError(f"{path}: {where}field {name!r} is {obj[name]!r:.60}; "
+                                   f"expected {_type_names(types)}")
+
+
+def _read_object(path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ReportInputError(f"{path}: unreadable or torn JSON ({reason}); run `python -m "
+                               "reproduce run` again to rewrite it") from None
+
+
+def check_inputs(out_dir, targets=TARGETS, profile=None):
+    """Read and check every file :func:`write_report` reads, before it writes anything.
+
+    ``manifest.json`` and ``provenance.json`` (where present) must be JSON objects with the
+    fields the report shows; each target's ``result.json`` (where present) a JSON object with
+    a ``title`` and a list of verdict rows (:data:`VERDICT_FIELDS`); ``fig4/table.csv`` (where
+    the profile's report shows the regime) a CSV with :data:`REGIME_COLUMNS`.
+
+    Raises:
+        ReportInputError: the first file that is torn or not what ``run`` writes, in one line
+            naming the file, the field and what was expected.
+    """
+    out_dir = Path(out_dir)
+    for name, fields in (("manifest.json", MANIFEST_FIELDS), ("provenance.json", PROVENANCE_FIELDS)):
+        if (out_dir / name).is_file():
+            obj = _read_object(out_dir / name)
+            _check_fields(out_dir / name, obj, fields)
+            if name == "manifest.json" and not all(isinstance(d, dict) for d in obj.get("data", [])):
+                raise ReportInputError(f"{out_dir / name}: field 'data' must be a list of "
+                                       "objects")
+    for target in targets:
+        path = out_dir / target / "result.json"
+        if not path.is_file():
+            continue
+        res = _read_object(path)
+        _check_fields(path, res, RESULT_FIELDS)
+        if not all(isinstance(a, str) for a in res.get("artefacts", [])):
+            raise ReportInputError(f"{path}: field 'artefacts' must be a list of file names")
+        for i, row in enumerate(res["verdicts"]):
+            _check_fields(path, row, VERDICT_FIELDS, f"verdict {i}: ")
+            if row["verdict"] not in VERDICTS:
+                raise ReportInputError(f"{path}: verdict {i}: field 'verdict' is "
+                                       f"{row['verdict']!r:.60}; expected one of {VERDICTS}")
+    table = out_dir / "fig4" / "table.csv"
+    if profile is not None and profile.name != "smoke" and table.is_file():
+        import pandas as pd
+
+        try:
+            columns = set(pd.read_csv(table, nrows=1).columns)
+        except Exception as err:  # any parser error of a torn or foreign file
+            raise ReportInputError(f"{table}: unreadable CSV ({type(err).__name__})") from None
+        missing = [c for c in REGIME_COLUMNS if c not in columns]
+        if missing:
+            raise ReportInputError(f"{table}: lacks column(s) {', '.join(missing)}; expected "
+                                   f"{', '.join(REGIME_COLUMNS)}")
 
 
 def _verdict_rows(out_dir, targets):
@@ -195,8 +299,12 @@ def _write_csv(path, rows, columns):
 
 def write_report(out_dir, profile, targets=TARGETS):
     """Write ``report.md``, ``verdicts.csv`` (empirical claims), ``checks.csv`` (theory checks)
-    and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then checks)."""
+    and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then checks).
+
+    Every file read is checked first (:func:`check_inputs`): a torn or foreign one raises
+    :class:`ReportInputError` before anything is written."""
     out_dir = Path(out_dir)
+    check_inputs(out_dir, targets, profile)
     rows, results = _verdict_rows(out_dir, targets)
     claims, checks = _split(rows)
     _write_csv(out_dir / "verdicts.csv", claims, VERDICT_COLUMNS)

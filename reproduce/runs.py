@@ -22,13 +22,16 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -37,7 +40,8 @@ from pathlib import Path
 from reproduce._io import atomic_write_json, read_json
 
 __all__ = ["RunSpec", "run_spec", "run_key", "RunStore", "DamagedRecord", "OutLock", "LockHeld",
-           "execute_plan", "detect_gpus", "gpu_slots", "device_info", "worker_environment"]
+           "execute_plan", "detect_gpus", "gpu_slots", "device_info", "worker_environment",
+           "BadStatistic", "check_statistics", "POSITIVE_STATISTICS", "checkpoint_intact"]
 
 #: bump when the meaning of a record changes, to invalidate every cache (new config fields such
 #: as ``threads`` and ``backend`` change every key by themselves)
@@ -240,6 +244,62 @@ def validate_record(wrapped, key):
         raise DamagedRecord("its checksum does not match its content (edited or corrupted)")
 
 
+class BadStatistic(ValueError):
+    """A record holds a statistic that cannot be true (a variance of 0, a NaN): not stored."""
+
+
+#: statistics of a record's per-layer shift rows (``record.final.shift``) that are variances
+#: or ratios of variances: finite and > 0 whenever they are measured
+POSITIVE_STATISTICS = ("moving_var", "real_var", "shift", "ratio")
+#: statistics that are undefined for some layers and then stored as null (a ratio of means of
+#: opposite signs): NaN is allowed there and only there
+UNDEFINED_AS_NULL = ("mean_ratio",)
+
+
+def _non_finite(value, where):
+    """``(where, value)`` of the first NaN or infinity in ``value`` (nested), else ``None``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k not in UNDEFINED_AS_NULL:
+                found = _non_finite(v, f"{where}.{k}")
+                if found:
+                    return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{where}[{i}]")
+            if found:
+                return found
+    elif hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy values and arrays
+        return _non_finite(value.tolist(), where)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and not math.isfinite(float(value)):
+        return where, value
+    return None
+
+
+def check_statistics(key, record):
+    """``BadStatistic`` (one line: run, statistic, value, expectation) unless every statistic of
+    the trainer's ``record`` can be true: every :data:`POSITIVE_STATISTICS` of a shift row is a
+    finite number > 0, and no number of ``final`` or ``history`` is NaN or infinite (but
+    :data:`UNDEFINED_AS_NULL`)."""
+    final = record.get("final") if isinstance(record, dict) else None
+    for i, row in enumerate((final or {}).get("shift") or []):
+        for name in POSITIVE_STATISTICS:
+            if not isinstance(row, dict) or name not in row:
+                continue
+            value = row[name]
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (ok and math.isfinite(float(value)) and float(value) > 0):
+                raise BadStatistic(f"run {key}: statistic final.shift[{i}].{name} "
+                                   f"({row.get('bn_layer', '?')}) is {value!r}; expected a finite "
+                                   "number > 0 (a variance or a ratio of variances); not stored")
+    for part in ("final", "history"):
+        found = _non_finite((record or {}).get(part), part)
+        if found:
+            raise BadStatistic(f"run {key}: statistic {found[0]} is {found[1]!r}; expected a "
+                               "finite number; not stored")
+
+
 class RunStore:
     """The cache folder ``<out>/runs``: where records live, how they are looked up and checked."""
 
@@ -253,9 +313,11 @@ class RunStore:
         return self.run_dir(key) / "record.json"
 
     def write(self, key, wrapped):
-        """Write the record of ``key`` atomically, with its checksum."""
+        """Write the record of ``key`` atomically, with its checksum; a record with a statistic
+        that cannot be true is refused first (:func:`check_statistics`, ``BadStatistic``)."""
         from reproduce._io import to_jsonable
 
+        check_statistics(key, wrapped.get("record"))
         wrapped = to_jsonable({k: v for k, v in wrapped.items() if k != "checksum"})
         wrapped["checksum"] = record_checksum(wrapped)
         atomic_write_json(self.record_path(key), wrapped)
@@ -473,12 +535,29 @@ def device_info():
     return info
 
 
+_CHECKPOINT_NAME = re.compile(r"checkpoint_\d+\.keras")
+
+
+def checkpoint_intact(path):
+    """Whether ``path`` is a complete ``.keras`` file: a zip holding the model's config and
+    weights whose every member passes its CRC (a torn or garbage file does not)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not {"config.json", "model.weights.h5"} <= set(archive.namelist()):
+                return False
+            return archive.testzip() is None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+
+
 def _resume_state(work, trainer_config):
     """``(resume, epochs_done)`` of the trainer's folder ``work``, decided from its own records.
 
     The trainer resumes from ``progress.json`` (or returns ``record.json``) only when the config
-    stored there equals this run's; a folder left by another version of the trainer (a stored
-    ``config`` field that differs) is started afresh instead of failing.
+    stored there equals this run's and the file is whole: a finished record with its ``final``
+    and ``history``; a progress whose ``checkpoint`` names an intact checkpoint file
+    (:func:`checkpoint_intact`). A folder left by another version of the trainer, a torn file
+    of a killed process or a garbage checkpoint starts the run afresh instead of failing.
     """
     from varshift import train
 
@@ -490,9 +569,17 @@ def _resume_state(work, trainer_config):
                 stored = read_json(path)
             except (OSError, ValueError):  # a torn file of a killed process: start afresh
                 return False, 0
-            if stored.get("config") != current:
+            if not isinstance(stored, dict) or stored.get("config") != current \
+                    or not isinstance(stored.get("history"), list):
                 return False, 0
-            return True, len(stored.get("history", []))
+            if name == "record.json" and not isinstance(stored.get("final"), dict):
+                return False, 0
+            if name == "progress.json":
+                checkpoint = stored.get("checkpoint")
+                if not (isinstance(checkpoint, str) and _CHECKPOINT_NAME.fullmatch(checkpoint)
+                        and checkpoint_intact(Path(work) / checkpoint)):
+                    return False, 0
+            return True, len(stored["history"])
     return True, 0
 
 

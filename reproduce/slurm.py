@@ -18,7 +18,10 @@ trainer resumes from its last epoch checkpoint.
 from __future__ import annotations
 
 import getpass
+import io
+import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -31,7 +34,7 @@ from reproduce._io import atomic_write_json, read_json
 from reproduce.runs import RunStore, _train_one
 
 __all__ = ["SlurmOptions", "parse_time", "parse_slurm_args", "execute_slurm", "partition_specs",
-           "SlurmUnavailable"]
+           "SlurmUnavailable", "check_script_value", "poll_seconds", "read_task_status"]
 
 #: squeue states of a task that still runs or will run (the others have ended)
 RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING"}
@@ -44,6 +47,43 @@ NAMED = {"cpus_per_task", "mem", "account", "qos", "constraint", "exclude", "nod
 
 class SlurmUnavailable(RuntimeError):
     """``submitit`` or SLURM's commands are missing: the SLURM executor cannot be used here."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def check_script_value(option, value):
+    """``value`` as text fit for the job script; ``ValueError`` naming ``option`` otherwise.
+
+    Every value that reaches the ``#SBATCH`` block (partition, ``--slurm-arg`` keys and values,
+    the log folder) must be one line: a newline, carriage return, NUL or any other control
+    character would end the ``#SBATCH`` line and put the rest in the script that runs on the
+    node.
+    """
+    text = str(value)
+    bad = _CONTROL.search(text)
+    if bad:
+        raise ValueError(f"{option} must not contain control characters (newline, carriage "
+                         f"return, NUL, ...); received {text!r} (character "
+                         f"{bad.group()!r} at position {bad.start()})")
+    return text
+
+
+def poll_seconds(default=None):
+    """Seconds between two looks at the queue: ``VARSHIFT_SLURM_POLL_S`` (a finite number
+    > 0) when set, else ``default`` or :data:`POLL_S`; ``ValueError`` naming the variable."""
+    text = os.environ.get("VARSHIFT_SLURM_POLL_S")
+    if text is None:
+        return float(default or POLL_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"VARSHIFT_SLURM_POLL_S must be a number of seconds > 0; "
+                         f"received {text!r}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,6 +107,16 @@ class SlurmOptions:
     max_parallel: int = 64
     extra: dict = field(default_factory=dict)
     cpus_per_run: int | None = None
+
+    def __post_init__(self):
+        if self.partition is not None:
+            check_script_value("--partition", self.partition)
+        for key, value in dict(self.extra).items():
+            check_script_value("--slurm-arg key", key)
+            if not _KEY.fullmatch(str(key)):
+                raise ValueError(f"--slurm-arg key must be an sbatch option name (letters, "
+                                 f"digits, '-' or '_'); received {key!r}")
+            check_script_value(f"--slurm-arg {key}", value)
 
     @property
     def threads(self):
@@ -93,9 +143,13 @@ def parse_slurm_args(items):
     out = {}
     for item in items or ():
         key, sep, value = str(item).partition("=")
+        check_script_value("--slurm-arg", item)
         key = key.strip().lstrip("-").replace("-", "_")
         if not sep or not key or not value:
             raise ValueError(f"--slurm-arg must be KEY=VALUE; received {item!r}")
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"--slurm-arg key must be an sbatch option name (letters, digits, "
+                             f"'-' or '_'); received {item!r}")
         out[key] = value
     return out
 
@@ -183,6 +237,7 @@ def submit(specs, out_dir, options, *, data_dir=None, job_name="varshift"):
     import submitit
 
     queue = _Queue(out_dir)
+    check_script_value("--out", os.path.abspath(queue.logs))  # the script's --output/--error
     store = RunStore(out_dir)
     store.root.mkdir(parents=True, exist_ok=True)
     executor = submitit.SlurmExecutor(folder=str(queue.logs), max_num_timeout=1000)
@@ -205,22 +260,43 @@ def submit(specs, out_dir, options, *, data_dir=None, job_name="varshift"):
     return [job.job_id for job in jobs]
 
 
+class _NoGlobals(pickle.Unpickler):
+    """Reads a pickle of plain values (tuples, strings, numbers) and refuses any global."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused a persistent id")
+
+
+def read_task_status(path):
+    """``(status, message)`` of submitit's ``<task>_0_result.pkl``, never running its content.
+
+    submitit writes ``("success", result)`` or ``("error", traceback text)``; both are plain
+    values, read by an unpickler that refuses every global (a class, a function: anything
+    that could run). Returns ``None`` for a file that is not such a pair (torn, or holding
+    anything else); the message is the traceback's last line, control characters replaced.
+    """
+    try:
+        with open(path, "rb") as fh:
+            status, payload = _NoGlobals(io.BytesIO(fh.read(1 << 20))).load()
+    except Exception:  # torn, refused or not a pair: nothing to say
+        return None
+    if not isinstance(status, str):
+        return None
+    lines = [ln for ln in str(payload).strip().splitlines() if ln.strip()] \
+        if isinstance(payload, str) else []
+    return status, _CONTROL.sub("?", lines[-1]) if lines else ""
+
+
 def _failure(queue, key):
     """One line on why the task of ``key`` ended without a record, with its log's path."""
     entry = queue.entries[key]
     reason = "ended without a record (cancelled or killed)"
-    result = queue.log_path(key, "result.pkl")
-    if result.is_file():
-        import pickle
-
-        try:
-            with open(result, "rb") as fh:
-                status, payload = pickle.load(fh)
-            if status == "error":
-                lines = [ln for ln in str(payload).strip().splitlines() if ln.strip()]
-                reason = lines[-1] if lines else reason
-        except Exception:  # a torn pickle: the generic reason
-            pass
+    status = read_task_status(queue.log_path(key, "result.pkl"))
+    if status is not None and status[0] == "error" and status[1]:
+        reason = status[1]
     return f"SLURM task {entry['task']} {reason}; log: {queue.log_path(key)}"
 
 
@@ -231,7 +307,7 @@ def wait(specs, out_dir, *, on_done=None, failures=None, on_poll=None, poll_s=No
     ``on_poll("done d, failed f, running r, pending p")`` after each look at the queue. A
     failed run goes to ``failures`` as ``{label: "... ; log: PATH"}``; the others go on.
     """
-    poll_s = float(os.environ.get("VARSHIFT_SLURM_POLL_S", poll_s or POLL_S))
+    poll_s = poll_seconds(poll_s)
     store, queue = RunStore(out_dir), _Queue(out_dir)
     left = {s.key: s for s in specs if s.key in queue.entries}
     counts = {"done": 0, "failed": 0}
@@ -273,6 +349,7 @@ def execute_slurm(specs, out_dir, options, *, data_dir=None, force=False, attach
     Ctrl-C stops waiting, not the jobs: the message says how to attach again or cancel.
     """
     _check_available()
+    check_script_value("--out", os.path.abspath(out_dir))
     if force:
         raise SlurmUnavailable("--force is not supported with --executor slurm: delete the "
                                "runs to retrain from <out>/runs instead")

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import sys
+import zipfile
 from multiprocessing import get_context
 
 import pytest
@@ -86,6 +87,10 @@ def test_resume_is_decided_from_the_stored_config(tmp_path):
     current = train.RunConfig.from_any(trainer).to_dict()
     (tmp_path / "progress.json").write_text(json.dumps(
         {"config": current, "history": [{}, {}], "checkpoint": "checkpoint_2.keras"}))
+    assert runs._resume_state(tmp_path, trainer) == (False, 0)  # its checkpoint is missing
+    with zipfile.ZipFile(tmp_path / "checkpoint_2.keras", "w") as archive:  # a whole .keras file
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"weights")
     assert runs._resume_state(tmp_path, trainer) == (True, 2)
     (tmp_path / "progress.json").write_text(json.dumps(
         {"config": {**current, "seed": 99}, "history": [{}], "checkpoint": "c.keras"}))
