@@ -172,7 +172,7 @@ def test_usage_errors_are_one_line_and_exit_2(case, capsys):
 def test_the_command_line_itself_exits_2_in_one_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for argv in ([], ["plan", "--seeds", str(10**12)]):
-        proc = subprocess.run([sys.executable, "-m", "reproduce", *argv], cwd=ROOT, env=env,
+        proc = subprocess.run([sys.executable, "-m", "reproduce", *argv], check=False, cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -304,7 +304,7 @@ def test_a_short_write_in_the_free_space_probe_is_caught(tmp_path):
         from reproduce.__main__ import main
         sys.exit(main(["run", "table4", "--profile", "smoke", "--out", {str(out)!r}]))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
@@ -447,7 +447,7 @@ def test_a_torn_checkpoint_restarts_a_real_run(tmp_path):
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = RunStore(tmp_path).load(spec.key)
