@@ -140,6 +140,7 @@ def _check_executor(args):
     if args.command == "run":  # submitit and sbatch are there, before anything is written
         try:
             slurm._check_available()
+            slurm._Queue(args.out or Path("results") / args.profile)  # its queue is readable
         except slurm.SlurmUnavailable as err:
             raise _Exit(str(err)) from None
 

@@ -88,7 +88,8 @@ def _data_info(records):
 
 def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_time_s,
                    interrupted=False, failures=None, jobs=1, executor="local"):
-    """Write ``manifest.json``, merging the runs of earlier invocations on the same folder.
+    """Write ``manifest.json``, merging the runs of earlier invocations on the same folder
+    (a torn or malformed earlier manifest, or malformed parts of it, are not carried over).
 
     ``backend`` and ``threads`` are the profile's (every run's config holds them too).
     """
@@ -99,7 +100,11 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
     except (OSError, ValueError):  # a torn manifest of an older run: start a new one
         old = {}
     old = old if isinstance(old, dict) else {}
-    runs = dict(old.get("runs", {}))
+    # what is kept of earlier invocations: their runs and targets, where they are well-formed
+    runs = {k: v for k, v in old.get("runs", {}).items() if isinstance(v, dict)} \
+        if isinstance(old.get("runs"), dict) else {}
+    old_targets = [t for t in old.get("targets", []) if isinstance(t, str)] \
+        if isinstance(old.get("targets"), list) else []
     records = []
     for spec in specs:
         if store.done(spec.key):
@@ -110,7 +115,7 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
                               "finished_at": rec.get("finished_at"),
                               "where": rec.get("where"),
                               "record": f"runs/{spec.key}/record.json"}
-    built = sorted(set(old.get("targets", [])) | set(targets))
+    built = sorted(set(old_targets) | set(targets))
     manifest = {
         "profile": profile.name,
         "profile_description": profile.description,
@@ -134,7 +139,8 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
                      "processor": platform.processor(), "node": platform.node(),
                      "gpus": gpu_info(), "tensorflow_build": build_info(backend)},
         "runs": runs,
-        "total_run_time_s": sum((r.get("wall_time_s") or 0.0) for r in runs.values()),
+        "total_run_time_s": sum(r["wall_time_s"] for r in runs.values()
+                                if isinstance(r.get("wall_time_s"), (int, float))),
     }
     atomic_write_json(path, manifest)
     return manifest

@@ -173,7 +173,22 @@ class _Queue:
         self.dir = Path(out_dir) / "slurm"
         self.path = self.dir / "queue.json"
         self.logs = self.dir / "logs"
-        self.entries = read_json(self.path) if self.path.is_file() else {}
+        self.entries = self._read() if self.path.is_file() else {}
+
+    def _read(self):
+        """The entries of ``queue.json``; ``SlurmUnavailable`` naming it if torn or malformed
+        (submitting again without knowing what is queued could run a task twice)."""
+        try:
+            entries = read_json(self.path)
+        except (OSError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            entries = reason
+        if not (isinstance(entries, dict) and all(
+                isinstance(e, dict) and isinstance(e.get("task"), str) for e in entries.values())):
+            what = entries if isinstance(entries, str) else "not a map of run key -> task"
+            raise SlurmUnavailable(f"{self.path} is torn or malformed ({what:.80}); check "
+                                   "`squeue` for the tasks it listed, then remove it")
+        return entries
 
     def save(self):
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,18 @@ def test_plain_slurm_options_are_kept():
         "cpus_per_task": "8", "mail_user": "a@b.c"}
 
 
+@pytest.mark.parametrize("text", ['{"abc": {"task": 4', '["42_0"]', '{"abc": {"label": "x"}}'],
+                         ids=["torn", "a list", "no task"])
+def test_a_torn_queue_is_named_before_anything_is_submitted(text, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(slurm, "_check_available", lambda: None)  # as on a login node
+    queue = tmp_path / "slurm" / "queue.json"
+    queue.parent.mkdir()
+    queue.write_text(text)
+    code, err = _call(capsys, "run", "--profile", "smoke", "--executor", "slurm", "--out", tmp_path)
+    assert code == 2 and len(err) == 1 and str(queue) in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slurm"]  # no lock, runs or manifest
+
+
 # ------------------------------------------------------------------ submitit's result pickle
 class _Call:
     def __init__(self, func, *args):
@@ -249,6 +261,19 @@ def test_report_on_intact_files_writes_everything(built, tmp_path, capsys):
     shutil.copytree(built, out)
     code, _ = _call(capsys, "report", "eq8", "--profile", "smoke", "--out", out)
     assert code == 0 and all((out / name).is_file() for name in REPORT_FILES)
+
+
+@pytest.mark.parametrize("old", ["{", "[]", '{"runs": 5, "targets": "fig4"}',
+                                 '{"runs": {"k": 3}, "targets": [1, "fig4"]}'],
+                         ids=["torn", "a list", "wrong types", "wrong entries"])
+def test_run_writes_its_manifest_over_a_malformed_one(old, tmp_path):
+    from reproduce.manifest import write_manifest
+
+    (tmp_path / "manifest.json").write_text(old)
+    manifest = write_manifest(tmp_path, get_profile("smoke"), targets=["eq8"], specs=[],
+                              store=RunStore(tmp_path), started=0.0, wall_time_s=1.0)
+    assert manifest["runs"] == {} and manifest["targets"] in (["eq8"], ["eq8", "fig4"])
+    assert json.loads((tmp_path / "manifest.json").read_text())["targets"] == manifest["targets"]
 
 
 # ---------------------------------------------------------------------------------- publish
