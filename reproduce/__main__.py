@@ -169,7 +169,8 @@ def _check_args(args):
         raise _Exit(err.args[0]) from None
     if args.seeds is not None:
         if not 1 <= args.seeds <= MAX_SEEDS:
-            raise _Exit(f"--seeds must be an integer from 1 to {MAX_SEEDS}; received {args.seeds}")
+            raise _Exit(f"--seeds must be a positive integer of at most {MAX_SEEDS}; "
+                        f"received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
     from reproduce.runs import default_backend
 
@@ -185,7 +186,8 @@ def _check_args(args):
     if args.jobs is None:
         args.jobs = len(args.gpu_ids) if args.gpu_ids else profile.jobs
     if not 1 <= args.jobs <= MAX_JOBS:
-        raise _Exit(f"--jobs must be an integer from 1 to {MAX_JOBS}; received {args.jobs}")
+        raise _Exit(f"--jobs must be a positive integer of at most {MAX_JOBS}; received "
+                    f"{args.jobs}")
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
         raise _Exit(f"unknown target {unknown[0]!r}; expected one of: {', '.join(TARGETS)}")
@@ -492,7 +494,9 @@ def main(argv=None):
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         if not argv:  # no command: one line naming the commands (TARGET is optional)
-            raise _Exit("a command is required: list, plan, run, report, publish or bundle")
+            raise _Exit("no command given; usage: python -m reproduce "
+                        "{list,plan,run,report,publish,bundle} [TARGET ...] [options] "
+                        "(see `python -m reproduce --help`)")
         if argv[0] == "bundle":  # its own options: reproduce.bundle
             from reproduce import bundle
 

@@ -158,12 +158,12 @@ def test_the_poll_interval_comes_from_the_environment(monkeypatch):
 
 
 USAGE = {
-    "no command": ([], "a command is required"),
+    "no command": ([], "no command given; usage: python -m reproduce"),
     "unknown command": (["fly"], "invalid choice"),
-    "seeds 10**12": (["plan", "--seeds", 10**12], "--seeds must be an integer from 1 to"),
-    "seeds 0": (["plan", "--seeds", 0], "--seeds must be an integer from 1 to"),
+    "seeds 10**12": (["plan", "--seeds", 10**12], "--seeds must be a positive integer of at most 1000"),
+    "seeds 0": (["plan", "--seeds", 0], "--seeds must be a positive integer of at most 1000"),
     "seeds text": (["plan", "--seeds", "five"], "--seeds"),
-    "jobs 10**9": (["run", "--jobs", 10**9], "--jobs must be an integer from 1 to"),
+    "jobs 10**9": (["run", "--jobs", 10**9], "--jobs must be a positive integer of at most 1024"),
     "unknown profile": (["plan", "--profile", "huge"], "huge"),
     "unknown target": (["plan", "fig99"], "fig99"),
     "empty out": (["run", "--out", " "], "--out"),
