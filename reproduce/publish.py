@@ -67,7 +67,8 @@ def _check_destination(dest_root, dest):
     folder of published records or absent: a file there is never replaced."""
     for path, what in ((dest_root, "--dest"), (dest, "the published profile")):
         if path.is_symlink() or (path.exists() and not path.is_dir()):
-            raise PublishError(f"{what} {str(path)!r} is a file, not a folder; remove it or "
+            kind = "a link" if path.is_symlink() else "a file"
+            raise PublishError(f"{what} {str(path)!r} is {kind}, not a folder; remove it or "
                                "choose another --dest")
 
 
