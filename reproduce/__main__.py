@@ -12,8 +12,12 @@ SLURM cluster ``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``-
 ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``. Errors in the arguments print one
 line and exit with status 2; a failed target (or ``publish`` of an incomplete reproduction)
 exits with status 1; Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal) stops the workers,
-keeps every finished run, writes the manifest and exits with status 130. One ``run`` at a time
-per ``--out`` (``<out>/.lock``): a second one names the holder and exits with status 2.
+keeps every finished run, writes the manifest (a second Ctrl-C waits until it is written) and
+exits with status 130. One ``run`` at a time per ``--out`` (``<out>/.lock``): a second one names
+the holder and exits with status 2. Before any work: ``KERAS_BACKEND``, ``VARSHIFT_CHECKPOINT_S``
+and ``VARSHIFT_SLURM_POLL_S`` are checked, ``--seeds`` is at most :data:`MAX_SEEDS` and
+``--jobs`` at most :data:`MAX_JOBS`, and ``run`` writes, syncs and measures 1 MiB in ``--out``
+(a full disk is named, not met later by the runs).
 """
 
 from __future__ import annotations
