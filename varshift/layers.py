@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift._keras import keras as _load_keras
-from varshift._validate import check_beta, check_seed, describe
+from varshift._contracts import ANY_SEED, BETA_SCALAR, contract
 
 keras = _load_keras()
 
@@ -51,14 +51,11 @@ class Uout(keras.layers.Layer):
     True
     """
 
+    @contract(beta=BETA_SCALAR, seed=ANY_SEED)
     def __init__(self, beta, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
-            raise TypeError(f"Argument `beta` must be a float in [0, 1] (Uout's noise "
-                            f"half-width); received {describe(beta)}.")
-        check_beta(beta)
         self.beta = float(beta)
-        self.seed = check_seed(seed, maximum=None)
+        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
         self._build_at_init()

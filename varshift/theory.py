@@ -28,6 +28,7 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
+from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Integer, Optional, Real, contract
 from varshift._validate import broadcastable as _broadcastable
 from varshift.noise import NOISES
 
@@ -60,6 +61,7 @@ def _times_square(k, c):
         return np.where(k == 0, 0.0, k * (c * c))
 
 
+@contract(var_test=VARIANCE, var_train=VARIANCE)
 def variance_ratio(var_test, var_train):
     r"""The variance shift :math:`\mathrm{Var}^{Test} / \mathrm{Var}^{Train}`, elementwise.
 
@@ -83,6 +85,7 @@ def variance_ratio(var_test, var_train):
     return out[()] if out.ndim == 0 else out
 
 
+@contract(mean=FINITE, var=VARIANCE, noise_var=VARIANCE)
 def noise_train_variance(mean, var, noise_var):
     r"""Training-mode variance of :math:`x\,m` for any multiplicative noise with :math:`E[m]=1`.
 
@@ -109,6 +112,7 @@ def noise_train_variance(mean, var, noise_var):
     return v + s2 * v + _times_square(s2, c)
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def dropout_train_variance(mean, var, rate):
     r"""Variance of a unit after inverted Dropout in training mode (Eq. 7).
 
@@ -138,6 +142,7 @@ def dropout_train_variance(mean, var, rate):
         return np.where(np.isfinite(c2), (c2 + v) / p - c2, v + _times_square((1 - p) / p, c))[()]  # Eq. 7
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def shift_ratio(mean, var, rate):
     r"""Variance shift for Dropout directly before BatchNormalization, case (a) (Eq. 8).
 
@@ -169,6 +174,8 @@ def shift_ratio(mean, var, rate):
     return variance_ratio(p * v, v + _times_square(1.0 - p, c))
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE,
+          rho=Real(-1.0, 1.0, array=True, meaning="a correlation"), d_cos2=VARIANCE)
 def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     r"""Variance shift for Dropout -> linear layer -> BatchNormalization, case (b) (Eq. 14).
 
@@ -254,6 +261,7 @@ def cos2_theta(kernel):
         return sum_w**2 / (d * sum_w2)  # Eq. 13
 
 
+@contract(mean=FINITE, var=VARIANCE, beta=BETA)
 def uout_train_variance(mean, var, beta):
     r"""Training-mode variance after Uout, :math:`x + x r` with :math:`r \sim U(-\beta, \beta)`.
 
@@ -273,6 +281,7 @@ def uout_train_variance(mean, var, beta):
     return noise_train_variance(mean, var, NOISES["uout"].noise_var(b))  # beta^2 / 3
 
 
+@contract(mean=FINITE, var=VARIANCE, beta=BETA)
 def uout_shift_ratio(mean, var, beta):
     r"""Variance shift of Uout before BatchNormalization, for any mean (Eq. 15).
 
@@ -289,6 +298,7 @@ def uout_shift_ratio(mean, var, beta):
     return variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def gaussian_dropout_train_variance(mean, var, rate):
     r"""Training-mode variance after Keras' ``GaussianDropout(rate)``.
 
@@ -304,6 +314,7 @@ def gaussian_dropout_train_variance(mean, var, rate):
     return noise_train_variance(mean, var, NOISES["gaussian_dropout"].noise_var(r))  # r / (1-r)
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def gaussian_dropout_shift_ratio(mean, var, rate):
     r"""Variance shift of Keras' ``GaussianDropout(rate)`` before BatchNormalization.
 
@@ -314,6 +325,7 @@ def gaussian_dropout_shift_ratio(mean, var, rate):
     return variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
 
 
+@contract(beta=BETA)
 def uout_matched_rate(beta):
     r"""The dropout ``rate`` whose training variance equals Uout(:math:`\beta`)'s.
 
@@ -324,6 +336,7 @@ def uout_matched_rate(beta):
     return b**2 / (3.0 + b**2)
 
 
+@contract(moving_mean=FINITE, moving_var=VARIANCE, rate=RATE)
 def restore_moving_variance(moving_mean, moving_var, rate):
     r"""Undo Eq. 7 on BatchNormalization's stored statistics (the seed notebook's "restore").
 
@@ -361,6 +374,8 @@ def restore_moving_variance(moving_mean, moving_var, rate):
     return np.maximum(v, 0.0)[()]
 
 
+@contract(population_var=VARIANCE, batch_size=Integer(2), steps=Optional(Integer(0)),
+          momentum=Real(0.0, 1.0, closed="left"), initial=VARIANCE, positions=Integer(1))
 def keras_expected_moving_variance(population_var, batch_size, *, steps=None, momentum=0.99,
                                    initial=1.0, positions=1):
     r"""The moving variance Keras' BatchNormalization is expected to store.

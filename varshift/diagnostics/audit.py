@@ -32,6 +32,7 @@ import logging
 import numpy as np
 
 from varshift import _validate, theory
+from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift import noise as noise_registry
 from varshift._graph import (
     all_layers,
@@ -196,6 +197,7 @@ def _empty(message):
     return df
 
 
+@contract(model=MODEL, input_shape=Optional(Shape(unknown=True)))
 def audit(model, *, input_shape=None):
     r"""List every (BatchNormalization, noise layer) pair of a model and classify its path.
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate, noise, theory
+from varshift._contracts import MODEL, Boolean, Integer, Optional, contract
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
 from varshift.bnstats import shared_bn_layers, values_per_channel
@@ -75,6 +76,7 @@ def _negative_factor_probability(kind, value):
     return 0.5 * erfc(1.0 / (sigma * sqrt(2.0)))
 
 
+@contract(model=MODEL, inplace=Boolean(), batch_size=Optional(Integer(2)))
 def correct_direct(model, *, inplace=True, batch_size=None):
     r"""Apply Eq. 7's inverse to the moving variance of every BN layer fed by noise in case (a).
 

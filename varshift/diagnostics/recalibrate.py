@@ -38,6 +38,7 @@ import os
 import tempfile
 
 from varshift import _validate
+from varshift._contracts import COUNT, MODEL, SEED, Boolean, Data, Optional, Options, contract
 from varshift._keras import keras as _load_keras
 from varshift.bnstats import assign_statistics, bn_layers, collect_moments, save_statistics
 
@@ -121,6 +122,10 @@ def _sequential(model, data, kwargs):
         assign_statistics([m.layer], [(again.mean, again.var)])
 
 
+@contract(model=MODEL, data=Data(), mode=Options(*MODES, removed={
+    "simultaneous": "it compounds errors through the layers"}), noise=Boolean(),
+          max_samples=Optional(COUNT), inplace=Boolean(), batch_size=COUNT, progress=Boolean(),
+          seed=SEED)
 def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=None,
                    inplace=False, batch_size=256, progress=False, seed=0):
     r"""Re-estimate every BN layer's moving mean and variance from data ("Adjust BN").

@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
+from varshift._contracts import COUNT, MODEL, Boolean, Data, Optional, contract
 from varshift._graph import layer_paths
 from varshift._keras import to_numpy
 from varshift.bnstats import collect_moments
@@ -60,6 +61,8 @@ def _ratio_both_ways(real, moving):
     return max(r, 1.0 / r)
 
 
+@contract(model=MODEL, data=Data(), batch_size=COUNT, per_channel=Boolean(),
+          max_samples=Optional(COUNT), progress=Boolean())
 def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples=None,
                   progress=False):
     r"""Per-BN-layer variance shift of a trained model on data: the paper's Fig. 1/4 statistic.

@@ -47,7 +47,9 @@ True
 
 from __future__ import annotations
 
-from varshift.nets._blocks import NOISES, PLACEMENTS
+from varshift._contracts import BETA_SCALAR, COUNT, RATE_SCALAR, SEED, Optional, Options, Real, \
+    Shape, contract
+from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
@@ -61,6 +63,20 @@ DEFAULT_SIZES = {name: dict(net.paper_size) for name, net in NETWORKS.items()}
 SMALL_SIZES = {name: dict(net.small_size) for name, net in NETWORKS.items()}
 
 
+#: the declared arguments of :func:`build` and :func:`small` (size keywords included)
+_ARGUMENTS = {
+    "name": Options(*NAMES), "num_classes": COUNT, "placement": Options(*PLACEMENTS),
+    "noise": Options(*NOISES, *_aliases()), "rate": RATE_SCALAR, "beta": BETA_SCALAR,
+    "input_shape": Shape(3, what="the shape of one image (H, W, C)"), "seed": SEED,
+    "depth": COUNT, "width": COUNT, "widen_factor": COUNT, "cardinality": COUNT,
+    "base_width": COUNT, "stem_width": COUNT, "growth_rate": COUNT,
+    "compression": Real(0.0, 1.0, closed="right", meaning="DenseNet-BC's transition ratio"),
+    "block": Optional(Options("bottleneck", "basic")),
+    "bn_momentum": Real(0.0, 1.0, closed="left", meaning="BN's moving-average momentum"),
+    "bn_epsilon": Real(0.0, None, closed="neither", meaning="BN's variance offset"),
+}
+
+
 def _network(name):
     if name not in NETWORKS:
         raise ValueError(
@@ -69,6 +85,7 @@ def _network(name):
     return NETWORKS[name]
 
 
+@contract(**_ARGUMENTS)
 def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, beta=0.0,
           input_shape=(32, 32, 3), seed=None, **size):
     """Build one of the paper's CIFAR networks as a functional ``keras.Model`` (logits out).
@@ -121,6 +138,7 @@ def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, 
         raise
 
 
+@contract(**_ARGUMENTS)
 def small(name, num_classes=10, placement="none", noise="dropout", rate=0.0, **kwargs):
     """:func:`build` at the tiny CPU size :data:`SMALL_SIZES[name] <SMALL_SIZES>`.
 
