@@ -639,7 +639,7 @@ class Data(Constraint):
 
 class Contract:
     """The declaration of one callable: its qualified name, the constraints by argument, and
-    ``cli`` (arguments shown as ``--option-name``)."""
+    ``cli`` (``True``: arguments shown as ``--option-name``; a dict: those labels, by argument)."""
 
     __slots__ = ("qualname", "params", "cli", "signature", "func")
 
@@ -648,6 +648,8 @@ class Contract:
         self.signature, self.func = signature, func
 
     def label(self, name):
+        if isinstance(self.cli, dict) and name in self.cli:
+            return self.cli[name]
         return "--" + name.replace("_", "-") if self.cli else name
 
     def check(self, arguments: dict) -> dict:
