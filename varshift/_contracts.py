@@ -697,6 +697,7 @@ def contract(*, cli=False, **params):
                                          if p.kind is p.VAR_KEYWORD)][key] = values[key]
             return target(*bound.args, **bound.kwargs)
 
+        declared.func = checked
         checked.__signature__ = signature  # for tools that do not follow __wrapped__ (Keras)
         checked.__contract__ = declared
         REGISTRY[qualname] = declared
@@ -733,7 +734,7 @@ def contract_table() -> str:
     """The contract table of ``docs/api.md``, in Markdown: one row per declared argument."""
     lines = ["| callable | argument | expected |", "|---|---|---|"]
     for qualname, declared in sorted(contracts().items(),
-                                     key=lambda kv: (kv[1].cli, _public_name(kv[0]))):
+                                     key=lambda kv: (bool(kv[1].cli), _public_name(kv[0]))):
         name = _public_name(qualname)
         for arg, constraint in declared.params.items():
             text = constraint.describe().replace("|", "\\|")

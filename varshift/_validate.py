@@ -403,6 +403,12 @@ def data_like(data, model=None, name: str = "data"):
     arrays = [_check_array(name if key is None else f"{name}[{key!r}]", a,
                            expected[i] if expected else None, model)
               for i, (key, a) in enumerate(items)]
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        given = ", ".join(f"{name if key is None else f'{name}[{key!r}]'}: {len(a)}"
+                          for (key, _), a in zip(items, arrays, strict=True))
+        raise ValueError(f"Argument `{name}` gives input arrays of different lengths ({given} "
+                         "samples); every input needs one entry per sample.")
     if model is not None and expected is None and len(arrays) == 1:
         _probe_subclassed(model, arrays[0], name)
     if isinstance(data, dict):

@@ -79,6 +79,7 @@ class RecalibrateBN(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.verbose = int(verbose)
         _validate.bounded_stream(data, max_samples, "data")
+        _validate.finite_data(_validate.data_like(data, None, "data"), "data")
         self.data = data
         self.mode = mode
         self.on = on

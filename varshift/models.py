@@ -158,6 +158,7 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
     """
     x = _validate.model_and_data(model, x, data_name="x", batch_size=batch_size, passes=passes,
                                  seed=seed)
+    _validate.finite_data(x, "x")
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
     assign = _validate.check_bool("assign", assign)

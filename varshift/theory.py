@@ -28,7 +28,8 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
-from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Integer, Optional, Real, contract
+from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, \
+    contract
 from varshift._validate import broadcastable as _broadcastable
 from varshift.noise import NOISES
 
@@ -214,6 +215,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     return variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
 
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
 def fan_in(kernel) -> int:
     """The number of inputs :math:`d` of one output unit of a Dense or Conv kernel.
 
@@ -230,6 +232,7 @@ def fan_in(kernel) -> int:
     return int(np.prod(w.shape[:-1]))
 
 
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
 def cos2_theta(kernel):
     r"""Eq. 13's :math:`\cos^2\theta` for each output unit of a Dense or Conv kernel.
 

@@ -256,7 +256,19 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
                         "real_var", "ratio"]))
     if recalibrate is None:
         return
-    fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
+    import warnings  # noqa: PLC0415
+
+    from varshift.diagnostics.recalibrate import ConstantInputWarning  # noqa: PLC0415
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConstantInputWarning)
+        fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
+    for warning in caught:
+        if issubclass(warning.category, ConstantInputWarning):
+            echo(f"warning: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     try:  # never a half-written model under the name; a symbolic link stays one
         with atomic_path(recalibrate_target(recalibrate)) as tmp:
             fixed.save(tmp)
@@ -266,4 +278,15 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     after = measure_shift(fixed, x, batch_size=batch_size)
     echo("")
     echo(f"Recalibrated ({mode}) model written to {recalibrate}; max ratio now "
-         f"{after['ratio'].max():.6g} (was {shift['ratio'].max():.6g}).")
+         f"{_max_ratio(after)} (was {_max_ratio(shift)}).")
+
+
+def _max_ratio(df):
+    """The largest shift ratio, without NaN: a layer whose input is constant on the data
+    (variance 0) has no ratio, and is counted instead."""
+    ratios = df["ratio"].dropna()
+    undefined = len(df) - len(ratios)
+    if not len(ratios):
+        return "undefined (every BN layer's input is constant on --data)"
+    note = f"; {undefined} layer(s) with constant input have no ratio" if undefined else ""
+    return f"{ratios.max():.6g}{note}"

@@ -379,10 +379,15 @@ def audit_result(model, *, input_shape=None):
     objects and the traced calls, for :func:`varshift.correct_direct` and other diagnostics."""
     import pandas as pd
 
+    from varshift.bnstats import time_distributed_layers
+
     records, preds, source, method = layer_graph(model, input_shape)
     bn_calls, bn_inputs, calls_of = [], {}, collections.Counter()
+    per_step = time_distributed_layers(model)  # called once per time step: one row
     for i, rec in enumerate(records):
         if is_bn(rec.layer):
+            if id(rec.layer) in per_step and calls_of[id(rec.layer)]:
+                continue
             calls_of[id(rec.layer)] += 1
             bn_calls.append(i)
             bn_inputs.setdefault(id(rec.layer), tuple(rec.first_input.shape))

@@ -61,6 +61,25 @@ def _ratio_both_ways(real, moving):
     return max(r, 1.0 / r)
 
 
+def _stored_statistics_sound(model):
+    """One line, before any pass, for a BN layer whose stored statistics are not a finite
+    mean and a finite, non-negative variance (no ratio can be formed against them)."""
+    from varshift.bnstats import bn_layers
+
+    for layer in bn_layers(model):
+        mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)
+        var = to_numpy(layer.moving_variance).astype("float64").reshape(-1)
+        bad = ~np.isfinite(mean) | ~np.isfinite(var) | (var < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"Argument `model`: BatchNormalization layer {layer.name!r} stores statistics "
+                f"that are not a finite mean and a finite variance >= 0 in {int(bad.sum())} of "
+                f"{bad.size} channel(s) (channel {k}: moving_mean {float(mean[k])!r}, "
+                f"moving_variance {float(var[k])!r}); no shift can be measured against them (recalibrate_bn "
+                "re-estimates them from data).")
+
+
 @contract(model=MODEL, data=Data(), batch_size=COUNT, per_channel=Boolean(),
           max_samples=Optional(COUNT), progress=Boolean())
 def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples=None,
@@ -120,6 +139,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
     per_channel = _validate.check_bool("per_channel", per_channel)
     import pandas as pd
 
+    _stored_statistics_sound(model)
     paths = layer_paths(model)
     rows = []
     measured = collect_moments(model, data, bn="moving", noise=False, batch_size=batch_size,

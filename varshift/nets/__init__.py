@@ -53,7 +53,7 @@ from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
-           "PLACEMENTS", "NOISES", "trainable_params", "bn_count", "recipe_for", "recipes"]
+           "PLACEMENTS", "NOISES", "SIZE_KEYWORDS", "trainable_params", "bn_count", "recipe_for", "recipes"]
 
 #: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
 NAMES = tuple(NETWORKS)
@@ -75,6 +75,11 @@ _ARGUMENTS = {
     "bn_momentum": Real(0.0, 1.0, closed="left", meaning="BN's moving-average momentum"),
     "bn_epsilon": Real(0.0, None, closed="neither", meaning="BN's variance offset"),
 }
+
+
+#: the size keywords :func:`build` takes (some networks use only some of them)
+SIZE_KEYWORDS = ("depth", "width", "block", "widen_factor", "cardinality", "base_width",
+                 "stem_width", "growth_rate", "compression", "bn_momentum", "bn_epsilon")
 
 
 def _network(name):

@@ -6,7 +6,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from varshift import _validate
+from varshift._contracts import Integer, Real, Shape
 from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe
 
@@ -19,8 +22,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _check_threads(name, threads):
     """``None`` or a positive int (a RunConfig field check, :data:`FIELD_CHECKS`)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
+    if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"Argument `{name}` must be a positive integer or None; "
                          f"received {name}={threads!r}.")
 
@@ -187,6 +190,7 @@ class RunConfig:
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
         check_fields(self)
+        _check_data_kwargs(self)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
         from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
 
@@ -211,9 +215,52 @@ def _optional(check):
 
 
 def _check_size(name, value):
-    if value != "small" and not isinstance(value, dict):
+    if isinstance(value, str) and value == "small":
+        return
+    if not isinstance(value, dict):
         raise ValueError(f"Argument `{name}` must be a dict of size keywords or 'small'; "
                          f"received {name}={value!r}.")
+    from varshift import nets  # noqa: PLC0415  (the declared arguments of nets.build)
+
+    declared = nets.build.__contract__.params
+    allowed = set(nets.SIZE_KEYWORDS)
+    for key, entry in value.items():
+        if key not in allowed:
+            raise ValueError(f"Argument `{name}` has unknown size keyword {key!r}; expected "
+                             f"some of {', '.join(sorted(allowed))}.")
+        if key in declared:
+            declared[key].check(f"{name}[{key!r}]", entry)
+
+
+#: what each data set's loader takes in ``data_kwargs`` (checked before any folder is made)
+_DATA_KWARGS = {"synthetic": {"n_train": Integer(1), "n_test": Integer(1),
+                              "shape": Shape(3, what="the shape of one image (H, W, C)"),
+                              "num_classes": Integer(1), "noise": Real(0.0, None)},
+                "digits": {"test_fraction": Real(0.0, 1.0, closed="neither")}}
+
+
+def _check_data_kwargs(config):
+    """``data_kwargs`` names only what the data set's loader takes, with valid values; a
+    ``validation`` hold-out leaves training images."""
+    kwargs = config.data_kwargs
+    allowed = _DATA_KWARGS.get(config.data, {})
+    for key, value in kwargs.items():
+        if key not in allowed:
+            raise ValueError(f"Argument `data_kwargs` has key {key!r}, which data "
+                             f"{config.data!r} does not take; expected some of "
+                             f"{sorted(allowed) or 'none'}.")
+        allowed[key].check(f"data_kwargs[{key!r}]", value)
+    n_train = (config.subset or {}).get("n_train") or \
+        (kwargs.get("n_train", 1024) if config.data == "synthetic" else
+         _TRAIN_SIZES.get(config.data))
+    if config.validation is not None and n_train is not None and config.validation >= n_train:
+        raise ValueError(f"Argument `validation` must be smaller than the {n_train} training "
+                         f"images of data {config.data!r} (the rest trains); received "
+                         f"validation={config.validation!r}.")
+
+
+#: training images of the data sets whose size is fixed
+_TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "fashion_mnist": 60000}
 
 
 def _check_dict(name, value):
