@@ -53,13 +53,14 @@ def test_the_public_api_is_declared():
     import varshift
     from varshift import models, nets, theory
     from varshift.data import pipeline
+    from varshift.demo import run_demo
 
     public = [getattr(varshift, n) for n in ("audit", "measure_shift", "recalibrate_bn",
                                              "correct_direct", "converged_bn_statistics",
                                              "Uout", "RecalibrateBN")]
     public += [getattr(theory, n) for n in theory.__all__]
     public += [getattr(models, n) for n in models.__all__]
-    public += [nets.build, nets.small, pipeline.make_dataset]
+    public += [nets.build, nets.small, pipeline.make_dataset, run_demo]
     undeclared = [obj.__qualname__ for obj in public if not hasattr(obj, "__contract__")
                   and not hasattr(getattr(obj, "__init__", None), "__contract__")]
     assert undeclared == []

@@ -52,7 +52,7 @@ __all__ = ["Constraint", "Integer", "Real", "Boolean", "Options", "Optional", "A
 #: qualified name -> :class:`Contract`, filled as the modules that declare contracts import
 REGISTRY: dict = {}
 #: the modules whose callables declare contracts (imported by :func:`contracts`)
-CONTRACT_MODULES = ("varshift.theory", "varshift.layers", "varshift.models",
+CONTRACT_MODULES = ("varshift.theory", "varshift.layers", "varshift.models", "varshift.demo",
                     "varshift.diagnostics", "varshift.callbacks", "varshift.nets",
                     "varshift.data.pipeline", "varshift.cli")
 
@@ -725,7 +725,7 @@ def _public_name(qualname):
              "varshift.cli.": "varshift "}
     for prefix, public in short.items():
         if qualname.startswith(prefix):
-            name = qualname[len(prefix):]
+            name = qualname[len(prefix):].removesuffix(".__init__")
             return public + (name.replace("_command", "") if public == "varshift " else name)
     return qualname
 

@@ -12,7 +12,7 @@ import sys
 import click
 
 from varshift import __version__, theory
-from varshift._contracts import COUNT, BETA_SCALAR, RATE_SCALAR, Boolean, InputPath, Instance, \
+from varshift._contracts import BETA_SCALAR, COUNT, RATE_SCALAR, VARIANCE, Boolean, InputPath, Instance, \
     Integer, Optional, Options, OutputPath, Real, contract
 from varshift._validate import MAX_SEED
 
@@ -131,7 +131,7 @@ def _row(label, var_train, var_test, ratio):
 @click.option("--d-cos2", "d_cos2", type=float, default=None,
               help="d cos^2(theta) of the linear layer's weights (case b, with --rho).")
 @click.option("--beta", type=float, default=None, help="Uout's noise half-width, in [0, 1].")
-@_declared(rate=Optional(RATE_SCALAR), mean=Real(), var=Real(0.0, None, meaning="a variance"),
+@_declared(rate=Optional(RATE_SCALAR), mean=Real(), var=VARIANCE,
            rho=Optional(Real(-1.0, 1.0, meaning="a correlation")),
            d_cos2=Optional(Real(0.0, None)), beta=Optional(BETA_SCALAR))
 def theory_command(rate, mean, var, rho, d_cos2, beta):

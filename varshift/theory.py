@@ -86,6 +86,11 @@ def variance_ratio(var_test, var_train):
     return out[()] if out.ndim == 0 else out
 
 
+#: the body of :func:`variance_ratio`, for the formulas below: their intermediate training
+#: variances may legitimately overflow to infinity (the ratio is then 0)
+_variance_ratio = variance_ratio.__wrapped__
+
+
 @contract(mean=FINITE, var=VARIANCE, noise_var=VARIANCE)
 def noise_train_variance(mean, var, noise_var):
     r"""Training-mode variance of :math:`x\,m` for any multiplicative noise with :math:`E[m]=1`.
@@ -172,7 +177,7 @@ def shift_ratio(mean, var, rate):
     p = 1.0 - check_rate(rate)  # retain probability p
     _broadcastable(mean=c, var=v, rate=p)
     # Eq. 8 as p v / (v + (1-p) c^2): finite for any finite input (no inf - inf)
-    return variance_ratio(p * v, v + _times_square(1.0 - p, c))
+    return _variance_ratio(p * v, v + _times_square(1.0 - p, c))
 
 
 @contract(mean=FINITE, var=VARIANCE, rate=RATE,
@@ -212,7 +217,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     dc = check_var(d_cos2, "d_cos2")
     _broadcastable(mean=mean, var=v, rate=rate, rho=r, d_cos2=dc)
     correlated = v * r * (dc - 1.0)  # v rho (d cos^2 theta - 1), the cross terms of Eq. 9-12
-    return variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
+    return _variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
 
 @contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
@@ -298,7 +303,7 @@ def uout_shift_ratio(mean, var, beta):
         0.923077
     """
     v = check_var(var)
-    return variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
+    return _variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
 
 
 @contract(mean=FINITE, var=VARIANCE, rate=RATE)
@@ -325,7 +330,7 @@ def gaussian_dropout_shift_ratio(mean, var, rate):
         \Delta = \frac{v}{v + \frac{\text{rate}}{1-\text{rate}}(c^2+v)}.
     """
     v = check_var(var)
-    return variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
+    return _variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
 
 
 @contract(beta=BETA)
