@@ -46,7 +46,8 @@ from varshift import _validate
 from varshift._validate import ArgumentTypeError
 
 __all__ = ["Constraint", "Integer", "Real", "Boolean", "Options", "Optional", "AnyOf", "Shape",
-           "InputPath", "OutputPath", "Instance", "Data", "Mapping", "Function", "Array", "contract", "Contract",
+           "InputPath", "OutputPath", "Instance", "Data", "Mapping", "Function", "Array",
+           "contract", "Contract",
            "REGISTRY", "CONTRACT_MODULES", "contracts", "contract_table", "Violation"]
 
 #: qualified name -> :class:`Contract`, filled as the modules that declare contracts import

@@ -25,7 +25,8 @@ import numpy as np
 __all__ = ["as_float_array", "check_rate", "check_beta", "check_var", "check_in_range",
            "check_positive_int", "check_max_samples", "check_seed", "check_bool",
            "check_choice", "check_finite_positive", "broadcastable", "keras_model",
-           "model_and_data", "data_like", "finite_data", "bounded_stream", "is_numeric_dtype", "output_path", "output_folder",
+           "model_and_data", "data_like", "finite_data", "bounded_stream", "is_numeric_dtype",
+           "output_path", "output_folder",
            "describe", "ArgumentTypeError", "MAX_SEED"]
 
 NUMERIC_KINDS = "biuf"  # bool, signed/unsigned integer, float

@@ -746,9 +746,9 @@ def sound_statistics(layers, statistics):
     gives variance 0); ``skipped`` maps each layer name with such channels to
     ``(channels skipped, channels)``. What :func:`assign_statistics` accepts."""
     out, skipped = [], {}
-    for bn, (mean, var) in zip(layers, statistics, strict=True):
-        mean = np.asarray(mean, np.float64).reshape(-1)
-        var = np.asarray(var, np.float64).reshape(-1)
+    for bn, (new_mean, new_var) in zip(layers, statistics, strict=True):
+        mean = np.asarray(new_mean, np.float64).reshape(-1)
+        var = np.asarray(new_var, np.float64).reshape(-1)
         bad = unsound_channels(mean, var)
         if bad.any():
             old_mean = to_numpy(bn.moving_mean).astype(np.float64).reshape(-1)

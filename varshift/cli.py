@@ -12,8 +12,21 @@ import sys
 import click
 
 from varshift import __version__, theory
-from varshift._contracts import BETA_SCALAR, COUNT, RATE_SCALAR, VARIANCE, Boolean, InputPath, Instance, \
-    Integer, Optional, Options, OutputPath, Real, contract
+from varshift._contracts import (
+    BETA_SCALAR,
+    COUNT,
+    RATE_SCALAR,
+    VARIANCE,
+    Boolean,
+    InputPath,
+    Instance,
+    Integer,
+    Optional,
+    Options,
+    OutputPath,
+    Real,
+    contract,
+)
 from varshift._validate import MAX_SEED
 
 __all__ = ["main", "cli"]
@@ -62,7 +75,7 @@ class _Once(click.Command):
                 if isinstance(param, click.Option) and not param.multiple and \
                         not param.count and opt in (*param.opts, *param.secondary_opts):
                     seen.setdefault(param.name, []).append(opt)
-        for name, given in seen.items():
+        for given in seen.values():
             if len(given) > 1:
                 raise click.UsageError(f"option {given[0]} given {len(given)} times; give it "
                                        "once.", ctx=ctx)

@@ -5,10 +5,8 @@ Importing this module imports TensorFlow/Keras (quietly, see :mod:`varshift._ker
 
 from __future__ import annotations
 
-import numpy as np
-
-from varshift._keras import keras as _load_keras
 from varshift._contracts import ANY_SEED, BETA_SCALAR, contract
+from varshift._keras import keras as _load_keras
 
 keras = _load_keras()
 

@@ -14,8 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
-from varshift._contracts import COUNT, FINITE, MODEL, RATE_SCALAR, SEED, Boolean, Data, Function, \
-    Optional, Real, contract
+from varshift._contracts import (
+    COUNT,
+    FINITE,
+    MODEL,
+    RATE_SCALAR,
+    SEED,
+    Boolean,
+    Data,
+    Function,
+    Optional,
+    Real,
+    contract,
+)
 from varshift._keras import keras as _load_keras
 from varshift._validate import check_positive_int, check_rate
 from varshift.bnstats import assign_statistics, collect_moments

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, contract
 from varshift._validate import (
     as_float_array,
     check_beta,
@@ -28,8 +29,6 @@ from varshift._validate import (
     check_rate,
     check_var,
 )
-from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, \
-    contract
 from varshift._validate import broadcastable as _broadcastable
 from varshift.noise import NOISES
 

@@ -32,8 +32,8 @@ import logging
 import numpy as np
 
 from varshift import _validate, theory
-from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift import noise as noise_registry
+from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift._graph import (
     all_layers,
     graph_calls,

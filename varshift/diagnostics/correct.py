@@ -90,7 +90,8 @@ def correct_direct(model, *, inplace=True, batch_size=None):
     per channel. A layer where the result would not be a finite variance > 0 in some channel
     (Eq. 7 cannot hold: e.g. a second call on an already corrected model, or stored mean 5,
     variance 1 at rate 0.5) is skipped with that reason, as is a layer whose stored
-    statistics are not finite; a variance of 0 is never written. Dropout and spatial dropout use :math:`p = 1-\text{rate}`;
+    statistics are not finite; a variance of 0 is never written. Dropout and spatial dropout
+    use :math:`p = 1-\text{rate}`;
     Gaussian dropout and Uout use the :math:`p` of equal noise variance
     (:math:`1-\text{rate}`, and :math:`3/(3+\beta^2)`, :func:`varshift.theory.uout_matched_rate`);
     several noise layers in a row multiply their factors. Everything else is left alone and

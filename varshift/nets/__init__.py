@@ -47,8 +47,17 @@ True
 
 from __future__ import annotations
 
-from varshift._contracts import BETA_SCALAR, COUNT, RATE_SCALAR, SEED, Optional, Options, Real, \
-    Shape, contract
+from varshift._contracts import (
+    BETA_SCALAR,
+    COUNT,
+    RATE_SCALAR,
+    SEED,
+    Optional,
+    Options,
+    Real,
+    Shape,
+    contract,
+)
 from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
