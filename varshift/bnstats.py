@@ -680,18 +680,33 @@ def _finish(acc, order, layers):
     return result
 
 
+#: a trainable weight beyond this size, with activations that overflow on finite data, is
+#: taken for diverged training (healthy weights of the networks here stay below 10)
+_DIVERGED = 1e3
+
+
 def _weights_finite(model):
     """Non-finite weights (training diverged: a learning rate too high) are the cause to
     name, not the BN layer where the activations first overflowed."""
     if model is None:
         return
-    bad = [v for v in model.weights if not np.isfinite(to_numpy(v)).all()]
+    values = [(getattr(v, "path", None) or v.name, to_numpy(v)) for v in model.weights]
+    bad = [name for name, w in values if not np.isfinite(w).all()]
     if bad:
-        name = getattr(bad[0], "path", None) or bad[0].name
         raise ValueError(
             f"Model {model.name!r} has weights that are NaN or infinite ({len(bad)} of "
-            f"{len(model.weights)} variables, the first {name!r}): training diverged; lower "
-            "the learning rate (`lr`) or check the data. No statistics were computed or written.")
+            f"{len(values)} variables, the first {bad[0]!r}): training diverged; lower the "
+            "learning rate (`lr`) or check the data. No statistics were computed or written.")
+    trainable = {id(v) for v in model.trainable_weights}
+    sizes = [(float(np.max(np.abs(w))), name) for (name, w), v in zip(values, model.weights,
+                                                                      strict=True)
+             if w.size and id(v) in trainable]
+    largest, where = max(sizes) if sizes else (0.0, "?")
+    if largest > _DIVERGED:
+        raise ValueError(
+            f"Model {model.name!r}: activations overflow on finite data because its weights "
+            f"are huge (|w| up to {largest:.3g}, in {where!r}): training diverged; lower the "
+            "learning rate (`lr`). No statistics were computed or written.")
 
 
 def check_moments(measured, model=None):

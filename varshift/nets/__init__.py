@@ -62,7 +62,8 @@ from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
-           "PLACEMENTS", "NOISES", "SIZE_KEYWORDS", "trainable_params", "bn_count", "recipe_for", "recipes"]
+           "PLACEMENTS", "NOISES", "SIZE_KEYWORDS", "check_size", "trainable_params", "bn_count",
+           "recipe_for", "recipes"]
 
 #: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
 NAMES = tuple(NETWORKS)
@@ -150,6 +151,23 @@ def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, 
                 f"Unknown size keyword for {name!r}: {err}. Allowed: {', '.join(allowed)}."
             ) from None
         raise
+
+
+def check_size(name, size):
+    """Check the size keywords ``size`` of network ``name`` without building it: known
+    keywords, each within its declared range, and a depth the network can have. One line
+    naming the keyword otherwise."""
+    import importlib
+
+    network = _network(name)
+    for key, value in size.items():
+        if key not in SIZE_KEYWORDS:
+            raise ValueError(f"Argument `size` has unknown size keyword {key!r}; expected some "
+                             f"of {', '.join(sorted(SIZE_KEYWORDS))}.")
+        if key in _ARGUMENTS:
+            _ARGUMENTS[key].check(key, value)
+    module = importlib.import_module(network.builder.split(":")[0])
+    module.check_size(**{**network.paper_size, **size})
 
 
 @contract(**_ARGUMENTS)

@@ -192,6 +192,12 @@ class RunConfig:
         check_fields(self)
         _check_data_kwargs(self)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
+        try:  # before any folder is made: the network's size keywords and its depth rule
+            nets.check_size(self.net, size)
+        except (TypeError, ValueError) as err:
+            text = str(err)
+            raise type(err)(f"Argument `size` of net {self.net!r}: {text[:1].lower()}"
+                            f"{text[1:]}") from None
         from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
 
         recipe = recipe_for(self.net, self.recipe, **self.overrides)
@@ -220,16 +226,6 @@ def _check_size(name, value):
     if not isinstance(value, dict):
         raise ValueError(f"Argument `{name}` must be a dict of size keywords or 'small'; "
                          f"received {name}={value!r}.")
-    from varshift import nets  # noqa: PLC0415  (the declared arguments of nets.build)
-
-    declared = nets.build.__contract__.params
-    allowed = set(nets.SIZE_KEYWORDS)
-    for key, entry in value.items():
-        if key not in allowed:
-            raise ValueError(f"Argument `{name}` has unknown size keyword {key!r}; expected "
-                             f"some of {', '.join(sorted(allowed))}.")
-        if key in declared:
-            declared[key].check(f"{name}[{key!r}]", entry)
 
 
 #: what each data set's loader takes in ``data_kwargs`` (checked before any folder is made)
