@@ -111,7 +111,7 @@ def _check_backend():
     if not name or "keras" in sys.modules:
         return
     if name not in _BACKEND_PACKAGES:
-        _fail(f"KERAS_BACKEND={name!r} is not a Keras backend; expected one of "
+        _fail(f"KERAS_BACKEND={name} is not a Keras backend; expected one of "
               f"{', '.join(_BACKEND_PACKAGES)}.")
     package = _BACKEND_PACKAGES[name]
     if importlib.util.find_spec(package) is None:
