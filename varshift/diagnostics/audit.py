@@ -227,7 +227,9 @@ def audit(model, *, input_shape=None):
     that call other layers with raw operations between them, and subclassed models, are
     traced with TensorFlow instead (``tf-trace``), on the TensorFlow backend only. A BN layer
     called more than once (shared) gives a row per call, and column ``shared`` gives the
-    reason its statistics have no per-call closed form (``None`` otherwise). The model must
+    reason its statistics have no per-call closed form (``None`` otherwise); a BN layer inside
+    ``TimeDistributed`` is called once per time step on slices of one tensor and is one row,
+    not shared. The model must
     have a known input shape, or pass ``input_shape``. Nothing is changed.
 
     Args:

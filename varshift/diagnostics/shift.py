@@ -105,7 +105,9 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
     parallel formula in float64 (:mod:`varshift.bnstats`). All BN layers are measured in one
     forward pass per batch (their inputs are recorded while the model is traced once); nested
     models and custom layers that contain BN layers are handled. Any NaN or infinity in
-    ``data`` raises a ``ValueError`` naming the first bad sample.
+    ``data`` raises a ``ValueError`` naming the first bad sample; so do finite values beyond
+    float32's range, input arrays of different lengths, an endless dataset without
+    ``max_samples``, and a BN layer whose stored statistics are not finite (or negative).
 
     Args:
         model: a trained Keras model with BatchNormalization layers.

@@ -6,8 +6,6 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from varshift import _validate
 from varshift._contracts import Integer, Real, Shape
 from varshift._io import to_jsonable
@@ -22,10 +20,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _check_threads(name, threads):
     """``None`` or a positive int (a RunConfig field check, :data:`FIELD_CHECKS`)."""
-    if threads is not None and (isinstance(threads, (bool, np.bool_))
-                                or not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise ValueError(f"Argument `{name}` must be a positive integer or None; "
-                         f"received {name}={threads!r}.")
+    if threads is not None:
+        _validate.check_positive_int(name, threads)
 
 
 def _check_backend(name, backend):
@@ -224,8 +220,8 @@ def _check_size(name, value):
     if isinstance(value, str) and value == "small":
         return
     if not isinstance(value, dict):
-        raise ValueError(f"Argument `{name}` must be a dict of size keywords or 'small'; "
-                         f"received {name}={value!r}.")
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a dict of size keywords "
+                                          f"or 'small'; received {name}={value!r}.")
 
 
 #: what each data set's loader takes in ``data_kwargs`` (checked before any folder is made)
@@ -261,8 +257,8 @@ _TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "fashion_mnist": 60000}
 
 def _check_dict(name, value):
     if not isinstance(value, dict):
-        raise TypeError(f"Argument `{name}` must be a dict; received {name}={value!r} of type "
-                        f"{type(value).__name__}.")
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a dict; received "
+                                          f"{name}={value!r} of type {type(value).__name__}.")
 
 
 def _check_data(name, value):
@@ -273,8 +269,8 @@ def _check_data(name, value):
 
 def _check_path(name, value):
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-        raise TypeError(f"Argument `{name}` must be a folder path or None; received "
-                        f"{name}={value!r}.")
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a folder path or None; "
+                                          f"received {name}={value!r}.")
 
 
 def _check_recipe_kind(name, value):
