@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from conftest import needs_tensorflow
 
 import varshift
+from varshift import _contracts as C
 from varshift import theory
 
 
@@ -104,6 +105,7 @@ def test_correct_direct_where_eq7_cannot_hold_writes_nothing():
     np.testing.assert_array_equal(moving(m.layers[-1])[1], 1.0)
 
 
+@needs_tensorflow  # a TimeDistributed wrapper is read by tracing it (TensorFlow only)
 def test_time_distributed_bn_is_one_row_corrected_at_the_layers_rate(keras):
     inputs = keras.Input((5, 4))
     bn = keras.layers.BatchNormalization(name="bn")
@@ -173,7 +175,8 @@ def test_numbers_of_every_kind_where_numbers_are_taken():
     with pytest.raises(TypeError, match="`rate`.*boolean"):
         theory.shift_ratio(0.0, 1.0, True)
     m = dropout_bn_model(np.int64(5), np.float32(0.5))
-    assert varshift.audit(m, input_shape=(np.int64(5),))["case"].tolist() == ["a"]
+    assert varshift.audit(m)["case"].tolist() == ["a"]
+    assert C.Shape(unknown=True).check("input_shape", (np.int64(5),)) == (5,)
     net = nets.build("wrn", num_classes=np.int64(3), placement="a", rate=np.float32(0.2),
                      input_shape=(8, 8, 1), **nets.SMALL_SIZES["wrn"])
     assert net.output_shape == (None, 3)
