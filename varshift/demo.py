@@ -166,7 +166,9 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     pred_no_bn, mse_no_bn = _predict(no_bn, x, to_numpy)
     unbiased = theory.restore_moving_variance(moving_mean, moving_var * batch_size / (batch_size - 1), rate)
     restored = theory.restore_moving_variance(moving_mean, moving_var, rate)
-    bn.moving_variance.assign(restored.astype("float32"))
+    from varshift.bnstats import assign_statistics  # noqa: PLC0415  (refuses a variance <= 0)
+
+    assign_statistics([bn], [(moving_mean, restored)])
     pred_restored, mse_restored = _predict(model, x, to_numpy)
 
     return DemoResult(
