@@ -48,12 +48,12 @@ def test_theory_prints_every_case():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["theory", "--rate", "1.5"], "`rate` must be in [0.0, 1.0)"),
+        (["theory", "--rate", "1.5"], "`--rate` must be in [0.0, 1.0)"),
         (["theory", "--mean", "1"], "give --rate"),
         (["theory", "--rate", "0.2", "--rho", "0.5"], "needs both --rho and --d-cos2"),
-        (["theory", "--beta", "2"], "`beta` must be in [0.0, 1.0]"),
-        (["theory", "--rate", "0.2", "--var", "-1"], "`var` must be a variance"),
-        (["demo", "--rate", "1.0"], "`rate`"),
+        (["theory", "--beta", "2"], "`--beta` must be in [0.0, 1.0]"),
+        (["theory", "--rate", "0.2", "--var", "-1"], "`--var` must be a variance"),
+        (["demo", "--rate", "1.0"], "`--rate`"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message):

@@ -3,15 +3,18 @@
 Every public function and command checks its arguments before any work. A failure is one line
 that names the argument, shows the value received (or a summary: shape, dtype, the first bad
 element's index and value) and says what was expected, in the style of Keras' own layers:
-``TypeError`` for a wrong kind of object (wrong type, non-numeric dtype, a missing value),
+:class:`ArgumentTypeError` (a ``TypeError`` that is also a ``ValueError``) for a wrong kind of
+object (wrong type, non-numeric dtype, a missing value, a boolean where a number is expected),
 ``ValueError`` for a right kind with a wrong value (range, shape, NaN/inf, empty, an output
-destination that cannot be written).
+destination that cannot be written). The arguments of the public API are declared once, with
+the constraints of :mod:`varshift._contracts`, which use these checks.
 
 TensorFlow is imported only by the checks that need a Keras object.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import tempfile
@@ -22,7 +25,8 @@ import numpy as np
 __all__ = ["as_float_array", "check_rate", "check_beta", "check_var", "check_in_range",
            "check_positive_int", "check_max_samples", "check_seed", "check_bool",
            "check_choice", "check_finite_positive", "broadcastable", "keras_model",
-           "model_and_data", "data_like", "is_numeric_dtype", "output_path", "output_folder",
+           "model_and_data", "data_like", "finite_data", "bounded_stream", "is_numeric_dtype",
+           "output_path", "output_folder",
            "describe", "ArgumentTypeError", "MAX_SEED"]
 
 NUMERIC_KINDS = "biuf"  # bool, signed/unsigned integer, float
@@ -76,15 +80,17 @@ def _first_bad(name, arr, bad, value) -> str:
 def as_float_array(name: str, value) -> np.ndarray:
     """Convert ``value`` to a float64 array; reject missing, non-numeric and non-finite input."""
     if value is None:
-        raise TypeError(f"Argument `{name}` is missing (received None); expected a real number "
+        raise ArgumentTypeError(f"Argument `{name}` is missing (received None); expected a real number "
                         "or an array of real numbers.")
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.number)):
+        value = float(value)  # fractions.Fraction and other numbers.Real
     try:
         raw = np.asarray(value)
         if not is_numeric_dtype(raw.dtype):
             raise TypeError
         arr = raw.astype(np.float64)
     except (TypeError, ValueError):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"Argument `{name}` must be a real number or an array of real numbers; "
             f"received {name}={describe(value)}."
         ) from None
@@ -174,8 +180,11 @@ def check_bool(name: str, value) -> bool:
 
 def check_choice(name: str, value, choices):
     """One of ``choices`` (compared with ``==``, so only hashable, comparable values)."""
-    if not isinstance(value, str) and isinstance(next(iter(choices), None), str) or \
-            value not in tuple(choices):
+    if not isinstance(value, str) and isinstance(next(iter(choices), None), str):
+        raise ArgumentTypeError(f"Argument `{name}` must be one of "
+                                f"{', '.join(map(repr, choices))}; received {name}={value!r} "
+                                f"of type {type(value).__name__}.")
+    if value not in tuple(choices):
         raise ValueError(f"Argument `{name}` must be one of {', '.join(map(repr, choices))}; "
                          f"received {name}={value!r}.")
     return value
@@ -211,7 +220,7 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
     keras = load_keras()
     if model is None or not isinstance(model, keras.Model):
         what = "missing (received None)" if model is None else f"received {describe(model)}"
-        raise TypeError(f"Argument `{name}` must be a Keras model (keras.Model); {what}.")
+        raise ArgumentTypeError(f"Argument `{name}` must be a Keras model (keras.Model); {what}.")
     if input_shape is not None and (
             not isinstance(input_shape, (tuple, list)) or not input_shape or not all(
                 d is None or isinstance(d, int) and not isinstance(d, bool) and d > 0
@@ -248,7 +257,38 @@ def model_and_data(model, data, *, model_name="model", data_name="data", **optio
             raise TypeError(f"model_and_data() got an unexpected keyword argument {key!r}")
         checks[key](key, value)
     keras_model(model, model_name)
+    if "max_samples" in options:
+        bounded_stream(data, options["max_samples"], data_name)
     return data_like(data, model, data_name)
+
+
+def finite_data(data, name: str = "data"):
+    """Raise one line if in-memory ``data`` (an array, or a list/dict of arrays, as
+    :func:`data_like` returns) holds NaN or infinity: how many, and the first index. Streams
+    (datasets) are checked by the engine as they are read."""
+    arrays = data.items() if isinstance(data, dict) else (
+        enumerate(data) if isinstance(data, list) else [(None, data)])
+    for key, arr in arrays:
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            label = name if key is None else f"{name}[{key!r}]"
+            first = ", ".join(str(int(i)) for i in np.argwhere(bad)[0])
+            raise ValueError(f"Argument `{label}` must be finite; it holds "
+                             f"{int(bad.sum())} NaN or infinite value(s) of {arr.size}, the "
+                             f"first at index ({first}).")
+
+
+def bounded_stream(data, max_samples, name: str = "data"):
+    """Refuse an infinite ``tf.data.Dataset`` (``.repeat()``) when ``max_samples`` is None:
+    a pass over it would never end."""
+    tf = sys.modules.get("tensorflow")
+    dataset = getattr(getattr(tf, "data", None), "Dataset", None) if tf is not None else None
+    if max_samples is None and dataset is not None and isinstance(data, dataset):
+        if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(f"Argument `{name}` is an infinite tf.data.Dataset (e.g. made with "
+                             ".repeat()); a pass over it never ends: give max_samples=N.")
 
 
 def _input_shapes(model):
@@ -260,22 +300,41 @@ def _input_shapes(model):
 def _as_array(name, a):
     """``a`` as a numeric numpy array (ml_dtypes' floats as float32): the one conversion."""
     if a is None:
-        raise TypeError(f"Argument `{name}` is missing (received None); expected a numpy array "
+        raise ArgumentTypeError(f"Argument `{name}` is missing (received None); expected a numpy array "
                         "of inputs, a tf.data.Dataset or a keras.utils.PyDataset.")
     try:
         arr = np.asarray(a)
     except (TypeError, ValueError):  # ragged lists
-        raise TypeError(f"Argument `{name}` must be a numeric array; received "
+        raise ArgumentTypeError(f"Argument `{name}` must be a numeric array; received "
                         f"{describe(a)}.") from None
     if not is_numeric_dtype(arr.dtype):
-        raise TypeError(f"Argument `{name}` must hold numbers (a bool, int or float dtype); "
+        raise ArgumentTypeError(f"Argument `{name}` must hold numbers (a bool, int or float dtype); "
                         f"received an array of dtype {arr.dtype} and shape {arr.shape}.")
     if arr.dtype.kind not in NUMERIC_KINDS:  # bfloat16 and friends: numbers numpy cannot add
         arr = arr.astype(np.float32)
+    _fits_float32(name, arr)
     if arr.ndim == 0 or len(arr) == 0:
         raise ValueError(f"Argument `{name}` is empty: it must hold at least one sample along "
                          f"its first (batch) axis; received an array of shape {arr.shape}.")
     return arr
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fits_float32(name, arr):
+    """Finite values beyond float32's range become infinite in the model: one line saying so
+    (not "NaN or infinite" about data that is finite)."""
+    if arr.dtype.kind not in "fiu" or arr.dtype.itemsize <= 4 or arr.size == 0:
+        return
+    big = np.abs(arr.astype(np.float64) if arr.dtype.kind != "f" else arr) > FLOAT32_MAX
+    big &= np.isfinite(arr) if arr.dtype.kind == "f" else True
+    if np.any(big):
+        first = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ValueError(
+            f"Argument `{name}` is finite but overflows float32 (the models' compute dtype): "
+            f"{int(np.count_nonzero(big))} value(s) beyond +-{FLOAT32_MAX:.4g}, the first "
+            f"{name}[{', '.join(map(str, first))}]={arr[first].item()!r}; rescale the data.")
 
 
 def _check_array(name, a, expected, model):
@@ -345,6 +404,12 @@ def data_like(data, model=None, name: str = "data"):
     arrays = [_check_array(name if key is None else f"{name}[{key!r}]", a,
                            expected[i] if expected else None, model)
               for i, (key, a) in enumerate(items)]
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        given = ", ".join(f"{name if key is None else f'{name}[{key!r}]'}: {len(a)}"
+                          for (key, _), a in zip(items, arrays, strict=True))
+        raise ValueError(f"Argument `{name}` gives input arrays of different lengths ({given} "
+                         "samples); every input needs one entry per sample.")
     if model is not None and expected is None and len(arrays) == 1:
         _probe_subclassed(model, arrays[0], name)
     if isinstance(data, dict):
@@ -407,7 +472,7 @@ def _stream(data, name):
         kinds.append(utils.PyDataset)
     if kinds and isinstance(data, tuple(kinds)):
         return data
-    raise TypeError(f"Argument `{name}` must be a numpy array (or a list/dict of arrays), a "
+    raise ArgumentTypeError(f"Argument `{name}` must be a numpy array (or a list/dict of arrays), a "
                     f"tf.data.Dataset or a keras.utils.PyDataset; received {describe(data)}.")
 
 
@@ -422,7 +487,7 @@ def output_path(path, name: str, *, suffix: str | None = None, make_parents: boo
     """
     if path is None or not isinstance(path, (str, os.PathLike)) or str(path) == "":
         what = "missing" if path in (None, "") else f"received {describe(path)}"
-        raise TypeError(f"Argument `{name}` must be a file path; {what}.")
+        raise ArgumentTypeError(f"Argument `{name}` must be a file path; {what}.")
     path = Path(path)
     if suffix is not None and path.suffix != suffix:
         raise ValueError(f"Argument `{name}` must name a {suffix} file; received {str(path)!r}.")

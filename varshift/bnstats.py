@@ -18,7 +18,9 @@ One module serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
   or the statistics of the batch at hand (``bn="batch"``: what ``fit`` does), and noise layers
   are forced off or on (``noise=``), independently of each other. :func:`check_moments`
   refuses moments that are not finite or rest on a single value per channel;
-- **writing**: :func:`save_statistics` / :func:`assign_statistics`.
+- **writing**: :func:`save_statistics` / :func:`assign_statistics`, which refuses any mean that
+  is not finite and any variance that is zero, negative or not finite
+  (:func:`sound_statistics` keeps the stored values in such channels instead).
 
 Backends. The per-batch work is written with ``keras.ops`` and runs on every Keras backend,
 compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
@@ -61,7 +63,8 @@ __all__ = [
     "is_bn", "bn_layers", "shared_bn_layers", "noise_kind", "noise_layers", "reduce_axes",
     "values_per_channel", "check_input_shapes", "iter_batches", "chan_combine",
     "LayerMoments", "collect_moments", "check_moments", "save_statistics",
-    "assign_statistics", "force_noise", "reseeded",
+    "assign_statistics", "sound_statistics", "unsound_channels", "restore_statistics",
+    "time_distributed_layers", "force_noise", "reseeded",
 ]
 
 log = logging.getLogger("varshift.bnstats")
@@ -75,6 +78,17 @@ def bn_layers(model):
     """Every BatchNormalization layer reachable from ``model`` (nested models and custom layers
     included), each once, depth first in the order the layers were added."""
     return [layer for layer in all_layers(model) if is_bn(layer)]
+
+
+def time_distributed_layers(model) -> set:
+    """``id`` of every layer of ``model`` wrapped by a ``TimeDistributed`` layer: the wrapper
+    calls it once per time step on slices of one tensor, so several calls per forward pass
+    do not make it shared (its statistics are those of all steps)."""
+    wrapped = set()
+    for layer in all_layers(model):
+        if type(layer).__name__ == "TimeDistributed":
+            wrapped |= {id(inner) for inner in all_layers(layer.layer)} | {id(layer.layer)}
+    return wrapped
 
 
 def shared_bn_layers(model) -> set:
@@ -94,8 +108,9 @@ def shared_bn_layers(model) -> set:
                 counts[id(rec.layer)] = counts.get(id(rec.layer), 0) + 1
     except ValueError:  # no Keras graph (subclassed model): inbound nodes only
         pass
-    return {layer.name for layer in bn_layers(model)
-            if counts.get(id(layer), 0) > 1 or len(getattr(layer, "_inbound_nodes", [])) > 1}
+    wrapped = time_distributed_layers(model)
+    return {layer.name for layer in bn_layers(model) if id(layer) not in wrapped and (
+        counts.get(id(layer), 0) > 1 or len(getattr(layer, "_inbound_nodes", [])) > 1)}
 
 
 def noise_kind(layer):
@@ -600,7 +615,7 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
         compiled.begin()
         acc = _accumulate(compiled, _chain(first, batches), total, bn == "batch",
                           (progress, on_batch, desc))
-    return check_moments(_finish(acc, compiled.order, layers))
+    return check_moments(_finish(acc, compiled.order, layers), model)
 
 
 def _batch_parts(order, centres, sums):
@@ -665,12 +680,43 @@ def _finish(acc, order, layers):
     return result
 
 
-def check_moments(measured):
+#: a trainable weight beyond this size, with activations that overflow on finite data, is
+#: taken for diverged training (healthy weights of the networks here stay below 10)
+_DIVERGED = 1e3
+
+
+def _weights_finite(model):
+    """Non-finite weights (training diverged: a learning rate too high) are the cause to
+    name, not the BN layer where the activations first overflowed."""
+    if model is None:
+        return
+    values = [(getattr(v, "path", None) or v.name, to_numpy(v)) for v in model.weights]
+    bad = [name for name, w in values if not np.isfinite(w).all()]
+    if bad:
+        raise ValueError(
+            f"Model {model.name!r} has weights that are NaN or infinite ({len(bad)} of "
+            f"{len(values)} variables, the first {bad[0]!r}): training diverged; lower the "
+            "learning rate (`lr`) or check the data. No statistics were computed or written.")
+    trainable = {id(v) for v in model.trainable_weights}
+    sizes = [(float(np.max(np.abs(w))), name) for (name, w), v in zip(values, model.weights,
+                                                                      strict=True)
+             if w.size and id(v) in trainable]
+    largest, where = max(sizes) if sizes else (0.0, "?")
+    if largest > _DIVERGED:
+        raise ValueError(
+            f"Model {model.name!r}: activations overflow on finite data because its weights "
+            f"are huge (|w| up to {largest:.3g}, in {where!r}): training diverged; lower the "
+            "learning rate (`lr`). No statistics were computed or written.")
+
+
+def check_moments(measured, model=None):
     """Raise a one-line ``ValueError`` unless every :class:`LayerMoments` is sound: finite
-    mean and variance in every channel (a float16 model can overflow on finite data) and at
-    least 2 values per channel (one value has no variance). Returns ``measured``."""
+    mean and variance in every channel (a float16 model can overflow on finite data; with
+    ``model``, non-finite weights are named as the cause: training diverged) and at least 2
+    values per channel (one value has no variance). Returns ``measured``."""
     for m in measured:
         if not (np.isfinite(m.mean).all() and np.isfinite(m.var).all()):
+            _weights_finite(model)
             policy = getattr(getattr(m.layer, "dtype_policy", None), "name", "?")
             raise ValueError(
                 f"BatchNormalization layer {m.layer.name!r} received non-finite activations "
@@ -697,16 +743,65 @@ def save_statistics(layers):
             for bn in layers]
 
 
+def unsound_channels(mean, var):
+    """Boolean mask of the channels whose statistics may not be stored: a mean that is not
+    finite, or a variance that is zero, negative or not finite (also after rounding to
+    float32, the dtype BN stores)."""
+    mean = np.asarray(mean, np.float64).reshape(-1)
+    var = np.asarray(var, np.float64).reshape(-1)
+    with np.errstate(over="ignore"):
+        var32 = var.astype(np.float32)
+        mean32 = mean.astype(np.float32)
+    return ~np.isfinite(mean32) | ~np.isfinite(var32) | ~(var32 > 0)
+
+
+def sound_statistics(layers, statistics):
+    """``(statistics, skipped)``: per layer the new ``(mean, var)`` where they may be stored and
+    the layer's stored values in the other channels (:func:`unsound_channels`: constant input
+    gives variance 0); ``skipped`` maps each layer name with such channels to
+    ``(channels skipped, channels)``. What :func:`assign_statistics` accepts."""
+    out, skipped = [], {}
+    for bn, (new_mean, new_var) in zip(layers, statistics, strict=True):
+        mean = np.asarray(new_mean, np.float64).reshape(-1)
+        var = np.asarray(new_var, np.float64).reshape(-1)
+        bad = unsound_channels(mean, var)
+        if bad.any():
+            old_mean = to_numpy(bn.moving_mean).astype(np.float64).reshape(-1)
+            old_var = to_numpy(bn.moving_variance).astype(np.float64).reshape(-1)
+            mean, var = np.where(bad, old_mean, mean), np.where(bad, old_var, var)
+            skipped[bn.name] = (int(bad.sum()), int(bad.size))
+        out.append((mean, var))
+    return out, skipped
+
+
 def assign_statistics(layers, statistics):
     """Write ``[(mean, variance)]`` (per-channel arrays) into BN ``layers``' moving statistics.
 
-    All arrays are converted first, so a shape error leaves every layer as it was.
+    All arrays are converted and checked first, so a shape error or a statistic that may not
+    be stored leaves every layer as it was: a variance that is zero, negative or not finite,
+    or a mean that is not finite, is a ``ValueError`` naming the layer (see
+    :func:`sound_statistics` for keeping the stored values in such channels instead).
     """
     values = []
     for bn, (mean, var) in zip(layers, statistics, strict=True):
+        bad = unsound_channels(mean, var)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ValueError(
+                f"BatchNormalization layer {bn.name!r}: refusing to store statistics that are "
+                f"not a finite mean and a finite variance > 0 in {int(bad.sum())} of {bad.size} "
+                f"channel(s) (channel {first}: mean {np.ravel(mean)[first]!r}, variance "
+                f"{np.ravel(var)[first]!r}); nothing was written.")
         values.append((np.reshape(mean, bn.moving_mean.shape).astype(bn.moving_mean.dtype),
                        np.reshape(var, bn.moving_variance.shape).astype(bn.moving_variance.dtype)))
     for bn, (mean, var) in zip(layers, values, strict=True):
+        bn.moving_mean.assign(mean)
+        bn.moving_variance.assign(var)
+
+
+def restore_statistics(layers, saved):
+    """Put back what :func:`save_statistics` returned (the model's own values, unchecked)."""
+    for bn, (mean, var) in zip(layers, saved, strict=True):
         bn.moving_mean.assign(mean)
         bn.moving_variance.assign(var)
 

@@ -5,7 +5,9 @@ Importing this module imports TensorFlow/Keras (quietly).
 
 from __future__ import annotations
 
+from varshift._contracts import COUNT, AnyOf, Boolean, Data, Integer, Optional, Options, contract
 from varshift._keras import keras as _load_keras
+from varshift.diagnostics.recalibrate import MODES
 
 keras = _load_keras()
 
@@ -51,8 +53,10 @@ class RecalibrateBN(keras.callbacks.Callback):
     Raises:
         TypeError, ValueError: one line naming the argument, the value and what is expected:
             in ``__init__`` for the arguments themselves (``data`` of the wrong kind, ``None``,
-            ``max_samples=-1``, ``batch_size=0``, ...), and in ``on_train_begin``, before the
-            first epoch, for a model without BatchNormalization or data that does not fit it.
+            ``max_samples=-1``, ``batch_size=0``, an endless dataset without ``max_samples``,
+            ...), and in ``on_train_begin``, before the first epoch, for a model without
+            BatchNormalization, data that does not fit it, or in-memory data holding NaN or
+            infinity (a dataset is checked as it streams, at the first recalibration).
 
     Example:
         >>> import numpy as np
@@ -62,22 +66,20 @@ class RecalibrateBN(keras.callbacks.Callback):
         >>> _ = model.fit(x, x, epochs=1, verbose=0, callbacks=[RecalibrateBN(x)])
     """
 
+    @contract(data=Data(), mode=Options(*MODES), on=Options(*_WHEN), max_samples=Optional(COUNT),
+              batch_size=COUNT, verbose=AnyOf(Boolean(), Integer(0)))
     def __init__(self, data, *, mode="one_pass", on="train_end", max_samples=None,
                  batch_size=256, verbose=0):
         super().__init__()
         from varshift import _validate
-        from varshift.diagnostics.recalibrate import MODES
 
         # everything is checked here, and against the model in on_train_begin: a bad argument
         # must not surface after the epochs have run (weights changed, History lost)
-        _validate.check_choice("mode", mode, MODES)
-        _validate.check_choice("on", on, _WHEN)
-        self.max_samples = _validate.check_max_samples(max_samples)
-        self.batch_size = _validate.check_positive_int("batch_size", batch_size)
-        if isinstance(verbose, bool):
-            verbose = int(verbose)
-        self.verbose = _validate.check_positive_int("verbose", verbose, minimum=0)
-        _validate.data_like(data, None, "data")
+        self.max_samples = max_samples
+        self.batch_size = batch_size
+        self.verbose = int(verbose)
+        _validate.bounded_stream(data, max_samples, "data")
+        _validate.finite_data(_validate.data_like(data, None, "data"), "data")
         self.data = data
         self.mode = mode
         self.on = on
@@ -89,7 +91,7 @@ class RecalibrateBN(keras.callbacks.Callback):
 
         try:
             _validate.keras_model(self.model, "model")
-            _validate.data_like(self.data, self.model, "data")
+            _validate.finite_data(_validate.data_like(self.data, self.model, "data"), "data")
         except (TypeError, ValueError) as err:
             raise type(err)(f"RecalibrateBN: {err}") from None
 

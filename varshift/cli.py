@@ -6,14 +6,33 @@ Built on click. TensorFlow is imported only by the sub-commands that need it, so
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
 
 from varshift import __version__, theory
-from varshift._validate import check_positive_int, check_rate, check_seed
+from varshift._contracts import (
+    BETA_SCALAR,
+    COUNT,
+    RATE_SCALAR,
+    VARIANCE,
+    Boolean,
+    InputPath,
+    Instance,
+    Integer,
+    Optional,
+    Options,
+    OutputPath,
+    Real,
+    contract,
+)
+from varshift._validate import MAX_SEED
 
 __all__ = ["main", "cli"]
+
+#: the package each Keras backend imports (Keras' numpy backend is built on JAX)
+_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
 
 
 def _fail(message: str):
@@ -42,6 +61,64 @@ class _OneLineErrors(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+class _Once(click.Command):
+    """A command whose options may be given once each: ``--rate 0.2 --rate 0.5`` is refused
+    (click would keep the last one silently)."""
+
+    def parse_args(self, ctx, args):
+        seen = {}
+        for token in args:
+            if token == "--":
+                break
+            opt = token.split("=", 1)[0]
+            for param in self.params:
+                if isinstance(param, click.Option) and not param.multiple and \
+                        not param.count and opt in (*param.opts, *param.secondary_opts):
+                    seen.setdefault(param.name, []).append(opt)
+        for given in seen.values():
+            if len(given) > 1:
+                raise click.UsageError(f"option {given[0]} given {len(given)} times; give it "
+                                       "once.", ctx=ctx)
+        return super().parse_args(ctx, args)
+
+
+def _declared(**params):
+    """The command's arguments declared once (:func:`varshift._contracts.contract`), checked
+    before its body runs; a violation is one line and exit 2."""
+
+    def decorate(fn):
+        declared = contract(cli=params.pop("_labels", True), **params)(fn).__contract__
+
+        @functools.wraps(fn)
+        def run(**kwargs):
+            try:
+                declared.check(dict(kwargs))
+            except (TypeError, ValueError) as err:
+                _fail(" ".join(str(err).split()))
+            return fn(**kwargs)
+
+        return run
+
+    return decorate
+
+
+def _check_backend():
+    """The Keras backend chosen by ``KERAS_BACKEND`` exists and its package is installed."""
+    import importlib.util  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    name = os.environ.get("KERAS_BACKEND")
+    if not name or "keras" in sys.modules:
+        return
+    if name not in _BACKEND_PACKAGES:
+        _fail(f"KERAS_BACKEND={name} is not a Keras backend; expected one of "
+              f"{', '.join(_BACKEND_PACKAGES)}.")
+    package = _BACKEND_PACKAGES[name]
+    if importlib.util.find_spec(package) is None:
+        _fail(f"KERAS_BACKEND={name} needs the {package} package, which is not installed here; "
+              "install it or choose another backend.")
+
+
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="varshift")
 def cli():
@@ -55,7 +132,7 @@ def _row(label, var_train, var_test, ratio):
             f"{float(ratio):>10.6f}")
 
 
-@cli.command("theory")
+@cli.command("theory", cls=_Once)
 @click.option("--rate", type=float, default=None,
               help="Keras drop ratio of Dropout / GaussianDropout, in [0, 1).")
 @click.option("--mean", "mean", type=float, default=0.0, show_default=True,
@@ -67,6 +144,9 @@ def _row(label, var_train, var_test, ratio):
 @click.option("--d-cos2", "d_cos2", type=float, default=None,
               help="d cos^2(theta) of the linear layer's weights (case b, with --rho).")
 @click.option("--beta", type=float, default=None, help="Uout's noise half-width, in [0, 1].")
+@_declared(rate=Optional(RATE_SCALAR), mean=Real(), var=VARIANCE,
+           rho=Optional(Real(-1.0, 1.0, meaning="a correlation")),
+           d_cos2=Optional(Real(0.0, None)), beta=Optional(BETA_SCALAR))
 def theory_command(rate, mean, var, rho, d_cos2, beta):
     """Print train/test variance and the shift ratio Var_test / Var_train.
 
@@ -104,23 +184,20 @@ def theory_command(rate, mean, var, rho, d_cos2, beta):
     click.echo("\n".join(lines))
 
 
-@cli.command("demo")
+@cli.command("demo", cls=_Once)
 @click.option("--rate", type=float, default=0.2, show_default=True, help="Drop ratio.")
 @click.option("--epochs", type=int, default=15, show_default=True, help="Training epochs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@_declared(rate=RATE_SCALAR, epochs=COUNT, seed=Integer(0, MAX_SEED), as_json=Boolean(),
+           _labels={"as_json": "--json"})
 def demo_command(rate, epochs, seed, as_json):
     """The seed notebook's experiment: Dropout(0.2) -> BN on N(5, 2^2), measured and restored."""
     import json  # noqa: PLC0415
 
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    try:
-        check_rate(rate)
-        check_positive_int("epochs", epochs)
-        check_seed(seed, allow_none=False)
-    except (TypeError, ValueError) as err:
-        _fail(str(err))
+    _check_backend()
     from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
 
     with tqdm(total=3 * epochs, desc="training (BN-only, Dropout->BN, Dropout->Dense)", unit="epoch",
@@ -162,7 +239,7 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
    (p V / (m-1) more).""")
 
 
-@cli.command("audit")
+@cli.command("audit", cls=_Once)
 @click.argument("model_path", metavar="MODEL.keras", type=click.Path(dir_okay=False))
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Inputs (.npy, or .npz with --key) to measure the shift on.")
@@ -172,21 +249,37 @@ variance {r.data_var:.3f}. Model: Input -> Dropout(rate={r.rate:g}) -> BatchNorm
 @click.option("--recalibrate", "recalibrate", type=click.Path(dir_okay=False), default=None,
               metavar="OUT.keras", help="Re-estimate BN statistics on --data and save here "
                                         "(a symbolic link: its target is replaced).")
-@click.option("--mode", type=click.Choice(["one_pass", "sequential"]), default="one_pass",
-              show_default=True,
-              help="Recalibration: one pass (BN on batch statistics, noise off) or sequential "
-                   "(inference mode, exact, one pass per BN layer).")
+@click.option("--mode", type=click.Choice(["one_pass", "sequential"]), default=None,
+              help="With --recalibrate: one pass (BN on batch statistics, noise off; the "
+                   "default) or sequential (inference mode, exact, one pass per BN layer).")
+@_declared(model_path=InputPath("file", what="Keras model file"),
+           data_path=Optional(InputPath("file", what="data file (.npy or .npz)")),
+           key=Optional(Instance(str, what="an array name")), batch_size=COUNT,
+           recalibrate=Optional(OutputPath(".keras")),
+           mode=Optional(Options("one_pass", "sequential")),
+           _labels={"model_path": "MODEL.keras", "data_path": "--data"})
 def audit_command(model_path, data_path, key, batch_size, recalibrate, mode):
     """Audit a saved Keras model: noise layers feeding BN and, with --data, the measured shift.
 
     With --recalibrate, also write a copy whose BN moving statistics were re-estimated on the
     data in inference mode (the paper's "Adjust BN").
     """
-    from varshift.diagnostics._cli import AuditError, run_audit  # noqa: PLC0415 (TF lazily)
+    if mode is not None and recalibrate is None:
+        _fail(f"--mode {mode} applies to --recalibrate, which is not given; give "
+              "--recalibrate OUT.keras (or drop --mode).")
+    from varshift.diagnostics._cli import AuditError, check_arguments  # noqa: PLC0415
+
+    try:  # the checks that need no Keras, before any backend is imported
+        check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size,
+                        key=key)
+    except AuditError as err:
+        _fail(str(err))
+    _check_backend()
+    from varshift.diagnostics._cli import run_audit  # noqa: PLC0415 (TF lazily)
 
     try:
         run_audit(model_path, data_path, key=key, batch_size=batch_size,
-                  recalibrate=recalibrate, mode=mode, echo=click.echo)
+                  recalibrate=recalibrate, mode=mode or "one_pass", echo=click.echo)
     except AuditError as err:
         _fail(str(err))
     except (ValueError, TypeError, OSError) as err:  # e.g. NaN found while the data streams

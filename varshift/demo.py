@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from varshift._contracts import COUNT, RATE_SCALAR, Function, Integer, Optional, Real, contract
+from varshift._validate import MAX_SEED
+
 __all__ = ["DemoResult", "run_demo"]
 
 
@@ -115,6 +118,9 @@ def _train_three(keras, x, rate, seed, epochs, batch_size, learning_rate, steps,
     return control, model, no_bn
 
 
+@contract(rate=RATE_SCALAR, n=COUNT, n_samples=COUNT, epochs=COUNT, batch_size=Integer(2),
+          learning_rate=Real(0.0, None, closed="neither"), seed=Integer(0, MAX_SEED),
+          progress=Optional(Function("a callable progress(done, total)")))
 def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learning_rate=3e-3,
              seed=0, progress=None):
     """Run the seed notebook's Dropout -> BN experiment and return its numbers.
@@ -142,24 +148,6 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     from varshift import models, theory  # noqa: PLC0415  (TensorFlow loads here)
     from varshift._keras import keras as _keras  # noqa: PLC0415
     from varshift._keras import to_numpy  # noqa: PLC0415
-    from varshift._validate import (  # noqa: PLC0415
-        check_finite_positive,
-        check_positive_int,
-        check_rate,
-        check_seed,
-    )
-
-    check_rate(rate)
-    n = check_positive_int("n", n)
-    n_samples = check_positive_int("n_samples", n_samples)
-    epochs = check_positive_int("epochs", epochs)
-    # one value per batch has no variance, and the (m-1)/m correction divides by m - 1
-    batch_size = check_positive_int("batch_size", batch_size, minimum=2)
-    check_finite_positive("learning_rate", learning_rate)
-    seed = check_seed(seed, allow_none=False)
-    if progress is not None and not callable(progress):
-        raise TypeError("Argument `progress` must be None or a callable progress(done, total); "
-                        f"received progress={progress!r}.")
     keras = _keras()
     keras.utils.set_random_seed(seed)
     x = models.seed_data(n_samples, n, seed=seed)
@@ -178,7 +166,9 @@ def run_demo(rate=0.2, *, n=5, n_samples=10_000, epochs=15, batch_size=32, learn
     pred_no_bn, mse_no_bn = _predict(no_bn, x, to_numpy)
     unbiased = theory.restore_moving_variance(moving_mean, moving_var * batch_size / (batch_size - 1), rate)
     restored = theory.restore_moving_variance(moving_mean, moving_var, rate)
-    bn.moving_variance.assign(restored.astype("float32"))
+    from varshift.bnstats import assign_statistics  # noqa: PLC0415  (refuses a variance <= 0)
+
+    assign_statistics([bn], [(moving_mean, restored)])
     pred_restored, mse_restored = _predict(model, x, to_numpy)
 
     return DemoResult(

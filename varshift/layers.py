@@ -5,10 +5,8 @@ Importing this module imports TensorFlow/Keras (quietly, see :mod:`varshift._ker
 
 from __future__ import annotations
 
-import numpy as np
-
+from varshift._contracts import ANY_SEED, BETA_SCALAR, contract
 from varshift._keras import keras as _load_keras
-from varshift._validate import check_beta, check_seed, describe
 
 keras = _load_keras()
 
@@ -51,14 +49,11 @@ class Uout(keras.layers.Layer):
     True
     """
 
+    @contract(beta=BETA_SCALAR, seed=ANY_SEED)
     def __init__(self, beta, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
-            raise TypeError(f"Argument `beta` must be a float in [0, 1] (Uout's noise "
-                            f"half-width); received {describe(beta)}.")
-        check_beta(beta)
         self.beta = float(beta)
-        self.seed = check_seed(seed, maximum=None)
+        self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
         self._build_at_init()

@@ -14,6 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
+from varshift._contracts import (
+    COUNT,
+    FINITE,
+    MODEL,
+    RATE_SCALAR,
+    SEED,
+    Boolean,
+    Data,
+    Function,
+    Optional,
+    Real,
+    contract,
+)
 from varshift._keras import keras as _load_keras
 from varshift._validate import check_positive_int, check_rate
 from varshift.bnstats import assign_statistics, collect_moments
@@ -30,6 +43,7 @@ __all__ = [
 ]
 
 
+@contract(n_samples=COUNT, n=COUNT, mean=FINITE, std=Real(0.0, None), seed=SEED)
 def seed_data(n_samples=10_000, n=5, mean=5.0, std=2.0, seed=0):
     """The seed notebook's data: ``n_samples`` x ``n`` draws of :math:`N(\\text{mean}, \\text{std}^2)`."""
     check_positive_int("n_samples", n_samples)
@@ -47,6 +61,7 @@ def _compiled(model, compile):
     return model
 
 
+@contract(n=COUNT, rate=RATE_SCALAR, seed=SEED, compile=Boolean())
 def dropout_model(n, rate, *, seed=None, compile=True):
     """``Input(n) -> Dropout(rate)``: inverted dropout alone (the seed's first cells).
 
@@ -63,6 +78,7 @@ def dropout_model(n, rate, *, seed=None, compile=True):
     return _compiled(keras.Model(inputs, outputs, name="dropout_model"), compile)
 
 
+@contract(n=COUNT, compile=Boolean())
 def bn_model(n, *, compile=True):
     """``Input(n) -> BatchNormalization``: BN alone, the seed's control model."""
     n = check_positive_int("n", n)
@@ -71,6 +87,7 @@ def bn_model(n, *, compile=True):
     return _compiled(keras.Model(inputs, outputs, name="bn_model"), compile)
 
 
+@contract(n=COUNT, rate=RATE_SCALAR, seed=SEED, compile=Boolean())
 def dropout_bn_model(n, rate, *, seed=None, compile=True):
     """``Input(n) -> Dropout(rate) -> BatchNormalization``: the paper's case (a).
 
@@ -86,6 +103,7 @@ def dropout_bn_model(n, rate, *, seed=None, compile=True):
     return _compiled(keras.Model(inputs, outputs, name="dropout_bn_model"), compile)
 
 
+@contract(d=COUNT, units=COUNT, rate=RATE_SCALAR, seed=SEED, compile=Boolean())
 def dropout_dense_bn_model(d, units, rate, *, seed=None, kernel_initializer=None, compile=True):
     """``Input(d) -> Dropout(rate) -> Dense(units, no bias) -> BatchNormalization``: case (b).
 
@@ -113,6 +131,8 @@ def dropout_dense_bn_model(d, units, rate, *, seed=None, kernel_initializer=None
     return _compiled(keras.Model(inputs, outputs, name="dropout_dense_bn_model"), compile)
 
 
+@contract(model=MODEL, x=Data(), batch_size=COUNT, passes=COUNT, seed=SEED, assign=Boolean(),
+          progress=Optional(Function("a callable progress(done, total)")))
 def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign=False,
                             progress=None):
     r"""What every BN layer's moving mean/variance converges to under ``fit``, without ``fit``.
@@ -149,6 +169,7 @@ def converged_bn_statistics(model, x, *, batch_size=32, passes=1, seed=0, assign
     """
     x = _validate.model_and_data(model, x, data_name="x", batch_size=batch_size, passes=passes,
                                  seed=seed)
+    _validate.finite_data(x, "x")
     batch_size = check_positive_int("batch_size", batch_size)
     passes = check_positive_int("passes", passes)
     assign = _validate.check_bool("assign", assign)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, contract
 from varshift._validate import (
     as_float_array,
     check_beta,
@@ -60,6 +61,7 @@ def _times_square(k, c):
         return np.where(k == 0, 0.0, k * (c * c))
 
 
+@contract(var_test=VARIANCE, var_train=VARIANCE)
 def variance_ratio(var_test, var_train):
     r"""The variance shift :math:`\mathrm{Var}^{Test} / \mathrm{Var}^{Train}`, elementwise.
 
@@ -83,6 +85,12 @@ def variance_ratio(var_test, var_train):
     return out[()] if out.ndim == 0 else out
 
 
+#: the body of :func:`variance_ratio`, for the formulas below: their intermediate training
+#: variances may legitimately overflow to infinity (the ratio is then 0)
+_variance_ratio = variance_ratio.__wrapped__
+
+
+@contract(mean=FINITE, var=VARIANCE, noise_var=VARIANCE)
 def noise_train_variance(mean, var, noise_var):
     r"""Training-mode variance of :math:`x\,m` for any multiplicative noise with :math:`E[m]=1`.
 
@@ -109,6 +117,7 @@ def noise_train_variance(mean, var, noise_var):
     return v + s2 * v + _times_square(s2, c)
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def dropout_train_variance(mean, var, rate):
     r"""Variance of a unit after inverted Dropout in training mode (Eq. 7).
 
@@ -138,6 +147,7 @@ def dropout_train_variance(mean, var, rate):
         return np.where(np.isfinite(c2), (c2 + v) / p - c2, v + _times_square((1 - p) / p, c))[()]  # Eq. 7
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def shift_ratio(mean, var, rate):
     r"""Variance shift for Dropout directly before BatchNormalization, case (a) (Eq. 8).
 
@@ -166,9 +176,11 @@ def shift_ratio(mean, var, rate):
     p = 1.0 - check_rate(rate)  # retain probability p
     _broadcastable(mean=c, var=v, rate=p)
     # Eq. 8 as p v / (v + (1-p) c^2): finite for any finite input (no inf - inf)
-    return variance_ratio(p * v, v + _times_square(1.0 - p, c))
+    return _variance_ratio(p * v, v + _times_square(1.0 - p, c))
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE,
+          rho=Real(-1.0, 1.0, array=True, meaning="a correlation"), d_cos2=VARIANCE)
 def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     r"""Variance shift for Dropout -> linear layer -> BatchNormalization, case (b) (Eq. 14).
 
@@ -204,9 +216,10 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     dc = check_var(d_cos2, "d_cos2")
     _broadcastable(mean=mean, var=v, rate=rate, rho=r, d_cos2=dc)
     correlated = v * r * (dc - 1.0)  # v rho (d cos^2 theta - 1), the cross terms of Eq. 9-12
-    return variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
+    return _variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
 
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
 def fan_in(kernel) -> int:
     """The number of inputs :math:`d` of one output unit of a Dense or Conv kernel.
 
@@ -223,6 +236,7 @@ def fan_in(kernel) -> int:
     return int(np.prod(w.shape[:-1]))
 
 
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
 def cos2_theta(kernel):
     r"""Eq. 13's :math:`\cos^2\theta` for each output unit of a Dense or Conv kernel.
 
@@ -254,6 +268,7 @@ def cos2_theta(kernel):
         return sum_w**2 / (d * sum_w2)  # Eq. 13
 
 
+@contract(mean=FINITE, var=VARIANCE, beta=BETA)
 def uout_train_variance(mean, var, beta):
     r"""Training-mode variance after Uout, :math:`x + x r` with :math:`r \sim U(-\beta, \beta)`.
 
@@ -273,6 +288,7 @@ def uout_train_variance(mean, var, beta):
     return noise_train_variance(mean, var, NOISES["uout"].noise_var(b))  # beta^2 / 3
 
 
+@contract(mean=FINITE, var=VARIANCE, beta=BETA)
 def uout_shift_ratio(mean, var, beta):
     r"""Variance shift of Uout before BatchNormalization, for any mean (Eq. 15).
 
@@ -286,9 +302,10 @@ def uout_shift_ratio(mean, var, beta):
         0.923077
     """
     v = check_var(var)
-    return variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
+    return _variance_ratio(v, uout_train_variance(mean, var, beta))  # Eq. 15
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def gaussian_dropout_train_variance(mean, var, rate):
     r"""Training-mode variance after Keras' ``GaussianDropout(rate)``.
 
@@ -304,6 +321,7 @@ def gaussian_dropout_train_variance(mean, var, rate):
     return noise_train_variance(mean, var, NOISES["gaussian_dropout"].noise_var(r))  # r / (1-r)
 
 
+@contract(mean=FINITE, var=VARIANCE, rate=RATE)
 def gaussian_dropout_shift_ratio(mean, var, rate):
     r"""Variance shift of Keras' ``GaussianDropout(rate)`` before BatchNormalization.
 
@@ -311,9 +329,10 @@ def gaussian_dropout_shift_ratio(mean, var, rate):
         \Delta = \frac{v}{v + \frac{\text{rate}}{1-\text{rate}}(c^2+v)}.
     """
     v = check_var(var)
-    return variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
+    return _variance_ratio(v, gaussian_dropout_train_variance(mean, var, rate))
 
 
+@contract(beta=BETA)
 def uout_matched_rate(beta):
     r"""The dropout ``rate`` whose training variance equals Uout(:math:`\beta`)'s.
 
@@ -324,6 +343,7 @@ def uout_matched_rate(beta):
     return b**2 / (3.0 + b**2)
 
 
+@contract(moving_mean=FINITE, moving_var=VARIANCE, rate=RATE)
 def restore_moving_variance(moving_mean, moving_var, rate):
     r"""Undo Eq. 7 on BatchNormalization's stored statistics (the seed notebook's "restore").
 
@@ -361,6 +381,8 @@ def restore_moving_variance(moving_mean, moving_var, rate):
     return np.maximum(v, 0.0)[()]
 
 
+@contract(population_var=VARIANCE, batch_size=Integer(2), steps=Optional(Integer(0)),
+          momentum=Real(0.0, 1.0, closed="left"), initial=VARIANCE, positions=Integer(1))
 def keras_expected_moving_variance(population_var, batch_size, *, steps=None, momentum=0.99,
                                    initial=1.0, positions=1):
     r"""The moving variance Keras' BatchNormalization is expected to store.

@@ -19,7 +19,7 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-__all__ = ["AutoModules", "setup"]
+__all__ = ["AutoModules", "Contracts", "setup"]
 
 
 def _importable(name: str) -> bool:
@@ -85,6 +85,23 @@ class AutoModules(SphinxDirective):
         return container.children
 
 
+class Contracts(SphinxDirective):
+    """``varshift-contracts``: the table of every declared argument, generated from the
+    declarations (:func:`varshift._contracts.contract_table`)."""
+
+    has_content = False
+
+    def run(self):
+        from varshift._contracts import contract_table
+
+        container = nodes.container()
+        nested_parse_with_titles(
+            self.state, StringList(contract_table().splitlines(), source="varshift-contracts"),
+            container)
+        return container.children
+
+
 def setup(app):
     app.add_directive("varshift-automodules", AutoModules)
+    app.add_directive("varshift-contracts", Contracts)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

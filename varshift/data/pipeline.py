@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varshift._contracts import COUNT, Array, Boolean, Integer, Optional, Real, contract
 from varshift.seeds import derive_seed, rng
 
 __all__ = ["make_dataset", "channel_stats", "augment_batch"]
@@ -88,22 +89,31 @@ def augment_batch(images, seed, pad=4, flip=True):
     return images
 
 
+@contract(x=Array(4, what="NHWC images"), y=Optional(Array(1, what="integer labels")),
+          batch_size=COUNT, training=Boolean(), augment=Boolean(),
+          mean=Optional(Real(array=True)),
+          std=Optional(Real(0.0, None, closed="neither", array=True)), seed=Integer(0),
+          pad=Integer(0), flip=Boolean(), drop_remainder=Boolean(), shuffle=Optional(Boolean()))
 def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=None, seed=0,
                  pad=4, flip=True, drop_remainder=False, shuffle=None):
     """A batched, normalised, (optionally) augmented and prefetched ``tf.data.Dataset``.
 
     Args:
-        x: uint8 images ``(N, H, W, C)``.
+        x: images ``(N, H, W, C)`` on the 0..255 scale: uint8 (as loaded), or integers or
+            floats in [0, 255]. Float images already scaled to [0, 1] are refused rather than
+            divided by 255 a second time.
         y: integer labels ``(N,)``, or ``None`` for an images-only dataset.
         batch_size: images per batch.
         training: shuffle and (with ``augment``) augment.
         augment: pad-and-crop and flip when ``training`` (the CIFAR recipe).
-        mean, std: per-channel statistics on the 0..1 scale; ``None`` computes them from
-            ``x`` (pass the training set's to the test set).
+        mean, std: per-channel statistics on the 0..1 scale (one value, or one per channel;
+            ``std`` > 0); ``None`` computes them from ``x`` (pass the training set's to the
+            test set).
         seed: integer; the shuffle order and the augmentation are functions of it alone.
         pad: zero padding before the random crop (4).
         flip: random horizontal flips (True).
-        drop_remainder: drop a last, smaller batch.
+        drop_remainder: drop a last, smaller batch (then ``batch_size`` may not exceed the
+            number of images: the dataset would be empty).
         shuffle: override whether to shuffle (default: ``training``).
 
     Returns:
@@ -115,30 +125,23 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
     >>> ds = make_dataset(x, y, batch_size=128, training=True, seed=3)  # doctest: +SKIP
     """
     from varshift._keras import is_backend
-    from varshift._validate import check_bool, check_positive_int, check_seed
 
-    check_positive_int("batch_size", batch_size)
-    seed = check_seed(seed, allow_none=False, maximum=None)
-    check_positive_int("pad", pad, minimum=0)
-    for flag, value in (("training", training), ("augment", augment), ("flip", flip),
-                        ("drop_remainder", drop_remainder)):
-        check_bool(flag, value)
-    if shuffle is not None:
-        check_bool("shuffle", shuffle)
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"Argument `x` must be NHWC images (4-D); received shape {x.shape}.")
+    x = _pixels(np.asarray(x))
     if y is not None:
         y = np.asarray(y).reshape(-1)
         if len(y) != len(x):
-            raise ValueError(f"`x` has {len(x)} images but `y` has {len(y)} labels.")
+            raise ValueError(f"Arguments `x` and `y` must hold as many images as labels; "
+                             f"received {len(x)} images and {len(y)} labels.")
+    n = len(x)
+    if drop_remainder and batch_size > n:
+        raise ValueError(f"Argument `batch_size` must be <= the number of images ({n}) with "
+                         f"drop_remainder=True; received batch_size={batch_size} (the dataset "
+                         "would be empty).")
     if mean is None or std is None:
         m, s = channel_stats(x)
         mean = m if mean is None else mean
         std = s if std is None else std
-    mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
-    std = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
-    n = len(x)
+    mean, std = (_per_channel(k, v, x.shape[-1]) for k, v in (("mean", mean), ("std", std)))
     shuffle = training if shuffle is None else shuffle
     order = rng(seed, "shuffle").permutation(n) if shuffle else np.arange(n)
     do_aug = bool(training and augment)
@@ -147,6 +150,36 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
                         (do_aug, derive_seed(seed, "augment"), pad, flip), (mean, std))
     return _tf_dataset(x, y, order, batch_size, drop_remainder,
                        (do_aug, derive_seed(seed, "augment"), pad, flip), (mean, std))
+
+
+def _pixels(x):
+    """Images on the 0..255 scale: integers in [0, 255], or floats in [0, 255] that are not
+    already scaled to [0, 1] (dividing those by 255 again would be silent)."""
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype.kind == "b" or x.size == 0:
+        raise ValueError(f"Argument `x` must be NHWC images on the 0..255 scale; received an "
+                         f"array of dtype {x.dtype} and shape {x.shape}.")
+    low, high = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+        bad = int(np.count_nonzero(~np.isfinite(x) | (x < 0) | (x > 255)))
+        raise ValueError(f"Argument `x` must hold pixel values in [0, 255] (uint8 images); "
+                         f"received values in [{low:g}, {high:g}] ({bad} outside).")
+    if x.dtype.kind == "f" and high <= 1.0 and high > 0:
+        raise ValueError(f"Argument `x` holds float images already in [0, 1] (max {high:g}); "
+                         "make_dataset divides by 255 itself: pass the 0..255 images (uint8), "
+                         "e.g. (x * 255).round().astype('uint8').")
+    return x
+
+
+def _per_channel(name, value, channels):
+    """A per-channel statistic: one value or one per channel of the images."""
+    arr = np.asarray(value, np.float64).reshape(-1)
+    if arr.size not in (1, channels):
+        expected = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+        raise ValueError(f"Argument `{name}` must hold {expected} for the {channels}-channel "
+                         f"images of `x`; received {arr.size} values.")
+    return arr.astype(np.float32).reshape(1, 1, 1, -1)
 
 
 def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):

@@ -16,7 +16,7 @@ Importing this package imports TensorFlow/Keras (quietly).
 
 from varshift.diagnostics.audit import audit
 from varshift.diagnostics.correct import correct_direct
-from varshift.diagnostics.recalibrate import recalibrate_bn
+from varshift.diagnostics.recalibrate import ConstantInputWarning, recalibrate_bn
 from varshift.diagnostics.shift import measure_shift
 
-__all__ = ["audit", "measure_shift", "recalibrate_bn", "correct_direct"]
+__all__ = ["audit", "measure_shift", "recalibrate_bn", "correct_direct", "ConstantInputWarning"]

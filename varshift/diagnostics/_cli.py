@@ -115,6 +115,7 @@ def load_data(path, key=None):
     if not _head(path).startswith((NPY_MAGIC, ZIP_MAGIC)):
         raise AuditError(f"data file {path!r} is not a .npy/.npz file (it does not start with "
                          "numpy's header); write it with numpy.save or numpy.savez.")
+    _check_sizes(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -143,6 +144,53 @@ def load_data(path, key=None):
             return _checked(loaded[key], path)
         except ValueError as err:  # an object array inside the .npz
             raise AuditError(f"cannot read array {key!r} of {path!r}: {_cause(err)}") from None
+
+
+def _declared_bytes(fh, where):
+    """Bytes of data a ``.npy`` header declares (read from ``fh``), for ``where``."""
+    from numpy.lib import format as npy  # noqa: PLC0415
+
+    try:
+        version = npy.read_magic(fh)
+        shape, _, dtype = (npy.read_array_header_1_0(fh) if version == (1, 0)
+                           else npy.read_array_header_2_0(fh))
+    except (ValueError, OSError, EOFError) as err:
+        raise AuditError(f"cannot read {where} as .npy ({_cause(err)}).") from None
+    if dtype.hasobject:
+        raise AuditError(f"{where} holds Python objects (dtype object), not numbers.")
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize, shape
+
+
+def _check_sizes(path):
+    """Compare every ``.npy`` header with the bytes that follow it, before numpy allocates
+    what the header claims (a header can claim 9,999,999,999 rows in a 200-byte file); a zip
+    that is not a ``.npz`` (a ``.keras`` model, other members) is refused here too."""
+    if _head(path).startswith(NPY_MAGIC):
+        with open(path, "rb") as fh:
+            need, shape = _declared_bytes(fh, f"data file {path!r}")
+            have = os.path.getsize(path) - fh.tell()
+        if need != have:
+            raise AuditError(f"data file {path!r} is damaged: its header declares an array of "
+                             f"shape {shape} ({need} bytes) but {have} bytes follow it.")
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            others = [m.filename for m in members if not m.filename.endswith(".npy")]
+            if others or not members:
+                what = " (a .keras model?)" if "config.json" in others else ""
+                raise AuditError(f"data file {path!r} is a zip archive but not a .npz of "
+                                 f"arrays{what}: member(s) {others[:3]} are not .npy arrays.")
+            for member in members:
+                with archive.open(member) as fh:
+                    where = f"array {member.filename[:-4]!r} of {path!r}"
+                    need, shape = _declared_bytes(fh, where)
+                    have = member.file_size - fh.tell()
+                if need != have:
+                    raise AuditError(f"{where} is damaged: its header declares shape {shape} "
+                                     f"({need} bytes) but {have} bytes follow it.")
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise AuditError(f"cannot read data file {path!r} as .npz ({_cause(err)}).") from None
 
 
 def _checked(x, path):
@@ -208,7 +256,19 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
                         "real_var", "ratio"]))
     if recalibrate is None:
         return
-    fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
+    import warnings  # noqa: PLC0415
+
+    from varshift.diagnostics.recalibrate import ConstantInputWarning  # noqa: PLC0415
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConstantInputWarning)
+        fixed = recalibrate_bn(model, x, mode=mode, batch_size=batch_size, progress=True)
+    for warning in caught:
+        if issubclass(warning.category, ConstantInputWarning):
+            echo(f"warning: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     try:  # never a half-written model under the name; a symbolic link stays one
         with atomic_path(recalibrate_target(recalibrate)) as tmp:
             fixed.save(tmp)
@@ -218,4 +278,15 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
     after = measure_shift(fixed, x, batch_size=batch_size)
     echo("")
     echo(f"Recalibrated ({mode}) model written to {recalibrate}; max ratio now "
-         f"{after['ratio'].max():.6g} (was {shift['ratio'].max():.6g}).")
+         f"{_max_ratio(after)} (was {_max_ratio(shift)}).")
+
+
+def _max_ratio(df):
+    """The largest shift ratio, without NaN: a layer whose input is constant on the data
+    (variance 0) has no ratio, and is counted instead."""
+    ratios = df["ratio"].dropna()
+    undefined = len(df) - len(ratios)
+    if not len(ratios):
+        return "undefined (every BN layer's input is constant on --data)"
+    note = f"; {undefined} layer(s) with constant input have no ratio" if undefined else ""
+    return f"{ratios.max():.6g}{note}"

@@ -33,6 +33,7 @@ import numpy as np
 
 from varshift import _validate, theory
 from varshift import noise as noise_registry
+from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift._graph import (
     all_layers,
     graph_calls,
@@ -196,6 +197,7 @@ def _empty(message):
     return df
 
 
+@contract(model=MODEL, input_shape=Optional(Shape(unknown=True)))
 def audit(model, *, input_shape=None):
     r"""List every (BatchNormalization, noise layer) pair of a model and classify its path.
 
@@ -225,7 +227,9 @@ def audit(model, *, input_shape=None):
     that call other layers with raw operations between them, and subclassed models, are
     traced with TensorFlow instead (``tf-trace``), on the TensorFlow backend only. A BN layer
     called more than once (shared) gives a row per call, and column ``shared`` gives the
-    reason its statistics have no per-call closed form (``None`` otherwise). The model must
+    reason its statistics have no per-call closed form (``None`` otherwise); a BN layer inside
+    ``TimeDistributed`` is called once per time step on slices of one tensor and is one row,
+    not shared. The model must
     have a known input shape, or pass ``input_shape``. Nothing is changed.
 
     Args:
@@ -377,10 +381,15 @@ def audit_result(model, *, input_shape=None):
     objects and the traced calls, for :func:`varshift.correct_direct` and other diagnostics."""
     import pandas as pd
 
+    from varshift.bnstats import time_distributed_layers
+
     records, preds, source, method = layer_graph(model, input_shape)
     bn_calls, bn_inputs, calls_of = [], {}, collections.Counter()
+    per_step = time_distributed_layers(model)  # called once per time step: one row
     for i, rec in enumerate(records):
         if is_bn(rec.layer):
+            if id(rec.layer) in per_step and calls_of[id(rec.layer)]:
+                continue
             calls_of[id(rec.layer)] += 1
             bn_calls.append(i)
             bn_inputs.setdefault(id(rec.layer), tuple(rec.first_input.shape))

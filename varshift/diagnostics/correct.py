@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate, noise, theory
+from varshift._contracts import MODEL, Boolean, Integer, Optional, contract
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
 from varshift.bnstats import shared_bn_layers, values_per_channel
@@ -75,6 +76,7 @@ def _negative_factor_probability(kind, value):
     return 0.5 * erfc(1.0 / (sigma * sqrt(2.0)))
 
 
+@contract(model=MODEL, inplace=Boolean(), batch_size=Optional(Integer(2)))
 def correct_direct(model, *, inplace=True, batch_size=None):
     r"""Apply Eq. 7's inverse to the moving variance of every BN layer fed by noise in case (a).
 
@@ -85,7 +87,11 @@ def correct_direct(model, *, inplace=True, batch_size=None):
         \text{moving\_var} \leftarrow p\,(\text{moving\_mean}^2 + \text{moving\_var})
                                       - \text{moving\_mean}^2,
 
-    per channel (clipped at 0). Dropout and spatial dropout use :math:`p = 1-\text{rate}`;
+    per channel. A layer where the result would not be a finite variance > 0 in some channel
+    (Eq. 7 cannot hold: e.g. a second call on an already corrected model, or stored mean 5,
+    variance 1 at rate 0.5) is skipped with that reason, as is a layer whose stored
+    statistics are not finite; a variance of 0 is never written. Dropout and spatial dropout
+    use :math:`p = 1-\text{rate}`;
     Gaussian dropout and Uout use the :math:`p` of equal noise variance
     (:math:`1-\text{rate}`, and :math:`3/(3+\beta^2)`, :func:`varshift.theory.uout_matched_rate`);
     several noise layers in a row multiply their factors. Everything else is left alone and
@@ -214,6 +220,23 @@ def _correct_one(bn, group, routes, m, inplace, shared=False):
     second_moment = float(np.prod(1.0 + group["noise_var"].to_numpy()))
     rate = 1.0 - 1.0 / second_moment
     unbias = 1.0 if m is None else m / (m - 1.0)  # Keras stored (m-1)/m of the variance
+    if not (np.isfinite(mean).all() and np.isfinite(var).all() and (var > 0).all()):
+        row["reason"] = ("stored statistics are not a finite mean and a finite variance > 0; "
+                         "left untouched (recalibrate_bn re-estimates them from data)")
+        return row
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = (1.0 - rate) * (mean * mean + var * unbias) - mean * mean  # Eq. 7 inverted
+    bad = ~np.isfinite(exact) | ~(exact.astype(np.float32) > 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        row["rate"] = rate
+        row["reason"] = (
+            f"Eq. 7 cannot hold: inverting it at rate {rate:g} gives a variance <= 0 in "
+            f"{int(bad.sum())} of {bad.size} channel(s) (channel {k}: stored mean "
+            f"{mean[k]:.6g}, variance {var[k]:.6g}, so p (mean^2 + var) - mean^2 = "
+            f"{exact[k]:.6g}); the stored variance is smaller than this noise makes it (already "
+            "corrected, or not trained with it); left untouched")
+        return row
     restored = theory.restore_moving_variance(mean, var * unbias, rate)
     if inplace:
         bn.moving_variance.assign(restored.astype(bn.moving_variance.dtype))

@@ -36,12 +36,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 
 from varshift import _validate
+from varshift._contracts import COUNT, MODEL, SEED, Boolean, Data, Optional, Options, contract
 from varshift._keras import keras as _load_keras
-from varshift.bnstats import assign_statistics, bn_layers, collect_moments, save_statistics
+from varshift.bnstats import (
+    assign_statistics,
+    bn_layers,
+    collect_moments,
+    restore_statistics,
+    save_statistics,
+    sound_statistics,
+)
 
-__all__ = ["recalibrate_bn", "copy_model", "MODES"]
+__all__ = ["recalibrate_bn", "copy_model", "MODES", "ConstantInputWarning"]
 
 MODES = ("one_pass", "sequential")
 
@@ -83,7 +92,28 @@ def copy_model(model):
     return clone
 
 
-def _one_pass(model, data, noise, kwargs, inplace):
+class ConstantInputWarning(RuntimeWarning):
+    """BN channels that received constant input (variance 0) kept their stored statistics."""
+
+
+def _write(layers, statistics, skipped):
+    """Write what may be stored (:func:`varshift.bnstats.sound_statistics`); collect into
+    ``skipped`` the layers whose channels kept their stored values."""
+    sound, bad = sound_statistics(layers, statistics)
+    assign_statistics(layers, sound)
+    skipped.update(bad)
+
+
+def _warn(skipped):
+    if skipped:
+        named = ", ".join(f"{name!r} ({n} of {c} channels)" for name, (n, c) in skipped.items())
+        warnings.warn(f"recalibrate_bn: BatchNormalization layer(s) {named} received constant "
+                      "input (variance 0, or statistics that are not finite) on `data`; those "
+                      "channels keep their stored statistics (a variance of 0 is never "
+                      "written).", ConstantInputWarning, stacklevel=4)
+
+
+def _one_pass(model, data, noise, kwargs, inplace, skipped):
     """Measure on ``model`` itself (nothing is written while measuring, and its compiled pass
     is reused by later calls), then write into ``model`` or into a copy made only now."""
     measured = collect_moments(model, data, bn="batch", noise=noise,
@@ -91,12 +121,12 @@ def _one_pass(model, data, noise, kwargs, inplace):
     target = model if inplace else copy_model(model)
     index = {id(layer): k for k, layer in enumerate(bn_layers(model))}
     layers = bn_layers(target)
-    assign_statistics([layers[index[id(m.layer)]] for m in measured],
-                      [(m.mean, m.var) for m in measured])
+    _write([layers[index[id(m.layer)]] for m in measured], [(m.mean, m.var) for m in measured],
+           skipped)
     return target
 
 
-def _sequential(model, data, kwargs):
+def _sequential(model, data, kwargs, skipped):
     # The first pass measures every layer under the old statistics, checks the whole data
     # set and gives the call (graph) order. The first layer called depends on no other BN
     # layer, so its numbers are final; each later layer gets a pass of its own, made after
@@ -112,15 +142,19 @@ def _sequential(model, data, kwargs):
         # every layer's final numbers: two passes instead of one per BN layer.
         first = collect_moments(model, data, bn="batch", noise=False,
                                 desc="BN (one batch)", **kwargs)
-        assign_statistics([m.layer for m in first], [(m.mean, m.var) for m in first])
+        _write([m.layer for m in first], [(m.mean, m.var) for m in first], skipped)
         return
-    assign_statistics([first[0].layer], [(first[0].mean, first[0].var)])
+    _write([first[0].layer], [(first[0].mean, first[0].var)], skipped)
     for k, m in enumerate(first[1:], 2):
         (again,) = collect_moments(model, data, layers=[m.layer], bn="moving", noise=False,
                                    desc=f"BN {k}/{len(first)}", **kwargs)
-        assign_statistics([m.layer], [(again.mean, again.var)])
+        _write([m.layer], [(again.mean, again.var)], skipped)
 
 
+@contract(model=MODEL, data=Data(), mode=Options(*MODES, removed={
+    "simultaneous": "it compounds errors through the layers"}), noise=Boolean(),
+          max_samples=Optional(COUNT), inplace=Boolean(), batch_size=COUNT, progress=Boolean(),
+          seed=SEED)
 def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=None,
                    inplace=False, batch_size=256, progress=False, seed=0):
     r"""Re-estimate every BN layer's moving mean and variance from data ("Adjust BN").
@@ -170,6 +204,10 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         or a save/load round trip) or ``model`` itself. If anything fails part-way (bad data,
         an interrupt), ``model`` is left exactly as it was, also with ``inplace=True``.
 
+    Constant input. A channel whose values are all equal on ``data`` (variance 0), or whose
+    statistics are not finite, keeps its stored mean and variance: a variance of 0 is never
+    written. A :class:`ConstantInputWarning` names the layers and how many channels.
+
     Raises:
         ValueError: ``mode`` is not ``"one_pass"`` or ``"sequential"`` (the former ``"simultaneous"`` mode
             compounds errors and was removed), ``noise=True`` with ``"sequential"``, no BN
@@ -183,11 +221,6 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
                                     seed=seed)
     noise = _validate.check_bool("noise", noise)
     inplace = _validate.check_bool("inplace", inplace)
-    if mode not in MODES:
-        raise ValueError(
-            f"Argument `mode` must be one of {MODES}; received mode={mode!r}"
-            + (" (removed: it compounds errors through the layers)."
-               if mode == "simultaneous" else "."))
     if noise and mode != "one_pass":
         raise ValueError(f"Argument `noise` applies to mode='one_pass' only; received "
                          f"noise={noise!r} with mode={mode!r}.")
@@ -196,14 +229,18 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
             f"Model {model.name!r} has no BatchNormalization layer; nothing to recalibrate.")
 
     kwargs = {"batch_size": batch_size, "max_samples": max_samples, "progress": progress}
+    skipped = {}
     if mode == "one_pass":  # the model is only written once everything was measured and checked
-        return _one_pass(model, data, noise, {**kwargs, "seed": seed}, inplace)
+        target = _one_pass(model, data, noise, {**kwargs, "seed": seed}, inplace, skipped)
+        _warn(skipped)
+        return target
     target = model if inplace else copy_model(model)
     layers = bn_layers(target)
     saved = save_statistics(layers)
     try:
-        _sequential(target, data, kwargs)
+        _sequential(target, data, kwargs, skipped)
     except BaseException:
-        assign_statistics(layers, saved)
+        restore_statistics(layers, saved)
         raise
+    _warn(skipped)
     return target

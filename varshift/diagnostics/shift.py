@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
+from varshift._contracts import COUNT, MODEL, Boolean, Data, Optional, contract
 from varshift._graph import layer_paths
 from varshift._keras import to_numpy
 from varshift.bnstats import collect_moments
@@ -60,6 +61,27 @@ def _ratio_both_ways(real, moving):
     return max(r, 1.0 / r)
 
 
+def _stored_statistics_sound(model):
+    """One line, before any pass, for a BN layer whose stored statistics are not a finite
+    mean and a finite, non-negative variance (no ratio can be formed against them)."""
+    from varshift.bnstats import bn_layers
+
+    for layer in bn_layers(model):
+        mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)
+        var = to_numpy(layer.moving_variance).astype("float64").reshape(-1)
+        bad = ~np.isfinite(mean) | ~np.isfinite(var) | (var < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                f"Argument `model`: BatchNormalization layer {layer.name!r} stores statistics "
+                f"that are not a finite mean and a finite variance >= 0 in {int(bad.sum())} of "
+                f"{bad.size} channel(s) (channel {k}: moving_mean {float(mean[k])!r}, "
+                f"moving_variance {float(var[k])!r}); no shift can be measured against them (recalibrate_bn "
+                "re-estimates them from data).")
+
+
+@contract(model=MODEL, data=Data(), batch_size=COUNT, per_channel=Boolean(),
+          max_samples=Optional(COUNT), progress=Boolean())
 def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples=None,
                   progress=False):
     r"""Per-BN-layer variance shift of a trained model on data: the paper's Fig. 1/4 statistic.
@@ -83,7 +105,9 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
     parallel formula in float64 (:mod:`varshift.bnstats`). All BN layers are measured in one
     forward pass per batch (their inputs are recorded while the model is traced once); nested
     models and custom layers that contain BN layers are handled. Any NaN or infinity in
-    ``data`` raises a ``ValueError`` naming the first bad sample.
+    ``data`` raises a ``ValueError`` naming the first bad sample; so do finite values beyond
+    float32's range, input arrays of different lengths, an endless dataset without
+    ``max_samples``, and a BN layer whose stored statistics are not finite (or negative).
 
     Args:
         model: a trained Keras model with BatchNormalization layers.
@@ -117,6 +141,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
     per_channel = _validate.check_bool("per_channel", per_channel)
     import pandas as pd
 
+    _stored_statistics_sound(model)
     paths = layer_paths(model)
     rows = []
     measured = collect_moments(model, data, bn="moving", noise=False, batch_size=batch_size,

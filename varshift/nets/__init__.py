@@ -47,11 +47,23 @@ True
 
 from __future__ import annotations
 
-from varshift.nets._blocks import NOISES, PLACEMENTS
+from varshift._contracts import (
+    BETA_SCALAR,
+    COUNT,
+    RATE_SCALAR,
+    SEED,
+    Optional,
+    Options,
+    Real,
+    Shape,
+    contract,
+)
+from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
-           "PLACEMENTS", "NOISES", "trainable_params", "bn_count", "recipe_for", "recipes"]
+           "PLACEMENTS", "NOISES", "SIZE_KEYWORDS", "check_size", "trainable_params", "bn_count",
+           "recipe_for", "recipes"]
 
 #: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
 NAMES = tuple(NETWORKS)
@@ -59,6 +71,25 @@ NAMES = tuple(NETWORKS)
 DEFAULT_SIZES = {name: dict(net.paper_size) for name, net in NETWORKS.items()}
 #: tiny variants for CPU runs and tests (the same code, a few 10k parameters)
 SMALL_SIZES = {name: dict(net.small_size) for name, net in NETWORKS.items()}
+
+
+#: the declared arguments of :func:`build` and :func:`small` (size keywords included)
+_ARGUMENTS = {
+    "name": Options(*NAMES), "num_classes": COUNT, "placement": Options(*PLACEMENTS),
+    "noise": Options(*NOISES, *_aliases()), "rate": RATE_SCALAR, "beta": BETA_SCALAR,
+    "input_shape": Shape(3, what="the shape of one image (H, W, C)"), "seed": SEED,
+    "depth": COUNT, "width": COUNT, "widen_factor": COUNT, "cardinality": COUNT,
+    "base_width": COUNT, "stem_width": COUNT, "growth_rate": COUNT,
+    "compression": Real(0.0, 1.0, closed="right", meaning="DenseNet-BC's transition ratio"),
+    "block": Optional(Options("bottleneck", "basic")),
+    "bn_momentum": Real(0.0, 1.0, closed="left", meaning="BN's moving-average momentum"),
+    "bn_epsilon": Real(0.0, None, closed="neither", meaning="BN's variance offset"),
+}
+
+
+#: the size keywords :func:`build` takes (some networks use only some of them)
+SIZE_KEYWORDS = ("depth", "width", "block", "widen_factor", "cardinality", "base_width",
+                 "stem_width", "growth_rate", "compression", "bn_momentum", "bn_epsilon")
 
 
 def _network(name):
@@ -69,6 +100,7 @@ def _network(name):
     return NETWORKS[name]
 
 
+@contract(**_ARGUMENTS)
 def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, beta=0.0,
           input_shape=(32, 32, 3), seed=None, **size):
     """Build one of the paper's CIFAR networks as a functional ``keras.Model`` (logits out).
@@ -121,6 +153,24 @@ def build(name, num_classes=10, placement="none", noise="dropout", rate=0.0, *, 
         raise
 
 
+def check_size(name, size):
+    """Check the size keywords ``size`` of network ``name`` without building it: known
+    keywords, each within its declared range, and a depth the network can have. One line
+    naming the keyword otherwise."""
+    import importlib
+
+    network = _network(name)
+    for key, value in size.items():
+        if key not in SIZE_KEYWORDS:
+            raise ValueError(f"Argument `size` has unknown size keyword {key!r}; expected some "
+                             f"of {', '.join(sorted(SIZE_KEYWORDS))}.")
+        if key in _ARGUMENTS:
+            _ARGUMENTS[key].check(key, value)
+    module = importlib.import_module(network.builder.split(":")[0])
+    module.check_size(**{**network.paper_size, **size})
+
+
+@contract(**_ARGUMENTS)
 def small(name, num_classes=10, placement="none", noise="dropout", rate=0.0, **kwargs):
     """:func:`build` at the tiny CPU size :data:`SMALL_SIZES[name] <SMALL_SIZES>`.
 

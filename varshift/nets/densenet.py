@@ -20,6 +20,14 @@ from varshift.nets._blocks import Builder
 __all__ = ["densenet_bc"]
 
 
+def check_size(depth=100, **_):
+    """Blocks per stage for ``depth``, or one line saying why not (checked before any layer
+    is made, and by :func:`varshift.nets.check_size`)."""
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 100); received depth={depth!r}.")
+    return (depth - 4) // 6
+
+
 def densenet_bc(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
                 input_shape=(32, 32, 3), seed=None, depth=100, growth_rate=12,
                 compression=0.5, name=None, **builder_kwargs):
@@ -33,9 +41,7 @@ def densenet_bc(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 100); received depth={depth!r}.")
-    n = (depth - 4) // 6
+    n = check_size(depth=depth)
     b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")

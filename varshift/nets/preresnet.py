@@ -25,6 +25,21 @@ from varshift.nets._blocks import Builder
 __all__ = ["preresnet"]
 
 
+def check_size(depth=164, block=None, **_):
+    """``(blocks per stage, block)`` for ``depth`` and ``block``, or one line saying why not
+    (checked before any layer is made, and by :func:`varshift.nets.check_size`)."""
+    if block is None:
+        block = "bottleneck" if (depth - 2) % 9 == 0 and depth != 110 else "basic"
+    per = 9 if block == "bottleneck" else 6
+    if block not in ("bottleneck", "basic") or depth < per + 2 or (depth - 2) % per:
+        raise ValueError(
+            f"Argument `depth` must be 9n+2 for bottleneck blocks or 6n+2 for basic blocks "
+            f"(e.g. 164 or 110) and `block` one of 'bottleneck', 'basic'; received depth={depth!r}, "
+            f"block={block!r}."
+        )
+    return (depth - 2) // per, block
+
+
 def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
               input_shape=(32, 32, 3), seed=None, depth=164, block=None, width=16,
               name=None, **builder_kwargs):
@@ -43,16 +58,7 @@ def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
-    if block is None:
-        block = "bottleneck" if (depth - 2) % 9 == 0 and depth != 110 else "basic"
-    per = 9 if block == "bottleneck" else 6
-    if block not in ("bottleneck", "basic") or depth < per + 2 or (depth - 2) % per:
-        raise ValueError(
-            f"Argument `depth` must be 9n+2 for bottleneck blocks or 6n+2 for basic blocks "
-            f"(e.g. 164 or 110) and `block` one of 'bottleneck', 'basic'; received depth={depth!r}, "
-            f"block={block!r}."
-        )
-    n = (depth - 2) // per
+    n, block = check_size(depth=depth, block=block)
     b = Builder(placement, noise, rate, seed, **builder_kwargs)
     expansion = 4 if block == "bottleneck" else 1
 

@@ -22,6 +22,14 @@ from varshift.nets._blocks import Builder
 __all__ = ["resnext29"]
 
 
+def check_size(depth=29, **_):
+    """Blocks per stage for ``depth``, or one line saying why not (checked before any layer
+    is made, and by :func:`varshift.nets.check_size`)."""
+    if depth < 11 or (depth - 2) % 9:
+        raise ValueError(f"Argument `depth` must be 9n+2 (e.g. 29); received depth={depth!r}.")
+    return (depth - 2) // 9
+
+
 def resnext29(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
               input_shape=(32, 32, 3), seed=None, depth=29, cardinality=8, base_width=64,
               widen_factor=4, stem_width=64, name=None, **builder_kwargs):
@@ -37,9 +45,7 @@ def resnext29(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
-    if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"Argument `depth` must be 9n+2 (e.g. 29); received depth={depth!r}.")
-    n = (depth - 2) // 9
+    n = check_size(depth=depth)
     b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")

@@ -20,6 +20,14 @@ from varshift.nets._blocks import Builder
 __all__ = ["wrn"]
 
 
+def check_size(depth=28, **_):
+    """Blocks per stage for ``depth``, or one line saying why not (checked before any layer
+    is made, and by :func:`varshift.nets.check_size`)."""
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 28); received depth={depth!r}.")
+    return (depth - 4) // 6
+
+
 def wrn(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         input_shape=(32, 32, 3), seed=None, depth=28, widen_factor=10, width=16,
         name=None, **builder_kwargs):
@@ -34,9 +42,7 @@ def wrn(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
             ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
     """
     keras = _keras()
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"Argument `depth` must be 6n+4 (e.g. 28); received depth={depth!r}.")
-    n = (depth - 4) // 6
+    n = check_size(depth=depth)
     b = Builder(placement, noise, rate, seed, **builder_kwargs)
 
     inputs = keras.Input(input_shape, name="image")

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from varshift import _validate
+from varshift._contracts import Integer, Real, Shape
 from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe
 
@@ -19,10 +20,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _check_threads(name, threads):
     """``None`` or a positive int (a RunConfig field check, :data:`FIELD_CHECKS`)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"Argument `{name}` must be a positive integer or None; "
-                         f"received {name}={threads!r}.")
+    if threads is not None:
+        _validate.check_positive_int(name, threads)
 
 
 def _check_backend(name, backend):
@@ -187,7 +186,14 @@ class RunConfig:
         resolve_noise(self.noise, self.rate, self.beta)  # checks noise, rate and beta
         check_subset(self.subset)
         check_fields(self)
+        _check_data_kwargs(self)
         size = dict(nets.SMALL_SIZES[self.net]) if self.size == "small" else dict(self.size)
+        try:  # before any folder is made: the network's size keywords and its depth rule
+            nets.check_size(self.net, size)
+        except (TypeError, ValueError) as err:
+            text = str(err)
+            raise type(err)(f"Argument `size` of net {self.net!r}: {text[:1].lower()}"
+                            f"{text[1:]}") from None
         from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
 
         recipe = recipe_for(self.net, self.recipe, **self.overrides)
@@ -211,15 +217,48 @@ def _optional(check):
 
 
 def _check_size(name, value):
-    if value != "small" and not isinstance(value, dict):
-        raise ValueError(f"Argument `{name}` must be a dict of size keywords or 'small'; "
-                         f"received {name}={value!r}.")
+    if isinstance(value, str) and value == "small":
+        return
+    if not isinstance(value, dict):
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a dict of size keywords "
+                                          f"or 'small'; received {name}={value!r}.")
+
+
+#: what each data set's loader takes in ``data_kwargs`` (checked before any folder is made)
+_DATA_KWARGS = {"synthetic": {"n_train": Integer(1), "n_test": Integer(1),
+                              "shape": Shape(3, what="the shape of one image (H, W, C)"),
+                              "num_classes": Integer(1), "noise": Real(0.0, None)},
+                "digits": {"test_fraction": Real(0.0, 1.0, closed="neither")}}
+
+
+def _check_data_kwargs(config):
+    """``data_kwargs`` names only what the data set's loader takes, with valid values; a
+    ``validation`` hold-out leaves training images."""
+    kwargs = config.data_kwargs
+    allowed = _DATA_KWARGS.get(config.data, {})
+    for key, value in kwargs.items():
+        if key not in allowed:
+            raise ValueError(f"Argument `data_kwargs` has key {key!r}, which data "
+                             f"{config.data!r} does not take; expected some of "
+                             f"{sorted(allowed) or 'none'}.")
+        allowed[key].check(f"data_kwargs[{key!r}]", value)
+    n_train = (config.subset or {}).get("n_train") or \
+        (kwargs.get("n_train", 1024) if config.data == "synthetic" else
+         _TRAIN_SIZES.get(config.data))
+    if config.validation is not None and n_train is not None and config.validation >= n_train:
+        raise ValueError(f"Argument `validation` must be smaller than the {n_train} training "
+                         f"images of data {config.data!r} (the rest trains); received "
+                         f"validation={config.validation!r}.")
+
+
+#: training images of the data sets whose size is fixed
+_TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "fashion_mnist": 60000}
 
 
 def _check_dict(name, value):
     if not isinstance(value, dict):
-        raise TypeError(f"Argument `{name}` must be a dict; received {name}={value!r} of type "
-                        f"{type(value).__name__}.")
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a dict; received "
+                                          f"{name}={value!r} of type {type(value).__name__}.")
 
 
 def _check_data(name, value):
@@ -230,8 +269,8 @@ def _check_data(name, value):
 
 def _check_path(name, value):
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-        raise TypeError(f"Argument `{name}` must be a folder path or None; received "
-                        f"{name}={value!r}.")
+        raise _validate.ArgumentTypeError(f"Argument `{name}` must be a folder path or None; "
+                                          f"received {name}={value!r}.")
 
 
 def _check_recipe_kind(name, value):
