@@ -78,12 +78,18 @@ TORCH_TEST_FILES = [
 ]
 
 
+def _install_torch(session: nox.Session) -> None:
+    """PyTorch and torchvision, CPU-usable, the light way (see TORCH_WHEELS)."""
+    session.install("--no-deps", *TORCH_WHEELS, *TORCH_CUDA_LINKED)
+    session.install(*TORCH_PYTHON_DEPS)
+
+
 @nox.session(name="tests-torch")
 def tests_torch(session: nox.Session) -> None:
     """:mod:`varshift.torch` against the peers, and the Keras API tests on Keras' torch
     backend (CPU), in an environment without TensorFlow. Extra arguments go to pytest."""
-    session.install("--no-deps", *TORCH_WHEELS, *TORCH_CUDA_LINKED)
-    session.install("-e", ".[test]", *TORCH_PYTHON_DEPS)
+    _install_torch(session)
+    session.install("-e", ".[test]")
     tmp = tempfile.mkdtemp(prefix="varshift-tests-torch-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl"), "KERAS_BACKEND": "torch"}
@@ -107,6 +113,7 @@ def docs(session: nox.Session) -> None:
     afresh. Extra arguments go to ``sphinx-build``.
     """
     session.install("-e", ".[docs,tensorflow]")
+    _install_torch(session)  # the "Diagnose a PyTorch model" page runs varshift.torch
     tmp = tempfile.mkdtemp(prefix="varshift-docs-")
     env = {**QUIET_ENV, "KERAS_HOME": os.path.join(tmp, "keras"),
            "MPLCONFIGDIR": os.path.join(tmp, "mpl")}

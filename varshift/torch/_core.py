@@ -21,8 +21,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from varshift import _validate
 
 __all__ = ["bn_modules", "noise_of", "is_bn", "is_normalization", "check_model", "check_data",
-           "check_forward_fn", "batches", "pass_modes", "forward_for", "default_forward", "model_device", "unwrap",
-           "NOISE_MODULES", "NOISE_FUNCTIONS"]
+           "check_forward_fn", "batches", "pass_modes", "forward_for", "default_forward",
+           "model_device", "unwrap", "NOISE_MODULES", "NOISE_FUNCTIONS"]
 
 #: dropout-family modules -> the varshift noise kind (:data:`varshift.noise.NOISES`)
 NOISE_MODULES = {
@@ -187,12 +187,13 @@ def batches(data, *, batch_size=256, max_samples=None):
             yield data[start:min(start + batch_size, stop)]
         return
     seen = 0
-    for batch in data:
+    for item in data:
+        batch = item
         if max_samples is not None:
-            first = _first_tensor(batch)
+            first = _first_tensor(item)
             size = first.shape[0] if first is not None and first.ndim else 1
             if seen + size > max_samples:
-                batch = _cut(batch, max_samples - seen)
+                batch = _cut(item, max_samples - seen)
             seen += size
         yield batch
         if max_samples is not None and seen >= max_samples:
