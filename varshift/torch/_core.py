@@ -243,19 +243,28 @@ def pass_modes(model, *, bn_train, noise):
 
     ``noise=True``: the whole model in training mode (as ``torch.optim.swa_utils.update_bn``),
     dropout on. ``noise=False``: the whole model in eval mode (functional dropout that follows
-    ``self.training`` is off too), then the BN modules in training mode if ``bn_train``.
+    ``self.training`` is off too), then the BN modules in training mode if ``bn_train``. BN
+    modules in training mode get ``momentum=1``, so their running statistics are those of the
+    last batch (read by :mod:`varshift.torch._moments`); all is restored afterwards.
     """
     modes = {m: m.training for m in model.modules()}
     saved = {m: {k: b.detach().clone() for k, b in m.named_buffers(recurse=False)
                  if b is not None} for _, m in bn_modules(model)}
+    momenta = {m: m.momentum for m in saved}
     try:
         model.train(noise)
         if not noise:
             for _, bn in bn_modules(model):
                 bn.train(bn_train)
+        for bn in saved:
+            if bn.training:  # running statistics := those of the batch at hand
+                bn.reset_running_stats()
+                bn.momentum = 1.0
         with torch.no_grad():
             yield
     finally:
+        for bn, momentum in momenta.items():
+            bn.momentum = momentum
         with torch.no_grad():
             for bn, state in saved.items():
                 for key, value in state.items():

@@ -40,8 +40,11 @@ class Moments:
             x = x.float()
         dims = [0, *range(2, x.ndim)]
         var, mean = torch.var_mean(x, dim=dims, correction=0)
-        n = x.numel() // max(x.shape[1], 1) if x.ndim > 1 else x.numel()
-        mean, m2 = mean.to(self.mean.dtype), var.to(self.mean.dtype) * n
+        self.merge(_values_per_channel(x), mean, var * _values_per_channel(x))
+
+    def merge(self, n, mean, m2):
+        """Merge a batch's ``n`` values per channel, their mean and :math:`M_2`."""
+        mean, m2 = mean.detach().to(self.mean.dtype), m2.detach().to(self.mean.dtype)
         total = self.count + n
         delta = mean - self.mean
         self.mean = self.mean + delta * (n / total)
@@ -57,6 +60,10 @@ class Moments:
     def unbiased_var(self):
         """:math:`M_2 / (m-1)`: what PyTorch's BN stores (the unbiased estimate)."""
         return self.m2 / (self.count - 1)
+
+
+def _values_per_channel(x):
+    return x.numel() // max(x.shape[1], 1) if x.ndim > 1 else x.numel()
 
 
 class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -82,14 +89,40 @@ def _all_reduce(moments):
 
 
 def _hook(moment, order, stop):
+    """A forward pre-hook: the moments of the module's input, computed here."""
     def hook(module, args):
         moment.add(args[0])
-        moment.calls += 1
-        if moment not in order:
-            order.append(moment)
-        if stop:
-            raise _Stop
+        _called(moment, order, stop)
     return hook
+
+
+def _batch_hook(moment, order, stop):
+    """A forward hook for a BN module in training mode with ``momentum=1``: its running
+    statistics are then exactly the batch mean and unbiased batch variance it just computed
+    (so the input is not read twice)."""
+    def hook(module, args, output):
+        n = _values_per_channel(args[0])
+        moment.merge(n, module.running_mean, module.running_var * (n - 1))
+        _called(moment, order, stop)
+    return hook
+
+
+def _called(moment, order, stop):
+    moment.calls += 1
+    if moment not in order:
+        order.append(moment)
+    if stop:
+        raise _Stop
+
+
+def _register(module, moment, order, stop):
+    """The cheapest exact hook: BN's own batch statistics when it computes them (plain BN in
+    training mode, set up by :func:`varshift.torch._core.pass_modes`), else the input's."""
+    from torch.nn import SyncBatchNorm
+
+    if module.training and module.momentum == 1.0 and not isinstance(module, SyncBatchNorm):
+        return module.register_forward_hook(_batch_hook(moment, order, stop))
+    return module.register_forward_pre_hook(_hook(moment, order, stop))
 
 
 def _one_line(err):
@@ -107,8 +140,7 @@ def collect(model, bns, batch_iter, forward, *, stop_early=False, progress=False
 
     moments = [Moments(name, bn) for name, bn in bns]
     order = []
-    handles = [bn.register_forward_pre_hook(_hook(m, order, stop_early))
-               for m, (_, bn) in zip(moments, bns, strict=True)]
+    handles = [_register(bn, m, order, stop_early) for m, (_, bn) in zip(moments, bns, strict=True)]
     try:
         for k, batch in enumerate(tqdm(batch_iter, desc=desc, disable=not progress,
                                        leave=False)):
