@@ -425,8 +425,15 @@ def reseeded(layers, seed):
     The generators' state variables are assigned (not replaced), so compiled passes that
     carry the model's non-trainable variables (JAX) see the new seeds too.
     """
-    saved = []
+    saved, stack = [], contextlib.ExitStack()
     try:
+        if _backend() == "torch":
+            # Keras' torch dropout with an unseeded layer draws from torch's global generator
+            # (not the layer's seed generator): seed that too, in a forked RNG state
+            import torch
+
+            stack.enter_context(torch.random.fork_rng())
+            torch.manual_seed(int(seed))
         for k, layer in enumerate(layers):
             generator = getattr(layer, "seed_generator", None)
             if generator is None:
@@ -438,6 +445,7 @@ def reseeded(layers, seed):
     finally:
         for state, value in saved:
             state.assign(value)
+        stack.close()
 
 
 def _progress_bar(progress, total, desc):
