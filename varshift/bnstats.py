@@ -494,10 +494,28 @@ def _jax_runner(model, step):
         state["ntv"] = [v.value for v in model.non_trainable_variables]
 
     def run(x):
-        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], x)
+        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x))
         return np.asarray(centres), np.asarray(sums)
 
     return run, begin
+
+
+def _sharded(x):
+    """Under ``keras.distribution.DataParallel`` (or any distribution), the batch split over
+    the devices by the distribution's data layout: jit then computes every BN statistic over
+    the whole batch (XLA all-reduces the per-device sums), so the result is one device's. A
+    batch the devices do not divide stays whole (replicated)."""
+    keras = _load_keras()
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return x
+
+    def put(a):
+        try:
+            return keras.distribution.distribute_tensor(a, distribution.get_data_layout(a.shape))
+        except ValueError:
+            return a
+    return _map(put, x)
 
 
 def _eager_runner(model, step):
