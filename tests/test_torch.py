@@ -223,6 +223,21 @@ def test_channels_last_and_float64_models(trained, digits):
                                atol=1e-6)
 
 
+def test_sync_lazy_and_wrapped_batchnorm():
+    x = torch.randn(32, 3, 6, 6)
+    torch.manual_seed(0)
+    sync = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.SyncBatchNorm(4))
+    lazy = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.LazyBatchNorm2d())
+    with pytest.raises(ValueError, match="uninitialised lazy"):
+        vt.measure_shift(lazy, x)
+    lazy(x)  # materialises BatchNorm2d(4)
+    lazy.load_state_dict(sync.state_dict())
+    a = vt.recalibrate_bn(sync, x, mode="sequential")
+    b = vt.recalibrate_bn(nn.DataParallel(lazy), x, mode="sequential")
+    torch.testing.assert_close(a[2].running_var, b[2].running_var)
+    assert vt.audit(nn.DataParallel(sync), x[:2])["case"].tolist() == ["a"]
+
+
 # ------------------------------------------------------------------------------------- audit
 
 def _cases(df):

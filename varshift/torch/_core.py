@@ -127,12 +127,12 @@ def _check_array(name, a):
     return a
 
 
-def check_data(data, *, forward_fn=None, name="data"):
+def check_data(data, name="data"):
     """The data in one form: a tensor (to be cut into batches) or an iterable of batches.
 
     Accepted: a ``torch.Tensor`` or numpy array of samples (first axis), a tuple ``(x, y)`` or
     ``(x, y, w)`` of such (labels dropped), or any re-iterable of batches (a ``DataLoader``, a
-    list of tensors, of ``(x, y)`` tuples, or, with ``forward_fn``, of anything).
+    list of tensors, of ``(x, y)`` tuples, or, for a ``forward_fn``, of anything).
     """
     if data is None or isinstance(data, (str, bytes, numbers.Number, dict)):
         what = "missing (received None)" if data is None else \

@@ -34,6 +34,7 @@ from varshift.torch._core import (
     check_forward_fn,
     check_model,
     forward_for,
+    model_device,
     pass_modes,
 )
 from varshift.torch._moments import collect
@@ -185,7 +186,7 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         True
     """
     net = check_model(model)
-    data = check_data(data, forward_fn=forward_fn)
+    data = check_data(data)
     _validate.check_choice("mode", mode, MODES)
     noise = _validate.check_bool("noise", noise)
     inplace = _validate.check_bool("inplace", inplace)
@@ -204,7 +205,8 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
     run = _passes(target, data, forward_fn or forward_for(target), options)
     try:
         if mode == "one_pass":
-            with torch.random.fork_rng(devices=[]):
+            device = model_device(target)[0]
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(seed)
                 _write(run(bns, bn_train=True, noise=noise, desc="recalibrating BN"))
         else:

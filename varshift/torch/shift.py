@@ -118,7 +118,7 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         [['1', 4]]
     """
     net = check_model(model)
-    data = check_data(data, forward_fn=forward_fn)
+    data = check_data(data)
     batch_size = _validate.check_positive_int("batch_size", batch_size)
     per_channel = _validate.check_bool("per_channel", per_channel)
     max_samples = _validate.check_max_samples(max_samples)
