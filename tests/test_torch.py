@@ -366,6 +366,8 @@ def _bad_calls(model, x):
         (vt.audit, (nn.Linear(3, 3), x), {}, ValueError, "no BatchNorm"),
         (vt.audit, (model, "x"), {}, TypeError, "`example_inputs`"),
         (vt.audit, (model, torch.zeros(2, 5, 8, 8)), {}, ValueError, "`example_inputs`"),
+        (vt.audit, (FunctionalDropout(branchy=True), torch.zeros(2, 5)), {}, ValueError,
+         "cannot be audited"),
         (vt.measure_shift, (model, None), {}, TypeError, "`data`"),
         (vt.measure_shift, (model, x[:0]), {}, ValueError, "`data`"),
         (vt.measure_shift, (model, x), {"batch_size": 0}, ValueError, "`batch_size`"),
