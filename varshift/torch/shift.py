@@ -108,7 +108,8 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         :func:`varshift.measure_shift`: ``index, bn_layer, path`` (the module's qualified
         name, both), ``channels, count`` (values per channel), ``moving_mean, real_mean,
         mean_ratio, mean_shift_std, moving_var, real_var, shift`` (``real_var / moving_var``)
-        and ``ratio``. ``attrs["estimator"]`` names the estimator.
+        and ``ratio``. ``attrs["estimator"]`` names the estimator. A BN module that forward
+        does not call on this data (or that sees one value per channel) has no row.
 
     Example:
         >>> import torch
