@@ -13,7 +13,8 @@ from varshift.cli import cli
 
 def test_import_does_not_load_tensorflow():
     code = "import varshift, sys; varshift.theory.shift_ratio(0, 1, 0.5); " \
-           "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+           "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; " \
+           "assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

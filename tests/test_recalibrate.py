@@ -85,7 +85,7 @@ def test_sequential_recalibration_removes_the_shift_and_helps(trained):
     before = varshift.measure_shift(model, x)
     # dropout 0.5 after ReLU: a large shift at the first BN, a clear one behind it (how large
     # deeper depends on the training trajectory, which differs between backends)
-    assert before["ratio"][0] > 1.5 and (before["ratio"] > 1.1).all()
+    assert before["ratio"][0] > 1.5 and (before["ratio"] > 1.03).all()
     saved = _stats(model)
     fixed = varshift.recalibrate_bn(model, x, mode="sequential")
     assert fixed is not model

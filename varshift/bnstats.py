@@ -440,8 +440,15 @@ def reseeded(layers, seed):
     The generators' state variables are assigned (not replaced), so compiled passes that
     carry the model's non-trainable variables (JAX) see the new seeds too.
     """
-    saved = []
+    saved, stack = [], contextlib.ExitStack()
     try:
+        if _backend() == "torch":
+            # Keras' torch dropout with an unseeded layer draws from torch's global generator
+            # (not the layer's seed generator): seed that too, in a forked RNG state
+            import torch
+
+            stack.enter_context(torch.random.fork_rng())
+            torch.manual_seed(int(seed))
         for k, layer in enumerate(layers):
             generator = getattr(layer, "seed_generator", None)
             if generator is None:
@@ -453,6 +460,7 @@ def reseeded(layers, seed):
     finally:
         for state, value in saved:
             state.assign(value)
+        stack.close()
 
 
 def _progress_bar(progress, total, desc):
@@ -501,10 +509,28 @@ def _jax_runner(model, step):
         state["ntv"] = [v.value for v in model.non_trainable_variables]
 
     def run(x):
-        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], x)
+        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x))
         return np.asarray(centres), np.asarray(sums)
 
     return run, begin
+
+
+def _sharded(x):
+    """Under ``keras.distribution.DataParallel`` (or any distribution), the batch split over
+    the devices by the distribution's data layout: jit then computes every BN statistic over
+    the whole batch (XLA all-reduces the per-device sums), so the result is one device's. A
+    batch the devices do not divide stays whole (replicated)."""
+    keras = _load_keras()
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return x
+
+    def put(a):
+        try:
+            return keras.distribution.distribute_tensor(a, distribution.get_data_layout(a.shape))
+        except ValueError:
+            return a
+    return _map(put, x)
 
 
 def _eager_runner(model, step):

@@ -215,10 +215,15 @@ def _seed_and_determinism(cfg):
 
 
 def _no_gpu():
+    if keras.backend.backend() == "torch":
+        import torch  # noqa: PLC0415  (the torch backend)
+
+        return not torch.cuda.is_available()
+    if keras.backend.backend() != "jax":
+        return True
     import jax  # noqa: PLC0415  (the JAX backend)
 
-    return not [d for d in jax.devices() if d.platform == "gpu"] \
-        if keras.backend.backend() == "jax" else True
+    return not [d for d in jax.devices() if d.platform == "gpu"]
 
 
 def build_or_resume(cfg, size, recipe, info, folder=None, *, steps_per_epoch=None) -> _State:
