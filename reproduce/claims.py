@@ -463,6 +463,8 @@ REASONS = {
                         "margin {margin}",
     "every_holds": "every cell lies on the claimed side of {margin} (worst {value})",
     "every_fails": "a cell lies on the wrong side of {margin} (worst {value})",
+    "every_inside": "every cell lies inside the band +-{margin} (worst {value})",
+    "every_outside": "a cell lies outside the band +-{margin} (worst {value})",
 }
 
 
@@ -532,7 +534,9 @@ def judge(claim, samples, evidence="", *, test=True, paper=""):
     if claim.rule == "every":
         effect, low, high, verdict = _every(claim, x)
         n, p_hold, p_fail = x.size, math.nan, math.nan
-        why = "every_holds" if verdict == HOLDS else "every_fails"
+        within = claim.direction == "within"
+        why = (("every_inside" if within else "every_holds") if verdict == HOLDS
+               else ("every_outside" if within else "every_fails"))
         evidence = f"{evidence}; every cell must hold: effect = the worst cell, interval = the " \
                    "range of the cells".lstrip("; ")
     else:
