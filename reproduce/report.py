@@ -13,7 +13,6 @@ from reproduce._io import atomic_write_text, read_json
 from reproduce.claims import (
     ALPHA,
     CHECK,
-    EMPIRICAL,
     FAMILIES,
     POWER_ALPHA,
     PRIMARY,
@@ -277,7 +276,7 @@ def _power_lines(power, profile):
             "(the pilot ran Tables 4 and 6 on WRN only, so p5_after_bn's and p6_uout's spread "
             "is one network's): "
             + ", ".join(f"{k} {_pct(v['power'])}" for k, v in power.items())
-            + f". Seeds for 80% power in every primary claim: "
+            + ". Seeds for 80% power in every primary claim: "
             + ("more than 1000" if None in need else str(max(need)))
             + (f"; short of 80%: {', '.join(short)}" if short else "")
             + f". At the paper profile's {paper} seeds the power would be: {text}.", ""]
