@@ -144,3 +144,37 @@ def test_quick_has_the_seeds_its_power_analysis_asks_for():
     assert quick.seeds >= max(r["seeds_needed"] for r in table)
     assert all(r["power"] >= 0.8 for r in table)
     assert all(math.isfinite(r["sd"]) and r["n"] == 5 for r in table)
+
+
+def test_every_record_names_the_claims_file(tmp_path, monkeypatch):
+    from varshift import train
+
+    from reproduce.runs import execute_plan, run_spec
+
+    def fake(config, **kwargs):
+        return {"config": config, "final": {"test_error": 10.0}, "history": []}
+
+    monkeypatch.setattr(train, "run", fake)
+    spec = run_spec(get_profile("smoke"), "wrn", "a", 0.5)
+    execute_plan([spec], tmp_path, jobs=1)
+    assert RunStore(tmp_path).load(spec.key)["claims_sha256"] == claims_hash()
+
+
+def test_the_quick_report_shows_the_pilot_apart_and_power_prints(tmp_path, capsys):
+    from reproduce.__main__ import main
+
+    profile = get_profile("quick").with_seeds(3)
+    _records(tmp_path, profile, ["fig4"])
+    build_target("fig4", profile, tmp_path)
+    report.write_report(tmp_path, profile, ["fig4"])  # the pilot read from docs/results/pilot
+    text = (tmp_path / "report.md").read_text()
+    heads = ["## Primary claims (confirmatory)", "## Secondary claims (exploratory)",
+             "## The pilot's verdicts under the new design (exploratory)", "## Summary"]
+    assert [text.index(h) for h in heads] == sorted(text.index(h) for h in heads)
+    pilot = text[text.index(heads[2]):text.index(heads[3])]
+    assert pilot.count("| **") == 6  # the pilot's six primary verdicts
+    assert "Power at this profile's 3 seeds" in text and "paper profile's 5 seeds" in text
+    assert main(["power", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert all(cid in out for cid in ("p1_shift", "p4_adjust", "p6_uout"))
+    assert "Tables 4 and 6 (p5_after_bn, p6_uout) ran on WRN only" in out
