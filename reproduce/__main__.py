@@ -1,4 +1,8 @@
-"""``python -m reproduce list | plan | run [TARGET ...] | report | publish``: every artefact of the paper.
+"""``python -m reproduce list | plan | run [TARGET ...] | report | publish | power``: every artefact
+of the paper.
+
+``power --profile P`` prints each primary claim's power at P's seeds and the seeds it needs for
+80%, at the effect and spread of the pilot's published records (:mod:`reproduce.power`).
 
 ``bundle --profile gpu --out DIR`` writes a folder that runs a profile on a bare GPU machine
 (see :mod:`reproduce.bundle` and ``python -m reproduce bundle --help``).

@@ -172,11 +172,22 @@ def setup_differences(profile):
                 "final-epoch errors (the paper does not say final or best), and the paper's "
                 "unstated details (its exact recipes, number of statistics passes).")
     data = ", ".join(profile.data)
-    subset = (f" (a fixed class-stratified subset: {profile.subset['n_train']} training and "
-              f"{profile.subset['n_test']} test images)" if profile.subset else "")
+    sub = profile.subset or {}
+    if sub.get("train_draw") == "per_seed":
+        subset = (f" (class-stratified subsets: {sub['n_train']} training images drawn with each "
+                  f"run's own seed, and {sub.get('n_test') or 'all the'} test images outside the "
+                  f"{sub['test_exclude']['n_test']} an earlier design read)"
+                  if sub.get("test_exclude") else
+                  f" ({sub['n_train']} training images drawn with each run's own seed)")
+    else:
+        subset = (f" (a fixed class-stratified subset: {sub['n_train']} training and "
+                  f"{sub['n_test']} test images)" if sub else "")
     return (f"Paper: CIFAR-10/100, full-size networks (PreResNet-164, ResNeXt-29 8x64d, WRN-28-10, "
-            f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, the small networks "
-            f"of varshift.nets.SMALL_SIZES, the {profile.recipe_kind!r} recipe with overrides "
+            f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, "
+            + ("the mid-size networks of reproduce.profiles.GPU_SIZES"
+               if isinstance(profile.size, dict) else
+               "the small networks of varshift.nets.SMALL_SIZES")
+            + f", the {profile.recipe_kind!r} recipe with overrides "
             f"{profile.recipe}, " + (
                 f"{profile.seeds} seed(s) for every setting (compared settings share them)"
                 if profile.seeded is None else
