@@ -147,9 +147,8 @@ def test_quick_has_the_seeds_its_power_analysis_asks_for():
 
 
 def test_every_record_names_the_claims_file(tmp_path, monkeypatch):
-    from varshift import train
-
     from reproduce.runs import execute_plan, run_spec
+    from varshift import train
 
     def fake(config, **kwargs):
         return {"config": config, "final": {"test_error": 10.0}, "history": []}
