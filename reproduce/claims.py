@@ -454,7 +454,7 @@ REASONS = {
                "tested",
     "one_sample": "one seed gives no interval",
     "no_samples": "its result holds no per-seed samples to test",
-    "untested": "not tested",
+    "untested": "the smoke profile tests the plumbing only: it decides nothing",
     "inside": "its 95% interval [{low}, {high}] lies inside the band +-{margin}",
     "outside": "its 95% interval [{low}, {high}] lies wholly outside the band +-{margin}",
     "overlaps": "its 95% interval [{low}, {high}] overlaps an edge of the band +-{margin}",
