@@ -21,6 +21,7 @@ from reproduce.claims import (
     Claim,
     adjust_families,
     claims_hash,
+    load_deltas,
     untested,
 )
 from reproduce.registry import TARGETS, load_result
@@ -318,6 +319,35 @@ def _write_csv(path, rows, columns):
     atomic_write_text(path, buf.getvalue())
 
 
+def _family_lines(profile, design, why, primary, secondary, power):
+    """The report's opening: the design, the primary family's table and power, the secondary
+    family's table."""
+    return [f"# Reproduction report: profile `{profile.name}`", "",
+            f"{profile.description}.", "",
+            f"**Design: {design}.** {why[0].upper() + why[1:]}."
+            + ("" if design == CONFIRMATORY else " Every verdict below is exploratory."), "",
+            f"## Primary claims ({design})", "",
+            "The paper's six headline claims, each about the networks (per seed, the mean over "
+            "the networks of the per-network effect); Holm's step-down over these six only.", "",
+            *_claim_table(primary, power=power or {}), "", *_power_lines(power, profile),
+            "## Secondary claims (exploratory)", "",
+            "Per network and mechanism claims, Holm-adjusted within their own family; they are "
+            "exploratory whatever their verdict.", "", *_claim_table(secondary), ""]
+
+
+def _pilot_lines(pilot):
+    """The pilot's primary verdicts under the current claims, apart and labelled exploratory."""
+    pilot_primary = [r for r in pilot if r.get("family") == PRIMARY]
+    return ["## The pilot's verdicts under the new design (exploratory)", "",
+            "The pilot (profile `pilot`: quick's first design, seeds 0-4, the 4,000 test "
+            "images every pilot run read, Tables 4 and 6 on WRN only; records in "
+            "`docs/results/pilot`) judged with these claims. The claims were written "
+            "after its data was read, so these verdicts are exploratory; they are the "
+            "power analysis' input, not evidence. Power: the pilot's own, at its 5 seeds.", "",
+            *_claim_table(pilot_primary, power={r["id"]: _power_pilot(pilot, r)
+                                                for r in pilot_primary}), ""]
+
+
 def write_report(out_dir, profile, targets=TARGETS, pilot=None):
     """Write ``report.md``, ``verdicts.csv`` (primary and secondary claims), ``checks.csv``
     (theory checks) and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then
@@ -345,31 +375,10 @@ def write_report(out_dir, profile, targets=TARGETS, pilot=None):
     _write_csv(out_dir / "verdicts.csv", claims, VERDICT_COLUMNS)
     _write_csv(out_dir / "checks.csv", checks, CHECK_COLUMNS)
     plotting.forest(_forest_rows(claims), out_dir, profile.name, list(profile.data))
-    from reproduce.claims import load_deltas
-
     deltas = load_deltas()
-    lines = [f"# Reproduction report: profile `{profile.name}`", "",
-             f"{profile.description}.", "",
-             f"**Design: {design}.** {why[0].upper() + why[1:]}."
-             + ("" if design == CONFIRMATORY else " Every verdict below is exploratory."), "",
-             f"## Primary claims ({design})", "",
-             "The paper's six headline claims, each about the networks (per seed, the mean over "
-             "the networks of the per-network effect); Holm's step-down over these six only.", "",
-             *_claim_table(primary, power=power or {}), "", *_power_lines(power, profile),
-             "## Secondary claims (exploratory)", "",
-             "Per network and mechanism claims, Holm-adjusted within their own family; they are "
-             "exploratory whatever their verdict.", "", *_claim_table(secondary), ""]
+    lines = _family_lines(profile, design, why, primary, secondary, power)
     if pilot and profile.name not in ("pilot", "smoke"):
-        pilot_primary = [r for r in pilot if r.get("family") == PRIMARY]
-        lines += ["## The pilot's verdicts under the new design (exploratory)", "",
-                  "The pilot (profile `pilot`: quick's first design, seeds 0-4, the 4,000 test "
-                  "images every pilot run read, Tables 4 and 6 on WRN only; records in "
-                  "`docs/results/pilot`) judged with these claims. The claims were written "
-                  "after its data was read, so these verdicts are exploratory; they are the "
-                  "power analysis' input, not evidence.", "",
-                  *_claim_table(pilot_primary, power={r["id"]: {"power": p["power"]}
-                                                      for r in pilot_primary
-                                                      for p in [_power_pilot(pilot, r)]}), ""]
+        lines += _pilot_lines(pilot)
     lines += ["## Summary", "",
               f"{len(claims)} claims: {summary_lines(claims)} ({family_lines(claims)}); and "
               f"{len(checks)} theory checks: {summary_lines(checks)}.", "",
