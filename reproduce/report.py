@@ -146,7 +146,7 @@ def summary_lines(rows):
 
 
 def family_lines(rows):
-    """Counts per verdict within each family: ``paper claim: 10 holds, ...``."""
+    """Counts per verdict within each family: ``primary: 6 (4 holds, ...)``."""
     out = []
     for fam in FAMILIES:
         sub = [r for r in rows if r.get("family") == fam]
