@@ -1,4 +1,8 @@
-"""``python -m reproduce list | plan | run [TARGET ...] | report | publish``: every artefact of the paper.
+"""``python -m reproduce list | plan | run [TARGET ...] | report | publish | power``: every artefact
+of the paper.
+
+``power --profile P`` prints each primary claim's power at P's seeds and the seeds it needs for
+80%, at the effect and spread of the pilot's published records (:mod:`reproduce.power`).
 
 ``bundle --profile gpu --out DIR`` writes a folder that runs a profile on a bare GPU machine
 (see :mod:`reproduce.bundle` and ``python -m reproduce bundle --help``).
@@ -62,10 +66,11 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(prog="python -m reproduce",
                 description="Regenerate every figure and table of Li et al. (CVPR 2019).")
-    p.add_argument("command", choices=("list", "plan", "run", "report", "publish"),
+    p.add_argument("command", choices=("list", "plan", "run", "report", "publish", "power"),
                    help="list the targets, print the plan's cost, run (train + build) them, "
-                        "write the report, or publish the finished run records to "
-                        "docs/results/<profile>/")
+                        "write the report, publish the finished run records to "
+                        "docs/results/<profile>/, or print the power of the primary claims at "
+                        "the profile's seeds (from the pilot's records)")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help=f"targets (default: all): {', '.join(TARGETS)}")
     p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
@@ -465,6 +470,16 @@ def cmd_publish(profile, out, dest):
     return 0
 
 
+def cmd_power(profile):
+    """The power analysis of the primary claims at ``profile``'s seeds (:mod:`reproduce.power`)."""
+    from reproduce.power import format_power, pilot_rows, power_table
+
+    rows = pilot_rows()
+    table = power_table(rows, profile.seeds, get_profile("paper").seeds)
+    print("\n".join(format_power(table, profile.name)))
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -519,6 +534,8 @@ def main(argv=None):
             return cmd_run(profile, targets, out, args)
         if args.command == "publish":
             return cmd_publish(profile, out, args.dest)
+        if args.command == "power":
+            return cmd_power(profile)
         return cmd_report(profile, targets, out)
     except _Exit as err:
         print(f"reproduce: error: {err}", file=sys.stderr)

@@ -114,8 +114,10 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
                               "wall_time_s": rec.get("wall_time_s"),
                               "finished_at": rec.get("finished_at"),
                               "where": rec.get("where"),
+                              "claims_sha256": rec.get("claims_sha256"),
                               "record": f"runs/{spec.key}/record.json"}
     built = sorted(set(old_targets) | set(targets))
+    from reproduce.claims import claims_hash
     manifest = {
         "profile": profile.name,
         "profile_description": profile.description,
@@ -138,6 +140,7 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
         "platform": {"machine": platform.machine(), "system": platform.system(),
                      "processor": platform.processor(), "node": platform.node(),
                      "gpus": gpu_info(), "tensorflow_build": build_info(backend)},
+        "claims_sha256": claims_hash(),
         "runs": runs,
         "total_run_time_s": sum(r["wall_time_s"] for r in runs.values()
                                 if isinstance(r.get("wall_time_s"), (int, float))),

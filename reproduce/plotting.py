@@ -109,7 +109,8 @@ VERDICT_COLORS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive"
 
 
 def forest(rows, out_dir, profile, data, stem="forest"):
-    """Forest plot of verdict rows: effect and 95% interval in units of each claim's margin.
+    """Forest plot of verdict rows: effect and the interval its verdict uses, in units of each
+    claim's margin.
 
     Every row is scaled by its own ``|margin|`` (margin 0: unscaled), so claims in different
     units share one axis; the margin sits at +-1 (``within`` claims: both), the claimed side is
@@ -141,7 +142,8 @@ def forest(rows, out_dir, profile, data, stem="forest"):
     ax.axvline(0.0, color="0.5", lw=0.6)
     ax.set_xscale("symlog", linthresh=2.0)
     ax.set(xlim=(-lim, lim), ylim=(-0.7, n - 0.3),
-           xlabel="effect / |margin|, symlog (black tick: margin; dot: effect; bar: 95% interval)")
+           xlabel="effect / |margin|, symlog (black tick: margin; dot: effect; "
+                  "bar: the verdict's interval)")
     for verdict, color in VERDICT_COLORS.items():
         ax.plot([], [], "o-", color=color, label=verdict)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6)

@@ -145,6 +145,8 @@ def _provenance(manifest, records, src):
         "wall_time_s": manifest.get("wall_time_s"),
         "total_run_time_s": manifest.get("total_run_time_s"),
         "runs": len(records),
+        "claims_sha256": sorted({(manifest.get("runs", {}).get(k) or {}).get("claims_sha256")
+                                 or "not recorded" for k in records}),
         "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "published_from": {"folder": str(src), **(git_commit() or {}),
                            "varshift_version": package_versions().get("varshift")

@@ -10,21 +10,41 @@ from pathlib import Path
 
 from reproduce import plotting
 from reproduce._io import atomic_write_text, read_json
-from reproduce.claims import ALPHA, CHECK, EMPIRICAL, FAMILIES, VERDICTS, Claim, apply_holm, untested
+from reproduce.claims import (
+    ALPHA,
+    CHECK,
+    FAMILIES,
+    POWER_ALPHA,
+    PRIMARY,
+    SECONDARY,
+    VERDICTS,
+    Claim,
+    adjust_families,
+    claims_hash,
+    load_deltas,
+    untested,
+)
 from reproduce.registry import TARGETS, load_result
 
 __all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
-           "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines", "check_inputs",
-           "ReportInputError"]
+__all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
+           "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines", "design_status",
+           "EXPLORATORY", "CONFIRMATORY", "check_inputs", "ReportInputError"]
+
+CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
 
 THEORY_TARGETS = {"eq8", "eq14", "eq15"}
 
-#: columns of ``verdicts.csv`` (the empirical claims, Holm-adjusted)
-VERDICT_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
-                   "ci_high", "margin", "unit", "n", "agree", "p_holm", "p_holm_fails", "evidence")
+#: columns of ``verdicts.csv`` (the primary and secondary claims, each family Holm-adjusted;
+#: ``ci_low``/``ci_high`` are the one-sided bounds at ``level_low``/``level_high``, the levels of
+#: their Holm steps ``step_low``/``step_high``)
+VERDICT_COLUMNS = ("target", "id", "claim", "family", "design", "source", "verdict", "reason",
+                   "effect", "ci_low", "ci_high", "level_low", "level_high", "step_low",
+                   "step_high", "margin", "direction", "unit", "n", "agree", "power", "p_holm",
+                   "p_holm_fails", "evidence")
 #: columns of ``checks.csv`` (the theory checks: they guard the code, they are not findings)
-CHECK_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "effect", "ci_low",
-                 "ci_high", "margin", "unit", "n", "evidence")
+CHECK_COLUMNS = ("target", "id", "claim", "family", "source", "verdict", "reason", "effect",
+                 "ci_low", "ci_high", "margin", "direction", "unit", "n", "evidence")
 CONVERGED_REFERENCE = Path(__file__).resolve().parent / "data" / "converged_reference.csv"
 
 
@@ -144,7 +164,7 @@ def _verdict_rows(out_dir, targets):
             continue
         for v in res.get("verdicts", []):
             rows.append(_numbers({"target": name, **v, "family": v.get("family") or family}))
-    return apply_holm(rows), results
+    return adjust_families(rows), results
 
 
 def _numbers(row):
@@ -153,7 +173,8 @@ def _numbers(row):
     wide = int(row.get("n") or 0) == 1
     for key, fill in (("effect", math.nan), ("ci_low", -math.inf if wide else math.nan),
                       ("ci_high", math.inf if wide else math.nan), ("margin", math.nan),
-                      ("p_holds", math.nan), ("p_fails", math.nan)):
+                      ("p_holds", math.nan), ("p_fails", math.nan), ("level_low", math.nan),
+                      ("level_high", math.nan)):
         row[key] = fill if row.get(key) is None else float(row[key])
     return row
 
@@ -187,23 +208,38 @@ def _p(x):
     return "" if math.isnan(x) else ("< 0.0001" if x < 1e-4 else f"{x:.4f}")
 
 
-def _claim_table(rows, checks=False):
-    """The Markdown table of claims: verdict, effect [95% interval] vs margin, k of n, p_holm."""
-    head = "| target | claim | verdict | effect [95% CI] | margin | n |"
-    if not checks:
-        head = "| target | claim | family | verdict | effect [95% CI] | margin | k of n | p_holm |"
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+def _margin_text(r):
+    side = {"above": ">", "below": "<", "within": "+-"}.get(r.get("direction"), "")
+    return f"{side} {_num(r['margin'])} {r['unit']}".strip()
+
+
+def _pct(x):
+    return "" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.0f}%"
+
+
+def _claim_table(rows, checks=False, power=None):
+    """The Markdown table of claims: claim, effect [interval at the verdict's level] on its
+    scale, margin, k of n, power (primary claims), verdict and the reason in words."""
+    if checks:
+        head = "| target | claim | verdict | effect [95% interval] | margin | n | reason |"
+    else:
+        head = ("| claim | effect [interval at the verdict's level] | margin | k of n | "
+                + ("power | " if power is not None else "") + "verdict | reason |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        side = {"above": ">", "below": "<", "within": "+-"}.get(r.get("direction"), "")
         text = r["claim"].replace("|", "\\|")
-        margin = f"{side} {_num(r['margin'])} {r['unit']}"
+        reason = str(r.get("reason") or "").replace("|", "\\|")
         if checks:
             lines.append(f"| [{r['target']}](#{r['target']}) | {text} | **{r['verdict']}** | "
-                         f"{_interval(r)} | {margin} | {r['n']} |")
-        else:
-            lines.append(f"| [{r['target']}](#{r['target']}) | {text} | {r.get('family', '')} | "
-                         f"**{r['verdict']}** | {_interval(r)} | {margin} | "
-                         f"{r.get('agree', '')} | {_p(r.get('p_holm'))} |")
+                         f"{_interval(r)} | {_margin_text(r)} | {r['n']} | {reason} |")
+            continue
+        pw = ""
+        if power is not None:
+            pw = _pct((power.get(r.get("id")) or {}).get("power")) or "n/a"
+            pw += " | "
+        lines.append(f"| {text} ([{r['target']}](#{r['target']})) | {_interval(r)} "
+                     f"{r['unit']} | {_margin_text(r)} | {r.get('agree', '')} | {pw}"
+                     f"**{r['verdict']}** | {reason} |")
     return lines
 
 
@@ -214,7 +250,7 @@ def summary_lines(rows):
 
 
 def family_lines(rows):
-    """Counts per verdict within each family: ``paper claim: 10 holds, ...``."""
+    """Counts per verdict within each family: ``primary: 6 (4 holds, ...)``."""
     out = []
     for fam in FAMILIES:
         sub = [r for r in rows if r.get("family") == fam]
@@ -241,11 +277,22 @@ def setup_differences(profile):
                 "final-epoch errors (the paper does not say final or best), and the paper's "
                 "unstated details (its exact recipes, number of statistics passes).")
     data = ", ".join(profile.data)
-    subset = (f" (a fixed class-stratified subset: {profile.subset['n_train']} training and "
-              f"{profile.subset['n_test']} test images)" if profile.subset else "")
+    sub = profile.subset or {}
+    if sub.get("train_draw") == "per_seed":
+        subset = (f" (class-stratified subsets: {sub['n_train']} training images drawn with each "
+                  f"run's own seed, and {sub.get('n_test') or 'all the'} test images outside the "
+                  f"{sub['test_exclude']['n_test']} an earlier design read)"
+                  if sub.get("test_exclude") else
+                  f" ({sub['n_train']} training images drawn with each run's own seed)")
+    else:
+        subset = (f" (a fixed class-stratified subset: {sub['n_train']} training and "
+                  f"{sub['n_test']} test images)" if sub else "")
     return (f"Paper: CIFAR-10/100, full-size networks (PreResNet-164, ResNeXt-29 8x64d, WRN-28-10, "
-            f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, the small networks "
-            f"of varshift.nets.SMALL_SIZES, the {profile.recipe_kind!r} recipe with overrides "
+            f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, "
+            + ("the mid-size networks of reproduce.profiles.GPU_SIZES"
+               if isinstance(profile.size, dict) else
+               "the small networks of varshift.nets.SMALL_SIZES")
+            + f", the {profile.recipe_kind!r} recipe with overrides "
             f"{profile.recipe}, " + (
                 f"{profile.seeds} seed(s) for every setting (compared settings share them)"
                 if profile.seeded is None else
@@ -256,20 +303,99 @@ def setup_differences(profile):
 
 
 HOLM_NOTE = (
-    "Each claim is decided from an effect (one sample per seed; a claim about \"the networks\" "
-    "averages the per-network effect over the networks of each seed, so n is the number of seeds), "
-    "its 95% t-interval and a margin fixed in advance in `reproduce/claims.toml`. The interval rule "
-    "is a pair of one-sided t-tests at {alpha:g} each; over the {m} empirical claims of this run "
-    "(paper claims and our claims) both are Holm-adjusted and every verdict is decided at the "
-    "adjusted level: `holds` needs p_holm < {alpha:g}, `does not hold` the Holm-adjusted reverse "
-    "p-value (`p_holm_fails` in `verdicts.csv`) < {alpha:g}, so the chance of any wrong verdict "
-    "is at most {fw:g} whatever the "
-    "dependence between claims. A claim whose interval clears its margin but whose p_holm does not "
-    "stays inconclusive. `k of n`: the seeds whose own effect lies on the claimed side of the "
-    "margin (a split such as 3 of 5 shows a bimodal outcome the mean hides). The theory checks "
-    "(formulas against simulation, identities) guard the code and are listed apart "
-    "(`checks.csv`); they are not findings and not adjusted; a check \"for every cell\" is "
-    "judged on its worst cell.")
+    "How a verdict is decided. Each claim's effect has one sample per seed (a claim about \"the "
+    "networks\" averages the per-network effect over the networks of each seed, so n is the "
+    "number of seeds); error claims are log ratios log(error / error of the control), with the "
+    "margin log(1 + delta) of one delta per kind of claim (superiority {sup:.0%}, "
+    "non-inferiority {ni:.0%}; `reproduce/claims.toml`). Each claim gets two one-sided t-tests "
+    "(scipy's `ttest_1samp`): one whose rejection means `holds`, one whose rejection means "
+    "`does not hold`. Within each family (primary, secondary) each set is adjusted by Holm's "
+    "step-down method (statsmodels' `multipletests`) at {alpha:g}: the chance of any wrong "
+    "`holds` in a family is at most {alpha:g}, of any wrong `does not hold` at most {alpha:g}. "
+    "The interval shown is the one the verdict uses: each bound is the one-sided t-bound at "
+    "the level of its claim's Holm step (1 - {alpha:g} / (m - k + 1) at step k of m; "
+    "`level_low`, `level_high` and `step_low`, `step_high` in `verdicts.csv`), so a bound "
+    "beyond the margin is a rejection unless Holm's step-down stopped at an earlier claim, "
+    "which the reason then names. `k of n`: the seeds whose own effect lies on the claimed "
+    "side of the margin. Power: the chance that a claim is decided at this profile's seeds, at "
+    "the pilot's effect and spread (one-sided {palpha:.5f}, Holm's strictest step; `python -m "
+    "reproduce power`). The theory checks guard the code and are listed apart (`checks.csv`), "
+    "not adjusted; a check \"for every cell\" is judged on its worst cell.")
+
+
+def design_status(out_dir, profile, targets=TARGETS):
+    """``(design, why)``: ``"confirmatory"`` when every run record the targets rest on was
+    trained under this claims file (its SHA-256 in the record) and the profile is not the
+    pilot; else ``"exploratory"``, with the reason in words."""
+    from reproduce.registry import plan
+    from reproduce.runs import RunStore
+
+    now = claims_hash()
+    if profile.name == "pilot":
+        return EXPLORATORY, ("these are the pilot's records: its seeds, networks and test "
+                             "images were read while the claims were written")
+    if profile.name == "smoke":
+        return EXPLORATORY, "the smoke profile tests the plumbing; it decides nothing"
+    store = RunStore(out_dir)
+    seen = []
+    for spec in plan(profile, targets):
+        rec = store.find(spec)
+        if rec is not None:
+            seen.append(rec.get("claims_sha256"))
+    if not seen:
+        return CONFIRMATORY, f"no training runs; claims file sha256 {now[:12]}"
+    missing = sum(h is None for h in seen)
+    other = sorted({h for h in seen if h is not None and h != now})
+    if missing or other:
+        bits = []
+        if missing:
+            bits.append(f"{missing} of {len(seen)} run records name no claims file")
+        if other:
+            bits.append(f"{sum(h in other for h in seen)} of {len(seen)} name another claims "
+                        f"file (sha256 {', '.join(h[:12] for h in other)})")
+        return EXPLORATORY, ("; ".join(bits) + f", not this one (sha256 {now[:12]}): the "
+                             "claims may have been written after their data was read")
+    return CONFIRMATORY, (f"every one of the {len(seen)} run records was trained under this "
+                          f"claims file (sha256 {now[:12]}), fixed before the runs")
+
+
+def _label(rows, design):
+    for r in rows:
+        if r.get("family") == PRIMARY:
+            r["design"] = design
+        elif r.get("family") == SECONDARY:
+            r["design"] = EXPLORATORY
+    return rows
+
+
+def _power(profile, pilot):
+    """``{claim id: power row}`` at ``profile``'s seeds from the pilot's rows (``None``: no
+    power analysis: smoke, or no pilot records)."""
+    from reproduce.power import power_table
+    from reproduce.profiles import get_profile
+
+    if profile.name == "smoke" or not pilot:
+        return None
+    return {r["id"]: r for r in power_table(pilot, profile.seeds, get_profile("paper").seeds)}
+
+
+def _power_lines(power, profile):
+    if power is None:
+        return ["Power: not computed (" + ("the smoke profile" if profile.name == "smoke" else
+                                           "no pilot records in docs/results/pilot") + ").", ""]
+    paper = next(iter(power.values())).get("paper_seeds") if power else None
+    text = ", ".join(f"{k} {_pct(v.get('power_paper'))}" for k, v in power.items())
+    need = [v["seeds_needed"] for v in power.values()]
+    short = [f"{k} ({_pct(v['power'])}, needs {v['seeds_needed'] or '> 1000'})"
+             for k, v in power.items() if v["power"] < 0.8]
+    return [f"Power at this profile's {profile.seeds} seeds, at the pilot's effect and spread "
+            "(the pilot ran Tables 4 and 6 on WRN only, so p5_after_bn's and p6_uout's spread "
+            "is one network's): "
+            + ", ".join(f"{k} {_pct(v['power'])}" for k, v in power.items())
+            + ". Seeds for 80% power in every primary claim: "
+            + ("more than 1000" if None in need else str(max(need)))
+            + (f"; short of 80%: {', '.join(short)}" if short else "")
+            + f". At the paper profile's {paper} seeds the power would be: {text}.", ""]
 
 
 def _forest_rows(rows):
@@ -297,28 +423,78 @@ def _write_csv(path, rows, columns):
     atomic_write_text(path, buf.getvalue())
 
 
-def write_report(out_dir, profile, targets=TARGETS):
-    """Write ``report.md``, ``verdicts.csv`` (empirical claims), ``checks.csv`` (theory checks)
-    and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then checks).
+def _family_lines(profile, design, why, primary, secondary, power):
+    """The report's opening: the design, the primary family's table and power, the secondary
+    family's table."""
+    return [f"# Reproduction report: profile `{profile.name}`", "",
+            f"{profile.description}.", "",
+            f"**Design: {design}.** {why[0].upper() + why[1:]}."
+            + ("" if design == CONFIRMATORY else " Every verdict below is exploratory."), "",
+            f"## Primary claims ({design})", "",
+            "The paper's six headline claims, each about the networks (per seed, the mean over "
+            "the networks of the per-network effect); Holm's step-down over these six only.", "",
+            *_claim_table(primary, power=power or {}), "", *_power_lines(power, profile),
+            "## Secondary claims (exploratory)", "",
+            "Per network and mechanism claims, Holm-adjusted within their own family; they are "
+            "exploratory whatever their verdict.", "", *_claim_table(secondary), ""]
+
+
+def _pilot_lines(pilot):
+    """The pilot's primary verdicts under the current claims, apart and labelled exploratory."""
+    pilot_primary = [r for r in pilot if r.get("family") == PRIMARY]
+    return ["## The pilot's verdicts under the new design (exploratory)", "",
+            "The pilot (profile `pilot`: quick's first design, seeds 0-4, the 4,000 test "
+            "images every pilot run read, Tables 4 and 6 on WRN only; records in "
+            "`docs/results/pilot`) judged with these claims. The claims were written "
+            "after its data was read, so these verdicts are exploratory; they are the "
+            "power analysis' input, not evidence. Power: the pilot's own, at its 5 seeds.", "",
+            *_claim_table(pilot_primary, power={r["id"]: _power_pilot(pilot, r)
+                                                for r in pilot_primary}), ""]
+
+
+def write_report(out_dir, profile, targets=TARGETS, pilot=None):
+    """Write ``report.md``, ``verdicts.csv`` (primary and secondary claims), ``checks.csv``
+    (theory checks) and ``forest.png``/``.svg`` in ``out_dir``; return all rows (claims, then
+    checks).
+
+    ``pilot``: the pilot's verdict rows (:func:`reproduce.power.pilot_rows`, read from
+    ``docs/results/pilot`` when ``None``; ``[]`` for none): the power of each primary claim, and
+    the pilot's verdicts under the current claims, shown apart as exploratory.
 
     Every file read is checked first (:func:`check_inputs`): a torn or foreign one raises
-    :class:`ReportInputError` before anything is written."""
+    :class:`ReportInputError` before anything is written.
+    """
     out_dir = Path(out_dir)
     check_inputs(out_dir, targets, profile)
     rows, results = _verdict_rows(out_dir, targets)
+    design, why = design_status(out_dir, profile, targets)
+    rows = _label(rows, design)
+    if pilot is None and profile.name != "smoke":
+        from reproduce.power import pilot_rows
+
+        pilot = rows if profile.name == "pilot" else pilot_rows()
+    power = _power(profile, pilot)
+    for r in rows:
+        r["power"] = (power or {}).get(r.get("id"), {}).get("power", math.nan) \
+            if r.get("family") == PRIMARY else math.nan
     claims, checks = _split(rows)
+    primary = [r for r in claims if r.get("family") == PRIMARY]
+    secondary = [r for r in claims if r.get("family") != PRIMARY]
     _write_csv(out_dir / "verdicts.csv", claims, VERDICT_COLUMNS)
     _write_csv(out_dir / "checks.csv", checks, CHECK_COLUMNS)
     plotting.forest(_forest_rows(claims), out_dir, profile.name, list(profile.data))
-    m = sum(r.get("family") in EMPIRICAL and r["verdict_unadjusted"] != "not tested"
-            for r in claims)
-    lines = [f"# Reproduction report: profile `{profile.name}`", "",
-             f"{profile.description}.", "", "## Summary", "",
-             f"{len(claims)} claims: {summary_lines(claims)} ({family_lines(claims)}); and "
-             f"{len(checks)} theory checks: {summary_lines(checks)}.", "",
-             HOLM_NOTE.format(alpha=ALPHA, m=m, fw=2 * ALPHA), "",
-             "The forest plot shows every claim's effect in units of its margin.", "",
-             "![forest plot of the claims](forest.png)", ""]
+    deltas = load_deltas()
+    lines = _family_lines(profile, design, why, primary, secondary, power)
+    if pilot and profile.name not in ("pilot", "smoke"):
+        lines += _pilot_lines(pilot)
+    lines += ["## Summary", "",
+              f"{len(claims)} claims: {summary_lines(claims)} ({family_lines(claims)}); and "
+              f"{len(checks)} theory checks: {summary_lines(checks)}.", "",
+              HOLM_NOTE.format(alpha=ALPHA, sup=deltas["superiority"][0],
+                               ni=deltas["non_inferiority"][0],
+                               palpha=POWER_ALPHA), "",
+              "The forest plot shows every claim's effect in units of its margin.", "",
+              "![forest plot of the claims](forest.png)", ""]
     lines += _manifest_lines(out_dir)
     lines += ["", f"Budget: {profile.budget_note}", "",
               "## Setup differences from the paper", "", setup_differences(profile), "",
@@ -326,11 +502,11 @@ def write_report(out_dir, profile, targets=TARGETS):
               "Table 5 (ImageNet, ResNet-200 / ResNeXt-101 / SENet with one dropout 0.2 after all "
               "BN) is out of reach on one machine and is not reproduced; its numbers are kept in "
               "`reproduce/data/paper_results.csv` for reference.", "",
-              "## Verdicts", "", *_claim_table(claims), "",
               "Evidence of each claim: in its target's section below and in `verdicts.csv`.", "",
               "## Theory checks", "",
-              "Formula against Monte Carlo and against what Keras stores; identities. They guard "
-              "the code and are not counted as findings.", "", *_claim_table(checks, checks=True), ""]
+              "Formula against Monte Carlo and against what Keras stores; identities of the "
+              "implementation. They guard the code and are not counted as findings.", "",
+              *_claim_table(checks, checks=True), ""]
     by_target = {}
     for r in rows:
         by_target.setdefault(r["target"], []).append(r)
@@ -338,6 +514,14 @@ def write_report(out_dir, profile, targets=TARGETS):
         lines += _target_section(out_dir, profile, name, results[name], by_target.get(name, []))
     atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
     return claims + checks
+
+
+def _power_pilot(pilot, row):
+    """The pilot's own (post hoc) power of ``row`` at its seeds."""
+    from reproduce.power import power_table
+
+    (out,) = power_table([row], len(row["samples"])) or [{"power": math.nan}]
+    return out
 
 
 def _trained_commit(out_dir, manifest):
@@ -453,27 +637,34 @@ def _target_section(out_dir, profile, name, res, rows=()):
             continue
         p = "" if v.get("family") == CHECK else (
             f", {v.get('agree', '')} seeds on the claimed side, p_holm {_p(v.get('p_holm')) or 'n/a'}")
-        lines.append(f"- {v['claim']}: **{v['verdict']}**, effect {_interval(v)} {v['unit']} "
-                     f"(margin {_num(v['margin'])}, n = {v['n']}{p}; {v.get('effect_is', '')}; "
-                     f"source: {v.get('source') or 'n/a'}). {v['evidence']}")
+        fam = "" if v.get("family") == CHECK else f" ({v.get('family')}, {v.get('design', '')})"
+        lines.append(f"- {v['claim']}{fam}: **{v['verdict']}**: {v.get('reason', '')}; effect "
+                     f"{_interval(v)} {v['unit']} (margin {_margin_text(v)}, n = {v['n']}{p}; "
+                     f"{v.get('effect_is', '')}; source: {v.get('source') or 'n/a'}). "
+                     f"{v['evidence']}")
     lines.append("")
     return lines
 
 
 def closing_note(out_dir, rows):
-    """What ``report`` prints: wall time, counts per family and verdict, each claim with its
-    effect, interval, k of n and p_holm."""
+    """What ``report`` prints: the primary table first (effect, interval at the verdict's
+    level, k of n, power, verdict, reason), then the secondary claims and the checks, the wall
+    time and the counts per family and verdict."""
     path = Path(out_dir) / "manifest.json"
     wall = (read_json(path).get("wall_time_s") or 0.0) / 60.0 if path.is_file() else float("nan")
     width = max(len(r["target"]) for r in rows)
-    lines = [f"{'target':<{width}}  {'family':<12}  {'verdict':<13}  {'effect [95% CI]':<30}  "
-             f"{'k of n':<7}  {'p_holm':<8}  claim"]
-    for r in rows:
+    lines = [f"{'target':<{width}}  {'family':<12}  {'verdict':<13}  {'effect [interval]':<28}  "
+             f"{'margin':<9}  {'k of n':<7}  {'power':<5}  claim: reason"]
+    order = {PRIMARY: 0, SECONDARY: 1, CHECK: 2}
+    for r in sorted(rows, key=lambda r: order.get(r.get("family"), 3)):
         k = "" if r.get("family") == CHECK else r.get("agree", "")
-        unit = f" ({r['unit']}, margin {_num(r['margin'])})" if r.get("unit") else ""
+        power = _pct(r.get("power")) if r.get("family") == PRIMARY else ""
         lines.append(f"{r['target']:<{width}}  {r.get('family', ''):<12}  {r['verdict']:<13}  "
-                     f"{_interval(r):<30}  {k:<7}  {_p(r.get('p_holm')):<8}  {r['claim']}{unit}")
+                     f"{_interval(r):<28}  {_margin_text(r):<9}  {k:<7}  {power:<5}  "
+                     f"{r['claim']}: {r.get('reason', '')}")
     claims, checks = _split(rows)
-    lines.append(f"wall time of the last run: {wall:.1f} min; {len(claims)} claims: "
-                 f"{family_lines(claims)}; {len(checks)} theory checks: {summary_lines(checks)}")
+    design = next((r.get("design") for r in rows if r.get("family") == PRIMARY), "")
+    lines.append(f"wall time of the last run: {wall:.1f} min; primary family: {design}; "
+                 f"{len(claims)} claims: {family_lines(claims)}; {len(checks)} theory checks: "
+                 f"{summary_lines(checks)}")
     return "\n".join(lines)

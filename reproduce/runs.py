@@ -627,10 +627,12 @@ def _train_one(config, key, root, data_dir, force):
                        checkpoint_seconds=checkpoint_seconds())
     wall = time.time() - start
     keras().backend.clear_session()
+    from reproduce.claims import claims_hash
+
     wrapped = {"key": key, "config": config, "wall_time_s": wall,
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "where": device_info(), "resumed_from_epoch": epochs_done,
-               "record": record}
+               "claims_sha256": claims_hash(), "record": record}
     store.write(key, wrapped)
     return key, wall
 

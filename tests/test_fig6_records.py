@@ -44,7 +44,7 @@ def test_fig6_is_built_from_the_records(tmp_path, monkeypatch):
         return runs.run_spec(*args, **kwargs)
 
     monkeypatch.setattr(fig6, "run_spec", run_spec)
-    profile = get_profile("quick")
+    profile = get_profile("pilot")  # seeds 0-4: the flip counts below stay under 64
     records = {s: {"final": {"fig6": _block(s, flips=(12 + s, 2))}} for s in profile.seed_list()}
     result = fig6.build(_Ctx(profile, tmp_path, records))
     assert seen and all(seen)

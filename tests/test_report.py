@@ -59,3 +59,13 @@ def test_forest_labels_keep_the_network_and_whole_words():
     assert row["claim"].endswith("... (DenseNet)") and len(row["claim"]) <= 70
     assert row["claim"][: -len("... (DenseNet)")] in long
     assert long[len(row["claim"]) - len("... (DenseNet)")] == " "  # cut between words
+
+
+def test_the_claim_table_shows_power_verdict_and_reason_in_words():
+    row = {"target": "fig4", "claim": "a claim", "effect": 0.5, "ci_low": 0.1, "ci_high": 0.9,
+           "margin": 0.02, "unit": "log ratio", "direction": "above", "agree": "9 of 10",
+           "verdict": "holds", "reason": "its lower bound 0.100 clears the margin 0.020", "id": "p"}
+    (head, _, line) = report._claim_table([row], power={"p": {"power": 0.834}})
+    assert head.startswith("| claim | effect [interval at the verdict's level] | margin")
+    assert "| 0.500 [0.100, 0.900] log ratio | > 0.02 log ratio | 9 of 10 | 83% | **holds** |" \
+        in line and line.endswith("clears the margin 0.020 |")

@@ -35,3 +35,18 @@ def test_verdict_effects_are_rounded_to_their_margin():
     tiny = {"effect": -7.507e-05, "ci_low": -2e-4, "ci_high": 1e-4, "margin": 0.01, "unit": ""}
     assert vsdocs.effect_text(tiny) == "0.000 [0.000, 0.000]"
     assert vsdocs.effect_text({"effect": float("nan"), "margin": 1.0}) == ""
+
+
+def test_a_verdict_sentence_gives_the_verdict_s_own_reason():
+    """The site never gives a generic reason ("the interval straddles the margin") for a
+    verdict whose reason is another: it quotes the reason its report generated."""
+    pytest.importorskip("IPython")
+    pytest.importorskip("matplotlib")
+    import vsdocs
+
+    stopped = {"verdict": "inconclusive",
+               "reason": "its lower bound 0.41 is beyond the margin 0.02 at its own step's "
+                         "level, but Holm's step-down stopped at an earlier claim (p3_b_less)"}
+    assert "stopped at an earlier claim" in vsdocs._why(stopped)
+    assert "straddles" not in vsdocs._why(stopped)
+    assert vsdocs._why({"verdict": "inconclusive"}) == ""  # no reason recorded: none invented

@@ -4,7 +4,8 @@ Order of preference (:func:`choose`):
 
 1. a local ``results/paper``, ``results/gpu`` or ``results/quick`` (a developer's own run), as
    it is;
-2. the published ``paper``, then ``gpu`` (one GPU machine), then ``quick`` records (``docs/results/<profile>/``, written by
+2. the published ``paper``, then ``gpu`` (one GPU machine), then ``quick``, then the exploratory
+   ``pilot`` records (``docs/results/<profile>/``, written by
    ``python -m reproduce publish``): copied into a build folder
    (``docs/_build/results/<profile>/``) where every target's build step, the theory targets and
    the report run with the current code and no training (``reproduce run --cached-only``);
@@ -34,7 +35,7 @@ ROOT = Path(os.environ.get("VARSHIFT_ROOT") or (
     _HERE.parents[2] if len(_HERE.parents) > 2 and (_HERE.parents[2] / "reproduce").is_dir()
     else Path.cwd()))
 LOCAL = ("paper", "gpu", "quick")  # a developer's own results, preferred first
-PUBLISHED = ("paper", "gpu", "quick")
+PUBLISHED = ("paper", "gpu", "quick", "pilot")
 PROVENANCE = "provenance.json"
 STAMP = ".stamp"
 CODE = ("varshift", "reproduce")  # the code whose change makes the rebuild stale

@@ -171,11 +171,14 @@ def _origin_line(choice, prov: dict) -> str:
         f"started {prov['started_at']}" if prov.get("started_at") else "",
         f"on {where}" if where else "",
         f"{wall / 60:.0f} min wall time" if wall else "")))
+    pilot = (" These are the pilot's records: the claims were written after its data was read, "
+             "so every verdict shown is exploratory; a confirmatory run uses fresh seeds and "
+             "unread test images (profile `quick`)." if choice.profile == "pilot" else "")
     if choice.origin == "published":
         return (f"**Results shown: the published `{choice.profile}` records** "
                 f"(`docs/results/{choice.profile}/`), trained at {made}; {facts}. Every figure, "
                 "table and verdict below was rebuilt from those run records by this build, with "
-                "the current code; no training was repeated.")
+                "the current code; no training was repeated." + pilot)
     if choice.origin == "local":
         return (f"**Results shown: the local `results/{choice.profile}/`** (a run on this "
                 f"machine, preferred over the published records), made at {made}; {facts}.")
@@ -233,8 +236,16 @@ def _mismatch(target: str, choice) -> str:
 
 _WORDS = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "is inconclusive",
           "not tested": "was not tested"}
-_WHY = {"inconclusive": " (its interval straddles the margin)",
-        "not tested": " (the records shown lack what it needs)"}
+
+
+def _why(row) -> str:
+    """The verdict's own reason (``reason`` of ``verdicts.csv``, generated from its numbers)."""
+    reason = row.get("reason")
+    if isinstance(reason, str) and reason.strip():
+        return f" ({reason.strip()})"
+    if row.get("verdict") == "not tested":
+        return " (the records shown lack what it needs)"
+    return ""
 
 
 def _decimals(margin) -> int:
@@ -284,11 +295,16 @@ def verdict_table(target: str | None = None, link: bool = False) -> pd.DataFrame
         out = {}
         if link:
             out["page"] = f"[{row['target']}]({row['target']}.md)"
-        out |= {"claim": row.get("claim", ""), "verdict": row.get("verdict", ""),
-                "effect [95% interval]": effect_text(row) or "—"}
+        family = row.get("family")
+        out |= {"claim": row.get("claim", ""),
+                "family": family if isinstance(family, str) else "",
+                "verdict": row.get("verdict", ""),
+                "effect [interval at the verdict's level]": effect_text(row) or "—",
+                "why": row.get("reason") if isinstance(row.get("reason"), str) else ""}
         rows.append(out)
     return pd.DataFrame(rows, columns=(["page"] if link else [])
-                        + ["claim", "verdict", "effect [95% interval]"])
+                        + ["claim", "family", "verdict", "effect [interval at the verdict's level]",
+                           "why"])
 
 
 def verdict_counts(target: str | None = None) -> str:
@@ -322,8 +338,8 @@ def verdict_sentences(target: str) -> Markdown:
             continue
         effect = effect_text(row)
         sentence = (f"“{str(row.get('claim', '')).rstrip('.')}” **{_WORDS.get(verdict, verdict)}**"
-                    + _WHY.get(verdict, "") + (f": {effect}" if effect and verdict != "not tested"
-                                               else "") + ".")
+                    + _why(row) + (f": {effect}" if effect and verdict != "not tested"
+                                   else "") + ".")
         sentences.append(sentence[0].upper() + sentence[1:] if sentence[0] != "“" else sentence)
     return Markdown(f"**What this site found at the `{profile}` scale.** " + " ".join(sentences)
                     + f" These verdicts speak for the `{profile}` scale only, whether they hold "

@@ -188,8 +188,8 @@ def network_claim(profile, claim_id, values, evidence="", **fill):
     """A per-network claim: its effect formula per seed of ``values = {name: {seed: value}}``."""
     claim = get_claim(claim_id, profile, **fill)
     effect = seed_effect(claim.formula, values)
-    return decide(profile, claim, list(effect.values()),
-                  f"{_evidence(values)}; {evidence}".rstrip("; "), _paper_note(claim))
+    return decide(profile, claim, effect, f"{_evidence(values)}; {evidence}".rstrip("; "),
+                  _paper_note(claim))
 
 
 def networks_claim(profile, claim_id, per_network, evidence="", **fill):
@@ -201,7 +201,7 @@ def networks_claim(profile, claim_id, per_network, evidence="", **fill):
     each = ", ".join(f"{net} {np.mean(list(e.values())):.3g}" for net, e in effects.items())
     ev = (f"mean over {len(effects)} networks per seed, {len(per_seed)} seeds; per network "
           f"(mean over seeds): {each}; {evidence}").rstrip("; ")
-    return decide(profile, claim, list(per_seed.values()), ev, _paper_note(claim))
+    return decide(profile, claim, per_seed, ev, _paper_note(claim))
 
 
 def _paper_note(claim):
@@ -219,8 +219,9 @@ def _paper_note(claim):
 def _names(formula):
     import ast
 
-    return sorted({n.id for n in ast.walk(ast.parse(formula, mode="eval"))
-                   if isinstance(n, ast.Name)})
+    tree = ast.parse(formula, mode="eval")
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs})
 
 
 def paper_effects(spec):

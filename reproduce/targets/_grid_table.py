@@ -11,6 +11,7 @@ from reproduce.targets._common import (
     collect,
     grid_specs,
     network_claim,
+    networks_claim,
     paper_data_for,
     paper_table,
     seed_std,
@@ -20,9 +21,12 @@ from reproduce.targets._common import (
 __all__ = ["build_grid_table"]
 
 
-def build_grid_table(ctx, *, table, placement, noise, values, setting, value_name, claim_id):
-    """Write table.csv / paper_vs_ours.csv and judge "does not hurt" (non-inferiority) per
-    network and strength, paired by seed with the no-dropout baseline."""
+def build_grid_table(ctx, *, table, placement, noise, values, setting, value_name, claim_id,
+                     primary_id):
+    """Write table.csv / paper_vs_ours.csv and judge "does not hurt" (non-inferiority), paired
+    by seed with the no-dropout baseline: the primary claim ``primary_id`` about the networks at
+    the largest strength, and the secondary claim ``claim_id`` per network and strength (the
+    per-network row that would repeat the primary claim, with one network, is left out)."""
     profile = ctx.profile
     df = collect(ctx, grid_specs(profile, placement, noise, values))
     df = df.assign(value=np.where(df.placement == "none", 0.0, df.value))
@@ -52,10 +56,20 @@ def build_grid_table(ctx, *, table, placement, noise, values, setting, value_nam
     write_csv(pvo, ctx.dir / "paper_vs_ours.csv")
 
     verdicts = []
+    top = float(max(values))
+    for data, d in df.groupby("data", sort=False):
+        per_net = {network: {setting: by_seed(g, "test_error", value=top),
+                             "none": by_seed(g, "test_error", value=0.0)}
+                   for network, g in d.groupby("network", sort=False)}
+        row = networks_claim(profile, primary_id, per_net, value=f"{top:g}")
+        row["claim"] += "" if len(profile.data) == 1 else f" ({data})"
+        verdicts.append(row)
     for (network, data), g in df.groupby(["network", "data"], sort=False):
         base = by_seed(g, "test_error", value=0.0)
         tag = network + ("" if len(profile.data) == 1 else f", {data}")
         for v in values:
+            if float(v) == top and df.network.nunique() == 1:
+                continue  # the primary claim itself
             verdicts.append(network_claim(profile, claim_id,
                                           {setting: by_seed(g, "test_error", value=float(v)),
                                            "none": base}, network=tag, value=f"{v:g}"))

@@ -167,9 +167,19 @@ def claims(profile, df, curves):
                                     "b": by_seed(d[d.net == n], "test_error", placement="b", rate=0.5),
                                     "none": by_seed(d[d.net == n], "test_error", placement="none")}
                    for n in nets}
-        row = networks_claim(profile, "fig4_b_better", per_net)
-        row["claim"] += tag
-        out.append(row)
+        shift = {PAPER_NAMES[n]: {"a": by_seed(d[d.net == n], "mean_statistic", placement="a",
+                                               rate=0.5),
+                                  "none": by_seed(d[d.net == n], "mean_statistic",
+                                                  placement="none")}
+                 for n in nets}
+        rows = [networks_claim(profile, "p1_shift", shift),
+                networks_claim(profile, "p2_error", {k: {"a": v["a"], "none": v["none"]}
+                                                     for k, v in per_net.items()}),
+                networks_claim(profile, "p3_b_less", {k: {"a": v["a"], "b": v["b"]}
+                                                      for k, v in per_net.items()})]
+        for row in rows:
+            row["claim"] += tag
+        out += rows
         if "wrn" not in nets or len(nets) < 2:
             continue
         excess = {n: _excess(curves, n, data) for n in nets}

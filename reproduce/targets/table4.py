@@ -22,4 +22,4 @@ def build(ctx):
     return build_grid_table(ctx, table=4, placement="after_bn", noise="dropout",
                             values=ctx.profile.table4_rates, setting="after_bn",
                             value_name="drop_ratio",
-                            claim_id="table4_no_harm")
+                            claim_id="table4_no_harm", primary_id="p5_after_bn")

@@ -20,4 +20,4 @@ def runs(profile):
 def build(ctx):
     return build_grid_table(ctx, table=6, placement="b", noise="uout",
                             values=ctx.profile.table6_betas, setting="uout_b", value_name="beta",
-                            claim_id="table6_no_harm")
+                            claim_id="table6_no_harm", primary_id="p6_uout")
