@@ -27,7 +27,6 @@ from reproduce.claims import (
 from reproduce.registry import TARGETS, load_result
 
 __all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
-__all__ = ["write_report", "setup_differences", "closing_note", "summary_lines",
            "VERDICT_COLUMNS", "CHECK_COLUMNS", "family_lines", "regime_lines", "design_status",
            "EXPLORATORY", "CONFIRMATORY", "check_inputs", "ReportInputError"]
 
