@@ -159,10 +159,11 @@ def run_seconds(config):
                + cost["test"] * max(0, n_test - 1000) / 1000.0)
     if config.get("epoch_eval"):  # inference and training mode, every epoch
         seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
-    if config.get("adjust"):
-        n_adjust = config.get("adjust_samples") or config.get("stats_samples") or n_train
+    hooks = config.get("evaluations") or {}
+    if "adjust_bn" in hooks:
+        n_adjust = hooks["adjust_bn"].get("samples") or config.get("stats_samples") or n_train
         seconds += cost["adjust"] + cost["adjust_per_1000"] * (min(n_adjust, n_train) - 500) / 1000.0
-    if config.get("fig6"):
+    if "fig6" in hooks:
         seconds += cost["fig6"]
     return seconds
 

@@ -149,6 +149,10 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
                        (do_aug, derive_seed(seed, "augment"), pad, flip), (mean, std))
 
 
+#: batches the TensorFlow pipeline prepares ahead of the step that reads them
+PREFETCH_BATCHES = 2
+
+
 def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
     """The TensorFlow backend's pipeline: a prefetched ``tf.data.Dataset``."""
     from varshift._keras import tf as _tf
@@ -171,8 +175,13 @@ def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
 
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(gather, deterministic=True).prefetch(PREFETCH_BATCHES)
+    # a fixed pipeline: tf.data's autotuning, with one inter-op thread, stalls an epoch to
+    # multiples of its 5.12 s tuning period while the CPU idles; the batches are the same
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    return ds.with_options(options)
 
 
 def augment_batch_numpy(images, seed, *, pad=4, flip=True):

@@ -51,11 +51,6 @@ def thread_environment(threads, backend):
     return env
 
 
-#: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
-ADJUST_MODES = {"sequential": {"mode": "sequential"}, "one_pass": {"mode": "one_pass"},
-                "one_pass_noise": {"mode": "one_pass", "noise": True}}
-
-
 @dataclass
 class RunConfig:
     """Everything that defines a run (and nothing that does not change its result).
@@ -80,11 +75,6 @@ class RunConfig:
             every epoch; ``None`` uses the whole training set.
         stats_samples: training images (same seeded subset, augmented as in training) used for
             the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
-        adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
-            one_pass, and one_pass with the noise on).
-        adjust_samples: training images (same seeded subset, augmented) that Adjust BN reads, at
-            ``eval_batch_size`` images a batch; ``None`` uses ``stats_samples``. More than one
-            batch is what tells ``one_pass`` from ``sequential``.
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
@@ -111,9 +101,11 @@ class RunConfig:
         validation: hold out this many training images (class-stratified, the same for every
             seed) and evaluate on them instead of the test set, which is then not used: for
             choosing a recipe or budget. ``None``: train on all and evaluate on the test set.
-        fig6: store Fig. 6's outputs in ``final["fig6"]`` (fixed training images in training
-            and inference mode, and a shift-free control's; see
-            ``varshift.train.trainer.fig6_outputs``).
+        evaluations: the run's evaluation hooks, ``{name: parameters}`` (a JSON-ready dict
+            each): measurements added to the record's ``final`` block at the end of the run,
+            in the order of their names. :func:`varshift.train.run` receives the callables
+            (``evaluations={name: hook}``) for exactly these names; see
+            :mod:`varshift.train.evaluation`. ``{}``: none.
     """
 
     net: str = "preresnet"
@@ -130,8 +122,6 @@ class RunConfig:
     augment: bool | None = None
     train_eval_samples: int | None = 10000
     stats_samples: int | None = 10000
-    adjust: bool = True
-    adjust_samples: int | None = None
     save_model: bool = False
     mixed_precision: bool = False
     deterministic: bool | None = None
@@ -142,7 +132,7 @@ class RunConfig:
     threads: int | None = 1
     backend: str | None = None
     validation: int | None = None
-    fig6: bool = False
+    evaluations: dict = field(default_factory=dict)
 
     @classmethod
     def from_any(cls, config) -> RunConfig:
@@ -234,6 +224,25 @@ def _check_path(name, value):
                         f"{name}={value!r}.")
 
 
+def _check_evaluations(name, value):
+    """``{hook name: parameters}``: non-empty string names, JSON-ready dicts of parameters."""
+    import json
+
+    _check_dict(name, value)
+    for hook, params in value.items():
+        if not isinstance(hook, str) or not hook:
+            raise ValueError(f"Argument `{name}` must map hook names (non-empty strings) to "
+                             f"parameter dicts; received the key {hook!r}.")
+        if not isinstance(params, dict):
+            raise TypeError(f"Argument `{name}[{hook!r}]` must be a dict of parameters; "
+                            f"received {params!r} of type {type(params).__name__}.")
+        try:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Argument `{name}[{hook!r}]` must be JSON-ready (it is part of "
+                             f"the run's configuration); received {params!r} ({err}).") from None
+
+
 def _check_recipe_kind(name, value):
     _validate.check_choice(name, value, RECIPE_KINDS)
 
@@ -249,7 +258,6 @@ FIELD_CHECKS = {
     "augment": _optional(_validate.check_bool),
     "train_eval_samples": _optional(_validate.check_positive_int),
     "stats_samples": _optional(_validate.check_positive_int),
-    "adjust": _validate.check_bool,
     "save_model": _validate.check_bool,
     "mixed_precision": _validate.check_bool,
     "deterministic": _optional(_validate.check_bool),
@@ -257,8 +265,7 @@ FIELD_CHECKS = {
     "data_kwargs": _check_dict,
     "epoch_eval": _validate.check_bool,
     "validation": _optional(_validate.check_positive_int),
-    "fig6": _validate.check_bool,
-    "adjust_samples": _optional(_validate.check_positive_int),
+    "evaluations": _check_evaluations,
     "threads": _check_threads,
     "backend": _check_backend,
 }
