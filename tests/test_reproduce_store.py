@@ -34,7 +34,8 @@ class FakeTrainer:
     def __init__(self, error=None):
         self.calls, self.error, self.checkpoint_seconds = [], error, []
 
-    def __call__(self, config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0):
+    def __call__(self, config, *, evaluations=None, out_dir=None, progress=True, resume=True,
+                 checkpoint_seconds=60.0):
         self.calls.append(config["net"])
         self.checkpoint_seconds.append(checkpoint_seconds)
         if self.error is not None:

@@ -11,7 +11,7 @@ at a time:
    drawn with stateless random ops keyed by ``(seed, batch index)``,
 3. normalise: :math:`x \leftarrow (x / 255 - \mu_c) / \sigma_c` per channel ``c``
    (the zero padding is black, as with PIL, i.e. :math:`-\mu_c/\sigma_c` after normalising),
-4. prefetch.
+4. prefetch a fixed number of batches (tf.data's autotuning off: the same batches, no stalls).
 
 Because the randomness is a function of ``seed`` alone, one epoch's stream is reproducible on
 its own; :mod:`varshift.train` passes a seed derived from the run's seed and the epoch
@@ -175,7 +175,7 @@ def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
 
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
-    ds = ds.map(gather, deterministic=True).prefetch(PREFETCH_BATCHES)
+    ds = ds.map(gather).prefetch(PREFETCH_BATCHES)  # a sequential map: deterministic
     # a fixed pipeline: tf.data's autotuning, with one inter-op thread, stalls an epoch to
     # multiples of its 5.12 s tuning period while the CPU idles; the batches are the same
     options = tf.data.Options()
