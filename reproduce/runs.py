@@ -417,11 +417,9 @@ def worker_environment(config):
     from varshift.train.config import thread_environment
 
     backend = config.get("backend") or default_backend()
-    env = {"KERAS_BACKEND": backend, **thread_environment(config.get("threads", 1), backend)}
-    user = os.environ.get("XLA_FLAGS", "")
-    if "XLA_FLAGS" in env and user and env["XLA_FLAGS"] not in user:  # keep the user's flags
-        env["XLA_FLAGS"] = f"{user} {env['XLA_FLAGS']}"
-    return env
+    return {"KERAS_BACKEND": backend,  # the user's XLA_FLAGS kept, the thread flags set
+            **thread_environment(config.get("threads", 1), backend,
+                                 xla_flags=os.environ.get("XLA_FLAGS"))}
 
 
 def _prepare_process(config):

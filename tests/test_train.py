@@ -373,3 +373,55 @@ def test_evaluation_hooks_are_named_in_the_config_and_add_to_final(keras, tmp_pa
                   evaluations={"bad": lambda m, c: {"test_error": 0.0}}, progress=False)
     with pytest.raises(ValueError, match="JSON"):
         train.RunConfig.from_any({**base, "evaluations": {"x": {"f": first}}}).resolved()
+
+
+_BUSY_THREADS = """
+import glob, sys
+enforce = sys.argv[1] == "1"
+if enforce:
+    from varshift.train.trainer import apply_threads
+    apply_threads(1, "jax")
+import jax, jax.numpy as jnp
+
+def per_thread_cpu():
+    out = {}
+    for path in glob.glob("/proc/self/task/*/stat"):
+        fields = open(path).read().rsplit(")", 1)[1].split()
+        out[path.split("/")[4]] = int(fields[11]) + int(fields[12])
+    return out
+
+x, w = jnp.ones((128, 28, 28, 32)), jnp.full((3, 3, 32, 64), 0.01)
+loss = lambda w: jnp.sum(jax.lax.conv_general_dilated(
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2)
+step = jax.jit(jax.grad(loss))
+step(w).block_until_ready()
+before = per_thread_cpu()
+for _ in range(20):
+    step(w).block_until_ready()
+used = sorted((t - before.get(k, 0) for k, t in per_thread_cpu().items()), reverse=True)
+print(sum(1 for t in used if t > 0.1 * sum(used)))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads Linux's per-thread CPU time")
+def test_threads_1_keeps_a_jax_step_on_one_thread():
+    """``threads=1`` on JAX: the CPU time of a jitted training step is spent on one thread
+    (without it, XLA's CPU client spreads a step over a pool of one thread per core)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC", "XLA_FLAGS")}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
+                                         env.get("PYTHONPATH", "")])
+    env["KERAS_BACKEND"] = "jax"
+
+    def busy(enforce):
+        res = subprocess.run([sys.executable, "-c", _BUSY_THREADS, enforce], env=env,
+                             capture_output=True, text=True, timeout=300, check=False)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return int(res.stdout.split()[-1])
+
+    assert busy("1") == 1
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert busy("0") >= 2  # the default: more than one thread works on a step

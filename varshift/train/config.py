@@ -11,7 +11,7 @@ from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
-           "thread_environment"]
+           "thread_environment", "parse_xla_flags", "merge_xla_flags"]
 
 #: the Keras backends a run can train on
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -32,12 +32,39 @@ def _check_backend(name, backend):
                          f"received {name}={backend!r}.")
 
 
-def thread_environment(threads, backend):
+def parse_xla_flags(text, name="XLA_FLAGS"):
+    """``{flag: value}`` of an ``XLA_FLAGS`` string (``--flag=value`` or ``--flag``: ``"true"``).
+
+    XLA reads a value that does not start with ``--`` as a file of flags and stops at a later
+    token without ``--``, so such a token is refused here rather than silently dropping the
+    flags after it.
+    """
+    flags = {}
+    for token in (text or "").split():
+        if not token.startswith("--") or token == "--":
+            raise ValueError(f"{name} must hold flags written --name=value; received the "
+                             f"token {token!r} in {text!r} (XLA would ignore the flags after it).")
+        key, _, value = token[2:].partition("=")
+        flags[key] = value if _ else "true"
+    return flags
+
+
+def merge_xla_flags(text, flags):
+    """``text`` (an ``XLA_FLAGS`` value, :func:`parse_xla_flags`) with ``flags`` set (they win),
+    written as ``--name=value`` tokens."""
+    merged = {**parse_xla_flags(text), **flags}
+    return " ".join(f"--{key}={value}" for key, value in merged.items())
+
+
+def thread_environment(threads, backend, xla_flags=None):
     """Environment variables that fix ``threads`` CPU threads of ``backend``'s kernels.
 
     They act only when set before the backend starts (a fresh worker process sets them
     before anything imports Keras); :func:`varshift.train.run` also sets the thread pools
-    through the backend's API where it still can. ``{}`` for ``threads=None``.
+    through the backend's API where it still can. ``{}`` for ``threads=None``. On JAX the
+    XLA CPU client's thread pool is sized by ``PJRT_NPROC`` (``NPROC`` for older jaxlib) and
+    Eigen's own threading by ``--xla_cpu_multi_thread_eigen``, merged into ``xla_flags`` (the
+    user's ``XLA_FLAGS``; :func:`merge_xla_flags`).
     """
     if threads is None:
         return {}
@@ -46,8 +73,8 @@ def thread_environment(threads, backend):
     if backend in (None, "tensorflow"):
         env.update(TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n)
     if backend in (None, "jax"):
-        env["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
-                            f"intra_op_parallelism_threads={n}")
+        env.update(PJRT_NPROC=n, NPROC=n, XLA_FLAGS=merge_xla_flags(
+            xla_flags, {"xla_cpu_multi_thread_eigen": "false" if threads == 1 else "true"}))
     return env
 
 

@@ -171,10 +171,11 @@ def apply_threads(threads, backend=None):
 
     ``backend`` (``RunConfig.backend``), if given, must be the backend Keras runs on here. On
     TensorFlow the intra- and inter-op pools are set, or, where TensorFlow has already started
-    in this process, checked: a different thread count there raises ``RuntimeError`` rather
-    than training with numbers that depend on the machine. On PyTorch ``torch.set_num_threads``;
-    on JAX the count is fixed by ``XLA_FLAGS`` when the process starts
-    (:func:`varshift.train.config.thread_environment`, set by ``reproduce``'s workers).
+    in this process, checked; on JAX the variables of
+    :func:`varshift.train.config.thread_environment` (``PJRT_NPROC``, the Eigen flag in
+    ``XLA_FLAGS``) are set, or, where JAX's CPU backend has already started, checked. A
+    different thread count there raises ``RuntimeError`` rather than training with numbers
+    that depend on the machine. On PyTorch ``torch.set_num_threads``.
     """
     active = keras.backend.backend()
     if backend is not None and backend != active:
@@ -184,31 +185,68 @@ def apply_threads(threads, backend=None):
     if threads is None:
         return
     if active == "tensorflow":
-        from varshift._keras import tf as _tf
-
-        threading = _tf().config.threading
-        want = (int(threads), int(threads))
-        have = (threading.get_intra_op_parallelism_threads(),
-                threading.get_inter_op_parallelism_threads())
-        import os
-
-        from_env = (int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0),
-                    int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0))
-        if have == want or (have == (0, 0) and from_env == want):
-            return
-        try:
-            threading.set_intra_op_parallelism_threads(want[0])
-            threading.set_inter_op_parallelism_threads(want[1])
-        except RuntimeError:
-            raise RuntimeError(
-                f"threads={threads} cannot be applied: TensorFlow already runs in this process "
-                f"with {have[0]} intra-op / {have[1]} inter-op threads (0: one per core); "
-                "train in a fresh process or set TF_NUM_INTRAOP_THREADS and "
-                "TF_NUM_INTEROP_THREADS before TensorFlow starts.") from None
+        _tf_threads(int(threads))
+    elif active == "jax":
+        _jax_threads(int(threads))
     elif active == "torch":
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def _tf_threads(threads):
+    import os
+
+    from varshift._keras import tf as _tf
+
+    threading = _tf().config.threading
+    want = (threads, threads)
+    have = (threading.get_intra_op_parallelism_threads(),
+            threading.get_inter_op_parallelism_threads())
+    from_env = (int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0),
+                int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0))
+    if have == want or (have == (0, 0) and from_env == want):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(want[0])
+        threading.set_inter_op_parallelism_threads(want[1])
+    except RuntimeError:
+        raise RuntimeError(
+            f"threads={threads} cannot be applied: TensorFlow already runs in this process "
+            f"with {have[0]} intra-op / {have[1]} inter-op threads (0: one per core); "
+            "train in a fresh process or set TF_NUM_INTRAOP_THREADS and "
+            "TF_NUM_INTEROP_THREADS before TensorFlow starts.") from None
+
+
+def _jax_threads(threads):
+    import os
+
+    from varshift.train.config import parse_xla_flags, thread_environment
+
+    want = thread_environment(threads, "jax", xla_flags=os.environ.get("XLA_FLAGS"))
+    eigen = parse_xla_flags(want["XLA_FLAGS"])["xla_cpu_multi_thread_eigen"]
+    have = (os.environ.get("PJRT_NPROC"),
+            parse_xla_flags(os.environ.get("XLA_FLAGS")).get("xla_cpu_multi_thread_eigen"))
+    if have == (want["PJRT_NPROC"], eigen):
+        return
+    if _jax_started():
+        raise RuntimeError(
+            f"threads={threads} cannot be applied: JAX's CPU backend already runs in this "
+            f"process with PJRT_NPROC={have[0]!r} and xla_cpu_multi_thread_eigen={have[1]!r}; "
+            f"train in a fresh process or set PJRT_NPROC={threads} and XLA_FLAGS="
+            f"{want['XLA_FLAGS']!r} before JAX starts.")
+    os.environ.update({k: want[k] for k in ("PJRT_NPROC", "NPROC", "XLA_FLAGS")})
+
+
+def _jax_started():
+    """Whether JAX has created its backends (then its thread pools are fixed); ``True`` when
+    this JAX cannot say."""
+    try:
+        from jax._src import xla_bridge  # noqa: PLC0415
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return True
 
 
 def _seed_and_determinism(cfg):
