@@ -110,9 +110,12 @@ class RunConfig:
             ``deterministic`` says what was used.
         eval_batch_size: batch size of the evaluation passes.
         data_kwargs: extra keywords for :func:`varshift.data.load`.
-        subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed class-stratified
-            subset (:func:`varshift.data.take_subset`, the same images for every seed) of any
-            data set; ``None`` uses all. The record's ``data["subset"]`` says so.
+        subset: ``{"n_train": N, "n_test": M}``: train and test on a class-stratified subset
+            (:func:`varshift.data.take_subset`) of any data set, by default the same images for
+            every seed; ``"train_draw": "per_seed"`` draws the training images with the run's
+            seed, ``"test_exclude": {"n_test": 4000, "seed": 0}`` leaves out the test images
+            that subset holds before the test images are drawn (``n_test`` ``None``: all the
+            rest). ``None`` uses all. The record's ``data["subset"]`` says so.
         epoch_eval: after every epoch, measure the accuracy of the fixed training subset in
             inference mode and in training mode (noise on, BN on batch statistics, moving
             statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
