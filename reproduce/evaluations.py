@@ -27,7 +27,7 @@ ADJUST_MODES = {"sequential": {"mode": "sequential"}, "one_pass": {"mode": "one_
                 "one_pass_noise": {"mode": "one_pass", "noise": True}}
 
 #: Adjust BN's ``sequential`` mode reads its images as one batch when there are at most this
-#: many: exact, and two passes instead of one per BN layer (``varshift.recalibrate_bn``);
+#: many: exact, and one pass instead of one per BN layer (``varshift.recalibrate_bn``);
 #: more images are read ``eval_batch_size`` at a time
 SEQUENTIAL_ONE_BATCH = 2048
 
