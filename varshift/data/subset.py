@@ -135,8 +135,9 @@ def take_subset(train, test, subset, seed=0, *, run_seed=None):
 
     subset = check_subset(subset)
     seed = check_seed(seed, allow_none=False, maximum=None)
-    draw_seed = seed if subset["train_draw"] == "fixed" or run_seed is None else \
-        check_seed(run_seed, allow_none=False, maximum=None)
+    if run_seed is not None:
+        run_seed = check_seed(run_seed, "run_seed", allow_none=False, maximum=None)
+    draw_seed = seed if subset["train_draw"] == "fixed" or run_seed is None else run_seed
     (x, y), (xt, yt) = train, test
     i = subset_indices(y, subset["n_train"], draw_seed)
     exclude = subset["test_exclude"]

@@ -101,7 +101,8 @@ class RunConfig:
             permutation, un-augmented) on which inference-mode training accuracy is measured
             every epoch; ``None`` uses the whole training set.
         stats_samples: training images (same seeded subset, augmented as in training) used for
-            the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
+            the final ``measure_shift`` (and offered to the evaluation hooks as
+            ``EvaluationContext.training_sample``); ``None`` uses all of them.
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);

@@ -181,7 +181,10 @@ def reseed_noise(model, seed, draw):
     hook that needs one reproducible noise draw uses a ``draw`` past any training epoch.
     """
     from varshift._keras import keras as _load
+    from varshift._validate import check_positive_int, check_seed
 
+    seed = check_seed(seed, "seed", allow_none=False, maximum=None)
+    draw = check_positive_int("draw", draw, minimum=0)
     keras = _load()
     for i, layer in enumerate(model.layers):
         gen = getattr(layer, "seed_generator", None)
