@@ -46,7 +46,7 @@ def config_for(net, epochs=EPOCHS):
     overrides = {**quick.recipe, "epochs": int(epochs)}  # the warm-up keeps its length
     return {"net": net, "size": "small", "placement": "none", "rate": 0.0,
             "data": quick.data[0], "recipe": quick.recipe_kind, "overrides": overrides,
-            "seed": 0, "subset": dict(quick.subset), "adjust": False, "epoch_eval": False,
+            "seed": 0, "subset": dict(quick.subset), "epoch_eval": False,
             "train_eval_samples": None, "stats_samples": quick.eval_samples}
 
 

@@ -192,7 +192,7 @@ def gpu_run_seconds(config, model=H200):
     if config.get("epoch_eval"):  # inference and training mode, every epoch
         gpu += recipe.epochs * 2 * forward(evals)
     gpu += forward(n_test) + 2 * forward(stats)
-    if config.get("adjust"):  # sequential: one pass per BN layer; two one-pass modes
+    if "adjust_bn" in (config.get("evaluations") or {}):  # sequential: a pass per BN layer
         bn_layers = NETWORK_FACTS[(net, size)][2]
         gpu += (bn_layers + 2) * forward(stats) + 3 * forward(n_test)
     return gpu, model["fixed_s"]

@@ -108,43 +108,44 @@ class Profile:
         return self.seed_list()[:1]
 
 
-#: Measured cost of one training run: **wall-seconds while two single-threaded runs share this
-#: 2-core machine** (quick's ``jobs=2``), Fashion-MNIST 28x28, batch 32, the small networks,
-#: fitted on 2026-12-02 to the records of ``python -m reproduce run table3 fig6 --profile quick
-#: --seeds 1`` (9 runs, otherwise idle machine; the two cores give about 1.5x one core's
-#: throughput, so a run's wall time is about 1.3x its time alone). The earlier model counted
-#: CPU-seconds (``time.process_time``) and underestimated quick's wall time by a third (24.5
-#: estimated, 37.4 min measured). Per network:
+#: Cost of one training run: **wall-seconds while two single-threaded runs share a 2-core
+#: machine** (quick's ``jobs=2``), Fashion-MNIST 28x28, batch 32, the small networks. Fitted to
+#: the CPU-seconds of each phase of a quick run measured alone (``time.process_time``; PreResNet
+#: and WRN dropout-(a) 0.5 with per-epoch evaluation and Adjust BN, PreResNet's with Fig. 6),
+#: times 1.15 for two runs side by side (each holds a core of its own: with tf.data's autotuning
+#: off the training passes no longer idle, and two runs use about the CPU per epoch of one). CPU
+#: seconds rather than wall because the machine they were measured on was shared with other
+#: work. Per network:
 #:
 #: - ``train``: s per 1,000 training images per epoch (history ``seconds``; the first epoch's
-#:   graph tracing included): preresnet 65-88 s, wrn 28-32 s, densenet_bc 43-72 s for 16,000;
-#: - ``overhead``: the rest of a run without per-epoch evaluation or Adjust BN (start-up, the
-#:   final test evaluation of 1,000 test images, the shift measurement, cos^2): wrn's Table 4/6
-#:   runs, 4-5 s beyond training; preresnet and densenet_bc scaled by their evaluation cost;
-#: - ``test``: s per 1,000 further test images (one ``evaluate`` at batch 256);
-#: - ``epoch_eval``: s per 1,000 images of the per-epoch evaluation passes (the no-dropout runs'
-#:   time beyond training and ``overhead``: wrn 6 s, preresnet 9 s, densenet_bc 11 s over 4,000);
-#: - ``adjust``: Table 3's three re-estimations of BN (sequential as one batch of 1,024 images,
-#:   one_pass and one_pass with the noise at batch 256, on one copy of the model) and their three
-#:   test evaluations of 4,000 images, at 500 images read: the (b) runs' time beyond training
-#:   and ``overhead`` (wrn 9 s, preresnet 20 s, densenet_bc 20 s), less ``adjust_per_1000``'s
-#:   share;
-#: - ``adjust_per_1000``: s per 1,000 further images the re-estimations read (two one_pass
-#:   passes and two passes of the sequential re-estimation);
-#: - ``fig6``: Fig. 6's outputs (``RunConfig.fig6``: a sequential re-estimation of BN on one
-#:   batch of 512 images and four forward passes of them): preresnet's (a) run beyond the rest.
+#:   graph tracing included): preresnet 41.0 CPU-s, wrn 22.8 for 16,000;
+#: - ``overhead``: the rest of a run without per-epoch evaluation or hooks beyond ``cos2``
+#:   (data, model, the final test evaluation of 1,000 test images, the shift measurement, the
+#:   training error in inference mode, the worker's start-up spread over its runs);
+#: - ``test``: s per 1,000 further test images (one ``evaluate`` at batch 256: preresnet 0.50,
+#:   wrn 0.31 CPU-s);
+#: - ``epoch_eval``: s per 1,000 images of the per-epoch evaluation passes (inference and
+#:   compiled training mode: preresnet 3.6, wrn 2.3 CPU-s over 4,000);
+#: - ``adjust``: the ``adjust_bn`` hook (Table 3's three re-estimations of BN, sequential as one
+#:   batch, one_pass and one_pass with the noise at batch 256, on the run's work copy, and
+#:   three test evaluations of 4,000 images) at 500 images read (preresnet 11.9, wrn 6.6 CPU-s
+#:   at 1,024), less ``adjust_per_1000``'s share;
+#: - ``adjust_per_1000``: s per 1,000 further images the re-estimations read (three passes);
+#: - ``fig6``: the ``fig6`` hook (a sequential re-estimation of BN on one batch of 512 images
+#:   and four forward passes of them): preresnet 3.6 CPU-s.
 #:
-#: ResNeXt (grouped convolutions) costs about 2x PreResNet. The schedule (step or cosine) does
-#: not change the cost. Wall times on this machine vary by about +-15% from day to day.
+#: DenseNet-BC and ResNeXt (not in quick) are scaled from PreResNet by their earlier measured
+#: ratios (DenseNet-BC about 0.8x PreResNet's training, ResNeXt's grouped convolutions about
+#: 2x). The schedule (step or cosine) does not change the cost.
 RUN_COST = {
-    "wrn": {"train": 1.9, "overhead": 3.8, "epoch_eval": 1.5, "test": 0.4, "adjust": 8.5,
-            "adjust_per_1000": 1.0, "fig6": 2.5},
-    "preresnet": {"train": 4.7, "overhead": 4.0, "epoch_eval": 2.25, "test": 1.0,
-                  "adjust": 18.4, "adjust_per_1000": 3.0, "fig6": 5.0},
-    "densenet_bc": {"train": 3.8, "overhead": 5.0, "epoch_eval": 2.75, "test": 1.0,
-                    "adjust": 18.4, "adjust_per_1000": 3.0, "fig6": 5.0},
-    "resnext29": {"train": 9.4, "overhead": 8.0, "epoch_eval": 4.5, "test": 2.0,
-                  "adjust": 37.0, "adjust_per_1000": 6.0, "fig6": 10.0},
+    "wrn": {"train": 1.65, "overhead": 2.8, "epoch_eval": 0.65, "test": 0.35, "adjust": 6.4,
+            "adjust_per_1000": 2.2, "fig6": 2.2},
+    "preresnet": {"train": 2.95, "overhead": 3.9, "epoch_eval": 1.05, "test": 0.6,
+                  "adjust": 11.6, "adjust_per_1000": 4.0, "fig6": 4.1},
+    "densenet_bc": {"train": 2.4, "overhead": 4.9, "epoch_eval": 1.3, "test": 0.6,
+                    "adjust": 11.6, "adjust_per_1000": 4.0, "fig6": 4.1},
+    "resnext29": {"train": 5.9, "overhead": 7.8, "epoch_eval": 2.1, "test": 1.2,
+                  "adjust": 23.2, "adjust_per_1000": 8.0, "fig6": 8.2},
 }
 #: wall-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
 #: at quick: measured 78 s after the last run on 2026-12-01 (the theory targets, Table 1's
@@ -163,10 +164,11 @@ def run_seconds(config):
                + cost["test"] * max(0, n_test - 1000) / 1000.0)
     if config.get("epoch_eval"):  # inference and training mode, every epoch
         seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
-    if config.get("adjust"):
-        n_adjust = config.get("adjust_samples") or config.get("stats_samples") or n_train
+    hooks = config.get("evaluations") or {}
+    if "adjust_bn" in hooks:
+        n_adjust = hooks["adjust_bn"].get("samples") or config.get("stats_samples") or n_train
         seconds += cost["adjust"] + cost["adjust_per_1000"] * (min(n_adjust, n_train) - 500) / 1000.0
-    if config.get("fig6"):
+    if "fig6" in hooks:
         seconds += cost["fig6"]
     return seconds
 

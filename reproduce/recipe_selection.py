@@ -70,7 +70,7 @@ def config_for(candidate, net, placement, rate, seed=SEED):
     return {"net": net, "size": "small", "placement": placement, "rate": rate,
             "data": "fashion_mnist", "recipe": "cpu", "overrides": dict(overrides),
             "seed": seed, "subset": {"n_train": N_TRAIN, "n_test": 1},
-            "validation": VALIDATION, "adjust": False, "epoch_eval": False,
+            "validation": VALIDATION, "epoch_eval": False,
             "train_eval_samples": 500, "stats_samples": 500}
 
 

@@ -2,7 +2,7 @@
 
 A run is one call of ``varshift.train.run(config)``. Its key (:func:`run_key`) is a hash of
 the full configuration: network, size, placement, noise, rate, data set, recipe, seed,
-adjust, save_model, and everything else that changes the numbers, among them ``threads``
+the evaluation hooks, save_model, and everything else that changes the numbers, among them ``threads``
 (the CPU threads of the kernels, fixed by the profile, never taken from the machine) and
 ``backend`` (the Keras backend); not the data folder, which changes where data is read
 from, not what is computed. Fig. 4, Fig. 5 and Table 3 all read the same dropout-(a) 0.5
@@ -99,7 +99,7 @@ def _resolve_size(net, size):
     return dict(size)
 
 
-#: settings whose runs also compute Table 3's "Adjust BN" errors (the costliest final step)
+#: settings whose runs also compute Table 3's "Adjust BN" errors (the ``adjust_bn`` hook)
 ADJUST_SETTINGS = {("a", "dropout", 0.5), ("b", "dropout", 0.5)}
 
 
@@ -107,7 +107,7 @@ ADJUST_SETTINGS = {("a", "dropout", 0.5), ("b", "dropout", 0.5)}
 #: the others are evaluated once, after training
 EPOCH_EVAL_SETTINGS = {("none", "dropout", 0.0), ("a", "dropout", 0.5)}
 
-#: settings whose runs store Fig. 6's outputs (``RunConfig.fig6``), on the profile's first network
+#: settings whose runs store Fig. 6's outputs (the ``fig6`` hook), on the profile's first network
 FIG6_SETTINGS = {("a", "dropout", 0.5)}
 
 
@@ -118,10 +118,12 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
     ``placement="none"`` or a zero noise parameter (``rate`` for the dropout kinds, ``beta``
     for Uout; the config holds that one only) both mean the no-dropout baseline and give the
     same run, so Fig. 4's 0 point, Table 4's and Table 6's baselines share one training.
-    ``adjust=None`` computes the "Adjust BN" errors only where Table 3 reads them
-    (:data:`ADJUST_SETTINGS`); ``fig6=None`` stores Fig. 6's outputs only where Fig. 6 reads
+    The config's ``evaluations`` (:mod:`reproduce.evaluations`) always hold ``cos2``;
+    ``adjust=None`` adds the "Adjust BN" errors only where Table 3 reads them
+    (:data:`ADJUST_SETTINGS`); ``fig6=None`` adds Fig. 6's outputs only where Fig. 6 reads
     them (:data:`FIG6_SETTINGS` on ``profile.networks[0]``).
     """
+    from reproduce.evaluations import evaluations_config
     from varshift.noise import get
 
     param = get(noise).param
@@ -142,13 +144,12 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         "recipe": profile.recipe_kind,
         "overrides": dict(profile.recipe),
         "seed": int(seed),
-        "adjust": bool(adjust),
         "save_model": bool(save_model),
         "train_eval_samples": profile.eval_samples,
         "stats_samples": profile.eval_samples,
-        "adjust_samples": profile.adjust_samples,
         "eval_batch_size": profile.eval_batch_size,
-        "fig6": bool(fig6),
+        "evaluations": evaluations_config(adjust=bool(adjust), fig6=bool(fig6),
+                                          adjust_samples=profile.adjust_samples),
         "epoch_eval": (placement, noise, value) in EPOCH_EVAL_SETTINGS,
         "threads": int(profile.threads),
         "backend": profile.backend or default_backend(),
@@ -478,11 +479,9 @@ def worker_environment(config):
     from varshift.train.config import thread_environment
 
     backend = config.get("backend") or default_backend()
-    env = {"KERAS_BACKEND": backend, **thread_environment(config.get("threads", 1), backend)}
-    user = os.environ.get("XLA_FLAGS", "")
-    if "XLA_FLAGS" in env and user and env["XLA_FLAGS"] not in user:  # keep the user's flags
-        env["XLA_FLAGS"] = f"{user} {env['XLA_FLAGS']}"
-    return env
+    return {"KERAS_BACKEND": backend,  # the user's XLA_FLAGS kept, the thread flags set
+            **thread_environment(config.get("threads", 1), backend,
+                                 xla_flags=os.environ.get("XLA_FLAGS"))}
 
 
 def _prepare_process(config):
@@ -611,6 +610,7 @@ def _train_one(config, key, root, data_dir, force):
     machine's: the same record on any number of cores.
     """
     _prepare_process(config)
+    from reproduce.evaluations import hooks_for
     from varshift import train
     from varshift._keras import keras
 
@@ -623,8 +623,8 @@ def _train_one(config, key, root, data_dir, force):
     start = time.time()
     trainer_config = {**config, "data_dir": data_dir}
     resume, epochs_done = _resume_state(work, trainer_config) if not force else (False, 0)
-    record = train.run(trainer_config, out_dir=str(work), progress=False, resume=resume,
-                       checkpoint_seconds=checkpoint_seconds())
+    record = train.run(trainer_config, evaluations=hooks_for(config), out_dir=str(work),
+                       progress=False, resume=resume, checkpoint_seconds=checkpoint_seconds())
     wall = time.time() - start
     keras().backend.clear_session()
     from reproduce.claims import claims_hash

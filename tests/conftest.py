@@ -12,6 +12,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # set before TensorFlow starts, so every test that trains in this process can honour it
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("PJRT_NPROC", "1")  # JAX: the XLA CPU client's thread pool
+os.environ.setdefault("NPROC", "1")
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(
+        [*os.environ.get("XLA_FLAGS", "").split(), "--xla_cpu_multi_thread_eigen=false"])
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

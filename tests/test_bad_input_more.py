@@ -247,7 +247,7 @@ BASE = {"net": "preresnet", "size": "small", "data": "synthetic", "recipe": "cpu
     ({"size": "huge"}, "size"), ({"train_eval_samples": -1}, "train_eval_samples"),
     ({"stats_samples": 0}, "stats_samples"), ({"eval_batch_size": 0}, "eval_batch_size"),
     ({"data": "imagenet"}, "data"), ({"recipe": "gpu"}, "recipe"),
-    ({"adjust": "no"}, "adjust"), ({"save_model": 1}, "save_model"),
+    ({"evaluations": [1]}, "evaluations"), ({"save_model": 1}, "save_model"),
     ({"augment": "yes"}, "augment"), ({"deterministic": "no"}, "deterministic"),
     ({"epoch_eval": None}, "epoch_eval"), ({"data_kwargs": [1]}, "data_kwargs"),
     ({"data_dir": 3}, "data_dir"),
@@ -552,6 +552,7 @@ def _sweep_cases():
             "epochs": 2, "batch_size": 8, **kw}),
         "varshift.train.derive_seed": lambda **kw: varshift.train.derive_seed(
             purpose="shuffle", **kw),
+        "varshift.train.reseed_noise": lambda **kw: varshift.train.reseed_noise(m, draw=0, **kw),
         "varshift.callbacks.RecalibrateBN": lambda **kw: varshift.RecalibrateBN(x, **kw),
         "varshift.data.synthetic": data.synthetic,
         "varshift.data.load": lambda **kw: data.load("synthetic", **kw),

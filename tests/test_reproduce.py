@@ -63,7 +63,7 @@ def test_shared_runs_are_planned_once():
     # Fig. 6 reads its outputs from the records of the first network's dropout-(a) 0.5 runs,
     # the same runs Fig. 4 and Table 3 read (no saved model, no twin run)
     everything = plan(profile, TARGETS)
-    fig6 = [s for s in everything if s.config["fig6"]]
+    fig6 = [s for s in everything if "fig6" in s.config["evaluations"]]
     assert len(fig6) == profile.seeds
     assert {s.key for s in fig6} <= {s.key for s in fig4}
     assert all(s.config["net"] == profile.networks[0] and s.config["placement"] == "a"
@@ -128,7 +128,8 @@ class FakeTrainer:
         self.calls = []
         self.interrupt_on = interrupt_on
 
-    def __call__(self, config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0):
+    def __call__(self, config, *, evaluations=None, out_dir=None, progress=True, resume=True,
+                 checkpoint_seconds=60.0):
         self.calls.append(config["net"])
         if config["net"] == self.interrupt_on:
             raise KeyboardInterrupt

@@ -34,7 +34,8 @@ class FakeTrainer:
     def __init__(self, error=None):
         self.calls, self.error, self.checkpoint_seconds = [], error, []
 
-    def __call__(self, config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0):
+    def __call__(self, config, *, evaluations=None, out_dir=None, progress=True, resume=True,
+                 checkpoint_seconds=60.0):
         self.calls.append(config["net"])
         self.checkpoint_seconds.append(checkpoint_seconds)
         if self.error is not None:
@@ -248,18 +249,51 @@ def test_a_backend_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypat
 
 def _probe_env():
     return (os.environ.get("KERAS_BACKEND"), os.environ.get("XLA_FLAGS"),
-            "tensorflow" in sys.modules, "keras" in sys.modules)
+            os.environ.get("PJRT_NPROC"), "tensorflow" in sys.modules, "keras" in sys.modules)
 
 
 def test_workers_get_the_backend_before_anything_imports_keras():
     env = runs.worker_environment({"backend": "jax", "threads": 1})
     pool = runs._local_pool(1, [], env)
     try:
-        backend, xla, tf_loaded, keras_loaded = pool.submit(_probe_env).result(timeout=120)
+        backend, xla, nproc, tf_loaded, keras_loaded = pool.submit(_probe_env).result(timeout=120)
     finally:
         pool.shutdown()
-    assert backend == "jax" and "intra_op_parallelism_threads=1" in xla
+    assert backend == "jax" and xla.split() == ["--xla_cpu_multi_thread_eigen=false"]
+    assert nproc == "1"
     assert not tf_loaded and not keras_loaded
+
+
+def _import_keras():
+    loaded = "keras" in sys.modules
+    from varshift._keras import keras
+
+    keras()
+    return os.getpid(), loaded
+
+
+def test_a_worker_imports_the_backend_once_for_all_its_runs():
+    pool = runs._local_pool(1, [], runs.worker_environment({"threads": 1}))
+    try:
+        first, second = (pool.submit(_import_keras).result(timeout=300) for _ in range(2))
+    finally:
+        pool.shutdown()
+    assert first[0] == second[0] and (first[1], second[1]) == (False, True)
+
+
+def test_the_thread_flags_are_merged_into_the_users_xla_flags(monkeypatch):
+    from varshift.train.config import merge_xla_flags, parse_xla_flags
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=true")
+    env = runs.worker_environment({"backend": "jax", "threads": 1})
+    assert parse_xla_flags(env["XLA_FLAGS"]) == {"xla_dump_to": "/tmp/x",
+                                                 "xla_cpu_multi_thread_eigen": "false"}
+    assert (env["PJRT_NPROC"], env["NPROC"]) == ("1", "1")
+    assert merge_xla_flags("--a --b=2", {"b": "3"}) == "--a=true --b=3"
+    # XLA reads a value not starting with -- as a file name and stops at a later bare token
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    with pytest.raises(ValueError, match="intra_op_parallelism_threads=1"):
+        runs.worker_environment({"backend": "jax", "threads": 1})
 
 
 def test_the_parent_of_a_jax_run_does_not_import_tensorflow(tmp_path):

@@ -218,7 +218,8 @@ def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch
     from varshift import train
     from varshift._keras import tf
 
-    def fake_run(config, out_dir=None, progress=False, resume=True, checkpoint_seconds=60.0):
+    def fake_run(config, evaluations=None, out_dir=None, progress=False, resume=True,
+                 checkpoint_seconds=60.0):
         return {"config": config, "final": {"test_error": 1.0}, "history": []}
 
     monkeypatch.setattr(train, "run", fake_run)

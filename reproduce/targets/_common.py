@@ -81,7 +81,7 @@ def shift_table(final):
     return df
 
 
-#: the "Adjust BN" variants the trainer records (``varshift.train.ADJUST_MODES``)
+#: the "Adjust BN" variants the ``adjust_bn`` hook records (``reproduce.evaluations.ADJUST_MODES``)
 ADJUST_MODES = ("sequential", "one_pass", "one_pass_noise")
 
 

@@ -1,16 +1,16 @@
 """Fig. 6: pre-softmax outputs of training images in training mode vs inference mode.
 
 The dropout-(a) 0.5 network of the first network of the profile (every seed) is run by the
-trainer, at the end of training, on a fixed set of training images twice: in training mode
-(dropout on, BN normalising with the batch's statistics, one seeded dropout draw, BN's
-moving statistics saved and restored around the call) and in inference mode (dropout off, BN
-with its moving statistics). The paper shows a few images whose prediction flips between the
-two because of the variance shift. Noise alone flips some predictions too, so the control is
-the same network with the same noise draw but without the shift: its BN moving statistics
-re-estimated on the same images with the noise off. The trainer stores the predictions of
-both (and the logits of the first 16 images) in the run record (``final["fig6"]``), so the
-figure, table and verdict are rebuilt from the published records alone. The claim is the
-flip rate minus the control's, paired by seed.
+``fig6`` evaluation hook (:func:`reproduce.evaluations.fig6`), at the end of training, on a
+fixed set of training images twice: in training mode (dropout on, BN normalising with the
+batch's statistics, one seeded dropout draw, BN's moving statistics saved and restored around
+the call) and in inference mode (dropout off, BN with its moving statistics). The paper shows a
+few images whose prediction flips between the two because of the variance shift. Noise alone
+flips some predictions too, so the control is the same network with the same noise draw but
+without the shift: its BN moving statistics re-estimated on the same images with the noise off.
+The hook stores the predictions of both (and the logits of the first 16 images) in the run
+record (``final["fig6"]``), so the figure, table and verdict are rebuilt from the published
+records alone. The claim is the flip rate minus the control's, paired by seed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Table 1: mean cos^2(theta) and mean d cos^2(theta) over conv layers, networks without dropout.
 
-For every conv layer of the no-dropout runs, the trainer records (``final["cos2"]``) the mean
+For every conv layer of the no-dropout runs, the ``cos2`` hook records (``final["cos2"]``) the mean
 over output channels of Eq. 13's cos^2(theta) between the kernel and the all-ones vector, its
 fan-in d and the mean of d cos^2(theta). The table averages over layers, then over seeds, beside
 the paper's Table 1. Random initial weights have E[cos^2] = 1/d, i.e. d cos^2 about 1, and a
@@ -35,7 +35,8 @@ def runs(profile):
 
 def _init_rows(spec, info):
     """cos^2 rows of the run's network at initialisation (same builder, size, seed)."""
-    from varshift import nets, train
+    from reproduce.evaluations import cos2_table
+    from varshift import nets
     from varshift._keras import keras
 
     c = spec.config
@@ -43,7 +44,7 @@ def _init_rows(spec, info):
     k.utils.set_random_seed(c["seed"])
     model = nets.build(c["net"], info["num_classes"], "none", "dropout", 0.0,
                        input_shape=tuple(info["shape"]), seed=c["seed"], **c["size"])
-    rows = train.cos2_table(model)
+    rows = cos2_table(model)
     k.backend.clear_session()
     return rows
 

@@ -80,8 +80,10 @@ def load(name, data_dir=None, seed=0, *, subset=None, **kwargs):
             ``"digits"``, ``"synthetic"``.
         data_dir: folder searched first (CIFAR, Fashion-MNIST).
         seed: split seed (``digits``) or generator seed (``synthetic``); ignored otherwise.
-        subset: ``{"n_train": N, "n_test": M}`` keeps a fixed class-stratified subset
-            (:func:`take_subset`, selection seed 0 whatever ``seed`` is); ``None`` keeps all.
+        subset: ``{"n_train": N, "n_test": M}`` keeps a class-stratified subset
+            (:func:`take_subset`: selection seed 0 whatever ``seed`` is; with
+            ``"train_draw": "per_seed"`` the training images are drawn with ``seed``, and
+            ``"test_exclude"`` leaves out an earlier subset's test images); ``None`` keeps all.
         **kwargs: passed on (``test_fraction`` for digits; sizes for synthetic).
 
     Returns:
@@ -122,7 +124,7 @@ def load(name, data_dir=None, seed=0, *, subset=None, **kwargs):
         )
     note = None
     if subset is not None:
-        train, test, note = take_subset(train, test, subset, seed=0)
+        train, test, note = take_subset(train, test, subset, seed=0, run_seed=seed)
     info = {
         "name": name,
         "source": str(source),

@@ -11,7 +11,7 @@ at a time:
    drawn with stateless random ops keyed by ``(seed, batch index)``,
 3. normalise: :math:`x \leftarrow (x / 255 - \mu_c) / \sigma_c` per channel ``c``
    (the zero padding is black, as with PIL, i.e. :math:`-\mu_c/\sigma_c` after normalising),
-4. prefetch.
+4. prefetch a fixed number of batches (tf.data's autotuning off: the same batches, no stalls).
 
 Because the randomness is a function of ``seed`` alone, one epoch's stream is reproducible on
 its own; :mod:`varshift.train` passes a seed derived from the run's seed and the epoch
@@ -182,6 +182,10 @@ def _per_channel(name, value, channels):
     return arr.astype(np.float32).reshape(1, 1, 1, -1)
 
 
+#: batches the TensorFlow pipeline prepares ahead of the step that reads them
+PREFETCH_BATCHES = 2
+
+
 def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
     """The TensorFlow backend's pipeline: a prefetched ``tf.data.Dataset``."""
     from varshift._keras import tf as _tf
@@ -204,8 +208,13 @@ def _tf_dataset(x, y, order, batch_size, drop_remainder, aug, norm):
 
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(gather).prefetch(PREFETCH_BATCHES)  # a sequential map: deterministic
+    # a fixed pipeline: tf.data's autotuning, with one inter-op thread, stalls an epoch to
+    # multiples of its 5.12 s tuning period while the CPU idles; the batches are the same
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    return ds.with_options(options)
 
 
 def augment_batch_numpy(images, seed, *, pad=4, flip=True):

@@ -20,8 +20,8 @@ Two modes, both exact pooled estimators (:mod:`varshift.bnstats`):
   (:func:`~varshift.diagnostics.measure_shift`) and :func:`~varshift.diagnostics.audit`.
 - ``"sequential"``: inference mode, layer by layer in graph order, one pass per BN layer, each
   measured behind already corrected upstream layers. Afterwards ``measure_shift`` on the same
-  data reads ratio 1 for every layer; it costs one pass per BN layer, or two when the data
-  come as a single batch (then BN normalising with that batch's statistics *is* the
+  data reads ratio 1 for every layer; it costs one pass per BN layer, or one in all when the
+  data come as a single batch (then BN normalising with that batch's statistics *is* the
   sequential result, so one batch-mode pass gives every layer at once).
 
 A "simultaneous" inference-mode variant (measure every layer behind the *old* upstream
@@ -45,6 +45,7 @@ from varshift.bnstats import (
     assign_statistics,
     bn_layers,
     collect_moments,
+    iter_batches,
     restore_statistics,
     save_statistics,
     sound_statistics,
@@ -132,14 +133,16 @@ def _sequential(model, data, kwargs, skipped):
     # layer, so its numbers are final; each later layer gets a pass of its own, made after
     # all earlier layers were corrected.
     batches = []
-    first = collect_moments(model, data, bn="moving", noise=False,
-                            desc=f"BN 1/{len(bn_layers(model))}",
-                            on_batch=lambda done, total: batches.append(done), **kwargs)
-    if len(batches) == 1:
+    if iter_batches(model, data, kwargs["batch_size"])[1] != 1 or kwargs.get("max_samples"):
+        first = collect_moments(model, data, bn="moving", noise=False,
+                                desc=f"BN 1/{len(bn_layers(model))}",
+                                on_batch=lambda done, total: batches.append(done), **kwargs)
+    if len(batches) <= 1:
         # All the data in one batch: BN normalising with that batch's own statistics uses
         # exactly the statistics the layer-by-layer passes would store (those of every value
         # the layer receives behind corrected upstream layers), so one batch-mode pass gives
-        # every layer's final numbers: two passes instead of one per BN layer.
+        # every layer's final numbers: one pass (two where the batch count is not known
+        # beforehand) instead of one per BN layer.
         first = collect_moments(model, data, bn="batch", noise=False,
                                 desc="BN (one batch)", **kwargs)
         _write([m.layer for m in first], [(m.mean, m.var) for m in first], skipped)
@@ -189,7 +192,7 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
             ``keras.utils.PyDataset``; use the training data, with its augmentation, as the
             paper does. Any NaN/infinity raises ``ValueError`` before anything is written.
         mode: ``"one_pass"`` (one pass, BN on batch statistics) or ``"sequential"`` (exact in
-            inference mode, one pass per BN layer; two when ``data`` is a single batch).
+            inference mode, one pass per BN layer; one in all when ``data`` is a single batch).
         noise: ``one_pass`` only: keep every noise layer (Dropout, ..., Uout) **on** during the
             pass, as the peers named above do. It re-measures the training-time variance, so
             the shift remains; it exists to show that (docs, Table 3), not as a repair.

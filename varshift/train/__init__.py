@@ -9,11 +9,13 @@ The package in parts:
 - ``varshift.train.config``: :class:`RunConfig`, everything that defines a run;
 - ``varshift.train.folder``: ``RunFolder``, a run's record, progress and checkpoint;
 - ``varshift.train.trainer``: :func:`run` as named steps (prepare the data, build or
-  resume, train the epochs with checkpoints, final evaluation) and :func:`cos2_table`;
+  resume, train the epochs with checkpoints, final evaluation, the evaluation hooks);
+- ``varshift.train.evaluation``: evaluation hooks, what they see (:class:`EvaluationContext`)
+  and their helpers (:func:`frozen_state`, :func:`reseed_noise`);
 - :func:`derive_seed` (:mod:`varshift.seeds`): every seed a run derives from its own.
 
 Importing this package does not import TensorFlow; :func:`run`, :class:`CoupledSGD`,
-:func:`compile_model` and :func:`cos2_table` load it on first use.
+:func:`compile_model` load it on first use.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import importlib
 
 from varshift._io import atomic_write_json
 from varshift.seeds import derive_seed
-from varshift.train.config import ADJUST_MODES, RunConfig
+from varshift.train.config import RunConfig
+from varshift.train.evaluation import EvaluationContext, frozen_state, reseed_noise
 from varshift.train.recipes import Recipe
 
-__all__ = ["ADJUST_MODES", "Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
-           "CoupledSGD", "cos2_table", "compile_model", "derive_seed", "atomic_write_json"]
+__all__ = ["Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
+           "CoupledSGD", "compile_model", "derive_seed", "atomic_write_json",
+           "EvaluationContext", "frozen_state", "reseed_noise"]
 
-_LAZY = {"run": "varshift.train.trainer", "cos2_table": "varshift.train.trainer",
+_LAZY = {"run": "varshift.train.trainer",
          "CoupledSGD": "varshift.train.optim", "compile_model": "varshift.train.optim",
          # the recipe look-ups read the network registry, which imports this package's recipes
          "recipe_for": "varshift.nets.registry", "recipes": "varshift.nets.registry"}

@@ -12,7 +12,7 @@ from varshift._io import to_jsonable
 from varshift.train.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
-           "thread_environment"]
+           "thread_environment", "parse_xla_flags", "merge_xla_flags"]
 
 #: the Keras backends a run can train on
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -31,12 +31,39 @@ def _check_backend(name, backend):
                          f"received {name}={backend!r}.")
 
 
-def thread_environment(threads, backend):
+def parse_xla_flags(text, name="XLA_FLAGS"):
+    """``{flag: value}`` of an ``XLA_FLAGS`` string (``--flag=value`` or ``--flag``: ``"true"``).
+
+    XLA reads a value that does not start with ``--`` as a file of flags and stops at a later
+    token without ``--``, so such a token is refused here rather than silently dropping the
+    flags after it.
+    """
+    flags = {}
+    for token in (text or "").split():
+        if not token.startswith("--") or token == "--":
+            raise ValueError(f"{name} must hold flags written --name=value; received the "
+                             f"token {token!r} in {text!r} (XLA would ignore the flags after it).")
+        key, _, value = token[2:].partition("=")
+        flags[key] = value if _ else "true"
+    return flags
+
+
+def merge_xla_flags(text, flags):
+    """``text`` (an ``XLA_FLAGS`` value, :func:`parse_xla_flags`) with ``flags`` set (they win),
+    written as ``--name=value`` tokens."""
+    merged = {**parse_xla_flags(text), **flags}
+    return " ".join(f"--{key}={value}" for key, value in merged.items())
+
+
+def thread_environment(threads, backend, xla_flags=None):
     """Environment variables that fix ``threads`` CPU threads of ``backend``'s kernels.
 
     They act only when set before the backend starts (a fresh worker process sets them
     before anything imports Keras); :func:`varshift.train.run` also sets the thread pools
-    through the backend's API where it still can. ``{}`` for ``threads=None``.
+    through the backend's API where it still can. ``{}`` for ``threads=None``. On JAX the
+    XLA CPU client's thread pool is sized by ``PJRT_NPROC`` (``NPROC`` for older jaxlib) and
+    Eigen's own threading by ``--xla_cpu_multi_thread_eigen``, merged into ``xla_flags`` (the
+    user's ``XLA_FLAGS``; :func:`merge_xla_flags`).
     """
     if threads is None:
         return {}
@@ -45,14 +72,9 @@ def thread_environment(threads, backend):
     if backend in (None, "tensorflow"):
         env.update(TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n)
     if backend in (None, "jax"):
-        env["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
-                            f"intra_op_parallelism_threads={n}")
+        env.update(PJRT_NPROC=n, NPROC=n, XLA_FLAGS=merge_xla_flags(
+            xla_flags, {"xla_cpu_multi_thread_eigen": "false" if threads == 1 else "true"}))
     return env
-
-
-#: Table 3's "Adjust BN" variants: record key suffix -> ``recalibrate_bn`` keywords
-ADJUST_MODES = {"sequential": {"mode": "sequential"}, "one_pass": {"mode": "one_pass"},
-                "one_pass_noise": {"mode": "one_pass", "noise": True}}
 
 
 @dataclass
@@ -78,12 +100,8 @@ class RunConfig:
             permutation, un-augmented) on which inference-mode training accuracy is measured
             every epoch; ``None`` uses the whole training set.
         stats_samples: training images (same seeded subset, augmented as in training) used for
-            the final ``measure_shift`` and ``recalibrate_bn``; ``None`` uses all of them.
-        adjust: compute the Table 3 "Adjust BN" test errors (:data:`ADJUST_MODES`: sequential,
-            one_pass, and one_pass with the noise on).
-        adjust_samples: training images (same seeded subset, augmented) that Adjust BN reads, at
-            ``eval_batch_size`` images a batch; ``None`` uses ``stats_samples``. More than one
-            batch is what tells ``one_pass`` from ``sequential``.
+            the final ``measure_shift`` (and offered to the evaluation hooks as
+            ``EvaluationContext.training_sample``); ``None`` uses all of them.
         save_model: save the final model as ``out_dir/model.keras``.
         mixed_precision: train under the ``mixed_float16`` policy (GPU).
         deterministic: call ``tf.config.experimental.enable_op_determinism()`` (process-wide);
@@ -92,9 +110,12 @@ class RunConfig:
             ``deterministic`` says what was used.
         eval_batch_size: batch size of the evaluation passes.
         data_kwargs: extra keywords for :func:`varshift.data.load`.
-        subset: ``{"n_train": N, "n_test": M}``: train and test on a fixed class-stratified
-            subset (:func:`varshift.data.take_subset`, the same images for every seed) of any
-            data set; ``None`` uses all. The record's ``data["subset"]`` says so.
+        subset: ``{"n_train": N, "n_test": M}``: train and test on a class-stratified subset
+            (:func:`varshift.data.take_subset`) of any data set, by default the same images for
+            every seed; ``"train_draw": "per_seed"`` draws the training images with the run's
+            seed, ``"test_exclude": {"n_test": 4000, "seed": 0}`` leaves out the test images
+            that subset holds before the test images are drawn (``n_test`` ``None``: all the
+            rest). ``None`` uses all. The record's ``data["subset"]`` says so.
         epoch_eval: after every epoch, measure the accuracy of the fixed training subset in
             inference mode and in training mode (noise on, BN on batch statistics, moving
             statistics left untouched). ``False`` skips it (cheaper; history rows then hold the
@@ -110,9 +131,11 @@ class RunConfig:
         validation: hold out this many training images (class-stratified, the same for every
             seed) and evaluate on them instead of the test set, which is then not used: for
             choosing a recipe or budget. ``None``: train on all and evaluate on the test set.
-        fig6: store Fig. 6's outputs in ``final["fig6"]`` (fixed training images in training
-            and inference mode, and a shift-free control's; see
-            ``varshift.train.trainer.fig6_outputs``).
+        evaluations: the run's evaluation hooks, ``{name: parameters}`` (a JSON-ready dict
+            each): measurements added to the record's ``final`` block at the end of the run,
+            in the order of their names. :func:`varshift.train.run` receives the callables
+            (``evaluations={name: hook}``) for exactly these names; see
+            :mod:`varshift.train.evaluation`. ``{}``: none.
     """
 
     net: str = "preresnet"
@@ -129,8 +152,6 @@ class RunConfig:
     augment: bool | None = None
     train_eval_samples: int | None = 10000
     stats_samples: int | None = 10000
-    adjust: bool = True
-    adjust_samples: int | None = None
     save_model: bool = False
     mixed_precision: bool = False
     deterministic: bool | None = None
@@ -141,7 +162,7 @@ class RunConfig:
     threads: int | None = 1
     backend: str | None = None
     validation: int | None = None
-    fig6: bool = False
+    evaluations: dict = field(default_factory=dict)
 
     @classmethod
     def from_any(cls, config) -> RunConfig:
@@ -273,6 +294,25 @@ def _check_path(name, value):
                                           f"received {name}={value!r}.")
 
 
+def _check_evaluations(name, value):
+    """``{hook name: parameters}``: non-empty string names, JSON-ready dicts of parameters."""
+    import json
+
+    _check_dict(name, value)
+    for hook, params in value.items():
+        if not isinstance(hook, str) or not hook:
+            raise ValueError(f"Argument `{name}` must map hook names (non-empty strings) to "
+                             f"parameter dicts; received the key {hook!r}.")
+        if not isinstance(params, dict):
+            raise TypeError(f"Argument `{name}[{hook!r}]` must be a dict of parameters; "
+                            f"received {params!r} of type {type(params).__name__}.")
+        try:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Argument `{name}[{hook!r}]` must be JSON-ready (it is part of "
+                             f"the run's configuration); received {params!r} ({err}).") from None
+
+
 def _check_recipe_kind(name, value):
     _validate.check_choice(name, value, RECIPE_KINDS)
 
@@ -288,7 +328,6 @@ FIELD_CHECKS = {
     "augment": _optional(_validate.check_bool),
     "train_eval_samples": _optional(_validate.check_positive_int),
     "stats_samples": _optional(_validate.check_positive_int),
-    "adjust": _validate.check_bool,
     "save_model": _validate.check_bool,
     "mixed_precision": _validate.check_bool,
     "deterministic": _optional(_validate.check_bool),
@@ -296,8 +335,7 @@ FIELD_CHECKS = {
     "data_kwargs": _check_dict,
     "epoch_eval": _validate.check_bool,
     "validation": _optional(_validate.check_positive_int),
-    "fig6": _validate.check_bool,
-    "adjust_samples": _optional(_validate.check_positive_int),
+    "evaluations": _check_evaluations,
     "threads": _check_threads,
     "backend": _check_backend,
 }

@@ -12,11 +12,10 @@ JSON-ready record:
   **in inference mode** and, on the same images with the same weights, **in training mode**
   (the paper's Fig. 5);
 - ``final``: test error (%), the inference-mode error of the fixed training subset
-  (``train_error_inference``), the test error after "Adjust BN" (Table 3, every variant of
-  :data:`ADJUST_MODES`; ``adjust_samples`` images), the per-BN-layer shift
-  (:func:`varshift.measure_shift`, Fig. 4) and
-  :math:`\cos^2\theta` per weight layer (Eq. 13, Table 1) and, with ``fig6``, Fig. 6's
-  outputs (:func:`fig6_outputs`);
+  (``train_error_inference``), the per-BN-layer shift (:func:`varshift.measure_shift`, on
+  ``stats_samples`` training images augmented as in training) and whatever the run's
+  evaluation hooks add (:mod:`varshift.train.evaluation`: ``RunConfig.evaluations`` names
+  them, :func:`run` receives them);
 - ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
 
 **Reproducibility.** ``keras.utils.set_random_seed(seed)``, seeded noise layers, a data order
@@ -44,13 +43,20 @@ import numpy as np
 from varshift._io import to_jsonable
 from varshift._keras import keras as _load_keras
 from varshift.seeds import derive_seed
-from varshift.train.config import ADJUST_MODES, RunConfig, check_out_dir
+from varshift.train.config import RunConfig, check_out_dir
+from varshift.train.evaluation import (
+    EvaluationContext,
+    check_hooks,
+    frozen_state,
+    reseed_noise,
+    training_mode_predictor,
+)
 from varshift.train.folder import RunFolder
 from varshift.train.optim import compile_model
 
 keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
 
-__all__ = ["run", "cos2_table"]
+__all__ = ["run"]
 
 
 @dataclass
@@ -74,15 +80,20 @@ class _State:
     model: object
     history: list
     prior_wall: float
+    predict_train: object = None  # the compiled training-mode forward pass (epoch_eval)
 
 
 # --------------------------------------------------------------------------------- the run
-def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=60.0) -> dict:
+def run(config, *, evaluations=None, out_dir=None, progress=True, resume=True,
+        checkpoint_seconds=60.0) -> dict:
     """Train one network and return its result record (also ``out_dir/record.json``).
 
     Args:
         config: a :class:`RunConfig` or a dict of its fields (recipe fields such as
             ``epochs`` may be given at the top level).
+        evaluations: ``{name: hook(model, context) -> dict}`` for exactly the hooks
+            ``config.evaluations`` names (:mod:`varshift.train.evaluation`); each hook's items
+            are added to ``final``. Checked before any work.
         out_dir: folder for ``checkpoint_{epoch}.keras`` + ``progress.json`` (after every
             epoch; only the latest checkpoint is kept, and removed once the record is written),
             ``record.json`` (at the end) and, with ``save_model``, ``model.keras``.
@@ -105,6 +116,7 @@ def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=
     """
     cfg = RunConfig.from_any(config)
     size, recipe, augment = cfg.resolved()
+    hooks = check_hooks(list(cfg.evaluations), evaluations)
     check_out_dir(out_dir)
     started = time.time()
     folder = None if out_dir is None else RunFolder(out_dir, cfg.to_dict())
@@ -122,6 +134,9 @@ def run(config, *, out_dir=None, progress=True, resume=True, checkpoint_seconds=
     train_epochs(state, cfg, recipe, data, (train_eval_ds, train_fixed_ds), folder=folder,
                  started=started, progress=progress, checkpoint_seconds=checkpoint_seconds)
     final = final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds)
+    final = apply_hooks(hooks, state.model, EvaluationContext(
+        cfg, recipe, {}, data.x_train, data.y_train, data.x_test, data.y_test, data.mean,
+        data.std, data.augment, data.info, test_ds), final)
     record = to_jsonable({
         "config": cfg.to_dict(), "data": data.info, "history": state.history, "final": final,
         "versions": _versions(), "wall_time": state.prior_wall + time.time() - started,
@@ -156,10 +171,11 @@ def apply_threads(threads, backend=None):
 
     ``backend`` (``RunConfig.backend``), if given, must be the backend Keras runs on here. On
     TensorFlow the intra- and inter-op pools are set, or, where TensorFlow has already started
-    in this process, checked: a different thread count there raises ``RuntimeError`` rather
-    than training with numbers that depend on the machine. On PyTorch ``torch.set_num_threads``;
-    on JAX the count is fixed by ``XLA_FLAGS`` when the process starts
-    (:func:`varshift.train.config.thread_environment`, set by ``reproduce``'s workers).
+    in this process, checked; on JAX the variables of
+    :func:`varshift.train.config.thread_environment` (``PJRT_NPROC``, the Eigen flag in
+    ``XLA_FLAGS``) are set, or, where JAX's CPU backend has already started, checked. A
+    different thread count there raises ``RuntimeError`` rather than training with numbers
+    that depend on the machine. On PyTorch ``torch.set_num_threads``.
     """
     active = keras.backend.backend()
     if backend is not None and backend != active:
@@ -169,31 +185,68 @@ def apply_threads(threads, backend=None):
     if threads is None:
         return
     if active == "tensorflow":
-        from varshift._keras import tf as _tf
-
-        threading = _tf().config.threading
-        want = (int(threads), int(threads))
-        have = (threading.get_intra_op_parallelism_threads(),
-                threading.get_inter_op_parallelism_threads())
-        import os
-
-        from_env = (int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0),
-                    int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0))
-        if have == want or (have == (0, 0) and from_env == want):
-            return
-        try:
-            threading.set_intra_op_parallelism_threads(want[0])
-            threading.set_inter_op_parallelism_threads(want[1])
-        except RuntimeError:
-            raise RuntimeError(
-                f"threads={threads} cannot be applied: TensorFlow already runs in this process "
-                f"with {have[0]} intra-op / {have[1]} inter-op threads (0: one per core); "
-                "train in a fresh process or set TF_NUM_INTRAOP_THREADS and "
-                "TF_NUM_INTEROP_THREADS before TensorFlow starts.") from None
+        _tf_threads(int(threads))
+    elif active == "jax":
+        _jax_threads(int(threads))
     elif active == "torch":
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def _tf_threads(threads):
+    import os
+
+    from varshift._keras import tf as _tf
+
+    threading = _tf().config.threading
+    want = (threads, threads)
+    have = (threading.get_intra_op_parallelism_threads(),
+            threading.get_inter_op_parallelism_threads())
+    from_env = (int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0),
+                int(os.environ.get("TF_NUM_INTEROP_THREADS") or 0))
+    if have == want or (have == (0, 0) and from_env == want):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(want[0])
+        threading.set_inter_op_parallelism_threads(want[1])
+    except RuntimeError:
+        raise RuntimeError(
+            f"threads={threads} cannot be applied: TensorFlow already runs in this process "
+            f"with {have[0]} intra-op / {have[1]} inter-op threads (0: one per core); "
+            "train in a fresh process or set TF_NUM_INTRAOP_THREADS and "
+            "TF_NUM_INTEROP_THREADS before TensorFlow starts.") from None
+
+
+def _jax_threads(threads):
+    import os
+
+    from varshift.train.config import parse_xla_flags, thread_environment
+
+    want = thread_environment(threads, "jax", xla_flags=os.environ.get("XLA_FLAGS"))
+    eigen = parse_xla_flags(want["XLA_FLAGS"])["xla_cpu_multi_thread_eigen"]
+    have = (os.environ.get("PJRT_NPROC"),
+            parse_xla_flags(os.environ.get("XLA_FLAGS")).get("xla_cpu_multi_thread_eigen"))
+    if have == (want["PJRT_NPROC"], eigen):
+        return
+    if _jax_started():
+        raise RuntimeError(
+            f"threads={threads} cannot be applied: JAX's CPU backend already runs in this "
+            f"process with PJRT_NPROC={have[0]!r} and xla_cpu_multi_thread_eigen={have[1]!r}; "
+            f"train in a fresh process or set PJRT_NPROC={threads} and XLA_FLAGS="
+            f"{want['XLA_FLAGS']!r} before JAX starts.")
+    os.environ.update({k: want[k] for k in ("PJRT_NPROC", "NPROC", "XLA_FLAGS")})
+
+
+def _jax_started():
+    """Whether JAX has created its backends (then its thread pools are fixed); ``True`` when
+    this JAX cannot say."""
+    try:
+        from jax._src import xla_bridge  # noqa: PLC0415
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return True
 
 
 def _seed_and_determinism(cfg):
@@ -275,7 +328,9 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
                 data.x_train, data.y_train, batch_size=recipe.batch_size, training=True,
                 augment=data.augment, mean=data.mean, std=data.std,
                 seed=derive_seed(cfg.seed, "epoch_data", epoch))
-            row = _one_epoch(state.model, cfg, recipe, epoch, train_ds, eval_sets,
+            if cfg.epoch_eval and state.predict_train is None:
+                state.predict_train = training_mode_predictor(state.model)
+            row = _one_epoch(state, cfg, recipe, epoch, train_ds, eval_sets,
                              math.ceil(len(data.x_train) / recipe.batch_size))
             state.history.append(row)
             if folder is not None and time.time() - last_checkpoint >= checkpoint_seconds:
@@ -290,14 +345,15 @@ def train_epochs(state, cfg, recipe, data, eval_sets, *, folder, started, progre
             bar.close()
 
 
-def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
+def _one_epoch(state, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
     """One pass over the training data, then (``epoch_eval``) the fixed training subset in
     inference and in training mode: the epoch's history row."""
+    model = state.model
     train_eval_ds, train_fixed_ds = eval_sets
     lr = recipe.lr_at(epoch, steps_per_epoch)
     if recipe.schedule == "step":
         model.optimizer.learning_rate = lr  # "cosine": the optimiser's per-step schedule
-    _reseed_noise(model, cfg.seed, epoch)
+    reseed_noise(model, cfg.seed, epoch)
     t0 = time.time()
     logs = model.fit(train_ds, epochs=1, shuffle=False, verbose=0).history
     seconds = time.time() - t0
@@ -305,7 +361,8 @@ def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
            "train_acc_train_mode": float(logs["accuracy"][-1]), "lr": lr, "seconds": seconds}
     if cfg.epoch_eval:
         row["train_acc_inference_mode"] = float(model.evaluate(train_eval_ds, verbose=0)[1])
-        row["train_acc_train_mode_fixed"] = _train_mode_accuracy(model, train_fixed_ds)
+        row["train_acc_train_mode_fixed"] = _train_mode_accuracy(model, train_fixed_ds,
+                                                                 state.predict_train)
     if not math.isfinite(row["loss"]):
         raise FloatingPointError(
             f"training loss became {row['loss']} in epoch {epoch + 1}; lower `lr`.")
@@ -313,8 +370,8 @@ def _one_epoch(model, cfg, recipe, epoch, train_ds, eval_sets, steps_per_epoch):
 
 
 def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> dict:
-    """Test errors (plain and after Adjust BN), the inference-mode error of the fixed training
-    subset, the per-BN-layer shift, cos^2 per layer and (``fig6``) Fig. 6's outputs."""
+    """The test error, the per-BN-layer shift on ``stats_samples`` training images (augmented
+    as in training) and the inference-mode error of the fixed training subset."""
     from varshift import data as vdata
 
     try:
@@ -323,185 +380,54 @@ def final_evaluation(state, cfg, recipe, data, test_ds, train_eval_ds=None) -> d
         raise ImportError(f"varshift.train needs varshift.diagnostics ({err}).") from None
 
     model = state.model
-
-    def stats_data(n):
-        # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass,
-        # identical on every iteration, so sequential recalibration sees the same images per layer
-        idx = vdata.subset_indices(data.y_train, n, cfg.seed, stratified=False)
-        return idx, vdata.make_dataset(data.x_train[idx], data.y_train[idx],
-                                       batch_size=cfg.eval_batch_size, training=True,
-                                       augment=data.augment, mean=data.mean, std=data.std,
-                                       seed=derive_seed(cfg.seed, "stats_data"))
-
-    idx, stats_ds = stats_data(cfg.stats_samples)
+    # the training data "with its augmentation" (Sec. 4): one fixed, seeded augmented pass
+    idx = vdata.subset_indices(data.y_train, cfg.stats_samples, cfg.seed, stratified=False)
+    stats_ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx],
+                                  batch_size=cfg.eval_batch_size, training=True,
+                                  augment=data.augment, mean=data.mean, std=data.std,
+                                  seed=derive_seed(cfg.seed, "stats_data"))
     test_acc = float(model.evaluate(test_ds, verbose=0)[1])
-    final = {
-        "test_error": 100.0 * (1.0 - test_acc),
-        **{f"test_error_adjust_{name}": None for name in ADJUST_MODES},
-        "stats_samples": len(idx),
-    }
+    final = {"test_error": 100.0 * (1.0 - test_acc), "stats_samples": len(idx)}
     shift = measure_shift(model, stats_ds, batch_size=cfg.eval_batch_size)
     final["shift"] = shift.to_dict("records")
-    if cfg.adjust:
-        jdx, adjust_ds = idx, stats_ds
-        if cfg.adjust_samples is not None and cfg.adjust_samples != cfg.stats_samples:
-            jdx, adjust_ds = stats_data(cfg.adjust_samples)
-        final["adjust_samples"] = len(jdx)
-        final.update(adjusted_test_errors(model, recipe, adjust_ds, test_ds,
-                                          batch_size=cfg.eval_batch_size))
-    final["cos2"] = cos2_table(model)
     if train_eval_ds is not None:
         acc = float(model.evaluate(train_eval_ds, verbose=0)[1])
         final["train_error_inference"] = 100.0 * (1.0 - acc)
-    if cfg.fig6:
-        final["fig6"] = fig6_outputs(model, data, seed=cfg.seed)[0]
     return final
 
 
-#: Adjust BN's ``sequential`` mode reads its images as one batch when there are at most this
-#: many: exact, and two passes instead of one per BN layer (:func:`varshift.recalibrate_bn`);
-#: more images are read ``eval_batch_size`` at a time
-SEQUENTIAL_ONE_BATCH = 2048
-
-
-def adjusted_test_errors(model, recipe, adjust_ds, test_ds, *, batch_size):
-    """Table 3: the test error (%) after each Adjust BN of :data:`ADJUST_MODES`.
-
-    The images of ``adjust_ds`` are read once into memory, so every mode sees the same images
-    in the same order (``one_pass``: in batches of ``batch_size``; ``sequential``: as one
-    batch up to :data:`SEQUENTIAL_ONE_BATCH` images). The modes are applied in turn to one
-    copy of ``model``, compiled once, whose BN statistics are reset to the trained ones before
-    each; ``model`` itself is not written.
-
-    Returns:
-        ``{"test_error_adjust_<mode>": error}`` for every mode.
-    """
-    from varshift.bnstats import assign_statistics, bn_layers, save_statistics
-    from varshift.diagnostics import recalibrate_bn
-    from varshift.diagnostics.recalibrate import copy_model
-
-    x = np.concatenate([keras.ops.convert_to_numpy(batch[0]) for batch in adjust_ds])
-    work = compile_model(copy_model(model), recipe)
-    layers = bn_layers(work)
-    trained = save_statistics(layers)
-    errors = {}
-    for name, kwargs in ADJUST_MODES.items():
-        assign_statistics(layers, trained)
-        size = len(x) if kwargs["mode"] == "sequential" and len(x) <= SEQUENTIAL_ONE_BATCH \
-            else batch_size
-        recalibrate_bn(work, x, batch_size=size, inplace=True, **kwargs)
-        acc = work.evaluate(test_ds, verbose=0)[1]
-        errors[f"test_error_adjust_{name}"] = 100.0 * (1.0 - float(acc))
-    return errors
-
-
-#: Fig. 6's fixed training images (the same for every seed) and the images whose logits are kept
-FIG6_IMAGES, FIG6_LOGITS = 512, 16
-_FIG6_DRAW = 100_000  # the epoch index of Fig. 6's noise draw (no run trains that long)
-
-
-def fig6_outputs(model, data, *, seed, n_images=FIG6_IMAGES, n_logits=FIG6_LOGITS):
-    """Fig. 6: predictions of fixed training images in training and in inference mode, of the
-    trained network (``shifted``) and of its shift-free control.
-
-    The images are the first ``n_images`` of a constant (seed-0) permutation of the training
-    set, un-augmented and normalised as in training, scored as one batch. The control is the
-    same network with BN's moving statistics re-estimated on these images with the noise off
-    (``recalibrate_bn(mode="sequential")``): its inference mode has no variance shift. Both
-    training-mode calls use the same seeded noise draw (:func:`_reseed_noise` of ``seed`` at
-    the epoch index ``_FIG6_DRAW``, past any training epoch) and leave BN's non-trainable state as it was
-    (:func:`_frozen_state`), so the calls do not contaminate each other.
-
-    Returns:
-        ``(fig6, control)``: the record's ``final["fig6"]`` dict ``{n_images, image_indices,
-        labels, pred: {shifted_train, shifted_inference, control_train, control_inference},
-        logits: {shifted_train, shifted_inference}}`` (logits of the first ``n_logits``
-        images) and the control model.
-    """
-    from varshift import data as vdata
-    from varshift.diagnostics import recalibrate_bn
-
-    idx = vdata.subset_indices(data.y_train, n_images, 0, stratified=False)
-    ds = vdata.make_dataset(data.x_train[idx], data.y_train[idx], batch_size=len(idx),
-                            training=False, mean=data.mean, std=data.std)
-    xb = keras.ops.convert_to_numpy(next(iter(ds))[0])
-    control = recalibrate_bn(model, xb, mode="sequential", batch_size=len(idx))
-    logits = {}
-    for name, net in (("shifted", model), ("control", control)):
-        with _frozen_state(net):
-            _reseed_noise(net, seed, _FIG6_DRAW)  # the same dropout draw for both
-            logits[f"{name}_train"] = keras.ops.convert_to_numpy(net(xb, training=True))
-        logits[f"{name}_inference"] = keras.ops.convert_to_numpy(net(xb, training=False))
-    fig6 = {"n_images": len(idx), "image_indices": idx.tolist(),
-            "labels": data.y_train[idx].astype(int).tolist(),
-            "pred": {k: np.argmax(v, axis=-1).astype(int).tolist() for k, v in logits.items()},
-            "logits": {k: logits[k][:n_logits].astype(float).tolist()
-                       for k in ("shifted_train", "shifted_inference")}}
-    return fig6, control
+def apply_hooks(hooks, model, context, final) -> dict:
+    """``final`` with the items of every evaluation hook, in the config's order; a hook may
+    not return anything but a dict, nor overwrite a field already there."""
+    for name, hook in hooks.items():
+        out = hook(model, context.for_hook(context.config.evaluations[name]))
+        if not isinstance(out, dict):
+            raise TypeError(f"evaluation hook {name!r} must return a dict; it returned "
+                            f"{type(out).__name__}.")
+        clash = sorted(set(out) & set(final))
+        if clash:
+            raise ValueError(f"evaluation hook {name!r} returned field(s) {clash} that the "
+                             "record's final block already has.")
+        final.update(out)
+    return final
 
 
 # ---------------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def _frozen_state(model):
-    """Restore ``model``'s non-trainable state (BN's moving statistics, noise seeds) on exit:
-    Keras 3 BN updates its moving statistics on every ``training=True`` call."""
-    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-    try:
-        yield model
-    finally:
-        for v, value in zip(model.non_trainable_variables, saved, strict=True):
-            v.assign(value)
-
-
-def _train_mode_accuracy(model, dataset):
+def _train_mode_accuracy(model, dataset, predict=None):
     """Accuracy of ``dataset`` in training mode (noise on, BN on batch statistics), leaving
-    the model's non-trainable state (moving statistics, noise seeds) as it was."""
+    the model's non-trainable state (moving statistics, noise seeds) as it was; ``predict``:
+    a :func:`~varshift.train.evaluation.training_mode_predictor` of ``model`` (made if not
+    given)."""
+    predict = training_mode_predictor(model) if predict is None else predict
+    if hasattr(predict, "reset"):
+        predict.reset()  # the weights changed since the last pass
     right = total = 0
-    with _frozen_state(model):
+    with frozen_state(model):
         for x, y in dataset:
-            pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=True)), axis=-1)
+            pred = np.asarray(predict(x)).reshape(-1)
             right += int(np.sum(pred == np.asarray(y).reshape(-1)))
             total += len(pred)
     return right / max(total, 1)
-
-
-def cos2_table(model):
-    r"""Mean :math:`\cos^2\theta` (Eq. 13) and :math:`d\cos^2\theta` of every Conv/Dense layer.
-
-    Returns:
-        A list of dicts ``{layer, d, mean_cos2, mean_d_cos2}`` in layer order, with ``d`` the
-        fan-in (:func:`varshift.theory.fan_in`) and the means taken over output units.
-    """
-    from varshift import theory
-    from varshift._keras import to_numpy
-
-    rows = []
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            w = to_numpy(layer.kernel)
-            c = theory.cos2_theta(w)
-            d = theory.fan_in(w)
-            rows.append({"layer": layer.name, "d": d, "mean_cos2": float(np.nanmean(c)),
-                         "mean_d_cos2": float(d * np.nanmean(c))})
-    return rows
-
-
-def _reseed_noise(model, seed, epoch):
-    """Set every noise layer's random state to a function of ``(seed, epoch, layer)``.
-
-    Keras keeps a layer's random state (``SeedGenerator``, ``[seed, counter]``) outside the
-    saved weights; re-deriving it at the start of every epoch makes an epoch's noise
-    independent of whether the run was resumed.
-    """
-    for i, layer in enumerate(model.layers):
-        gen = getattr(layer, "seed_generator", None)
-        state = getattr(gen, "state", None)
-        if state is not None:
-            if keras.backend.standardize_dtype(state.dtype) == "int64":  # TensorFlow
-                value = np.array([derive_seed(seed, "noise_layer", i), epoch << 32], np.int64)
-            else:  # uint32 states (JAX, ...): epoch << 32 would wrap to 0; the counter slot
-                value = np.array([derive_seed(seed, "noise_layer", i) % 2**32, epoch], np.uint32)
-            state.assign(keras.ops.cast(value, state.dtype))
 
 
 def _progress_bar(cfg, recipe, initial):
