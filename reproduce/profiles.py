@@ -48,6 +48,10 @@ class Profile:
         seeds: default number of seeds for the key settings (``--seeds`` overrides).
         first_seed: the first seed (the seeds are ``first_seed .. first_seed + seeds - 1``,
             part of every run's key): a confirmatory profile starts at seeds never run before.
+        config_layout: ``"evaluations"``: the end-of-run work is named by the run config's
+            ``evaluations`` (:mod:`reproduce.evaluations`); ``"fields"``: by the fields
+            ``adjust``, ``adjust_samples`` and ``fig6``, the layout of records written before
+            the evaluation hooks existed (the pilot's published records keep their keys).
         fig4_rates: drop ratios of Fig. 4 (0 is the shared no-dropout baseline).
         seeded: ``(placement, rate)`` settings trained with every seed besides the no-dropout
             baseline (always every seed); the others use the first seed only. ``None``: every
@@ -80,6 +84,7 @@ class Profile:
     eval_batch_size: int = 500
     seeds: int = 1
     first_seed: int = 0
+    config_layout: str = "evaluations"
     fig4_rates: tuple = (0.0, 0.1, 0.3, 0.5, 0.7)
     seeded: tuple | None = (("a", 0.5),)
     table4_rates: tuple = (0.1, 0.2, 0.3, 0.5)
@@ -336,7 +341,7 @@ PROFILES["pilot"] = replace(
     description="the exploratory pilot: quick's first design (PreResNet and WRN, seeds 0-4, "
                 "Tables 4 and 6 on WRN only, 4,000 test images); published records, never "
                 "confirmatory",
-    budget_note=PILOT_NOTE)
+    budget_note=PILOT_NOTE, config_layout="fields")
 
 #: seeds of the confirmatory quick profile: the most that any primary claim needs for 80% power
 #: at the pilot's effect and spread (``python -m reproduce power``)

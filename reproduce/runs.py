@@ -156,7 +156,34 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
     }
     if profile.subset:
         config["subset"] = dict(profile.subset)  # RunConfig.subset: varshift.data.take_subset
+    if profile.config_layout == "fields":
+        config = fields_layout(config, profile.adjust_samples)
     return RunSpec(config=config, key=run_key(config))
+
+
+def fields_layout(config, adjust_samples):
+    """``config`` with its end-of-run work named as records written before the evaluation
+    hooks named it: ``adjust`` (Table 3's Adjust BN), ``adjust_samples`` and ``fig6`` instead
+    of ``evaluations`` (``cos2`` ran in every run then too). :func:`evaluations_layout` undoes
+    it."""
+    out = {k: v for k, v in config.items() if k != "evaluations"}
+    evaluations = config.get("evaluations") or {}
+    out.update(adjust="adjust_bn" in evaluations, adjust_samples=adjust_samples,
+               fig6="fig6" in evaluations)
+    return out
+
+
+def evaluations_layout(config):
+    """A run config in the current layout (``evaluations``), from either layout."""
+    if "evaluations" in config or not {"adjust", "fig6"} <= set(config):
+        return dict(config)
+    from reproduce.evaluations import evaluations_config
+
+    out = {k: v for k, v in config.items() if k not in ("adjust", "adjust_samples", "fig6")}
+    out["evaluations"] = evaluations_config(adjust=bool(config["adjust"]),
+                                            fig6=bool(config["fig6"]),
+                                            adjust_samples=config.get("adjust_samples"))
+    return out
 
 
 #: the backend of a profile that names none, when ``KERAS_BACKEND`` names none either
@@ -621,6 +648,7 @@ def _train_one(config, key, root, data_dir, force):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    config = evaluations_layout(config)
     trainer_config = {**config, "data_dir": data_dir}
     resume, epochs_done = _resume_state(work, trainer_config) if not force else (False, 0)
     record = train.run(trainer_config, evaluations=hooks_for(config), out_dir=str(work),
