@@ -330,7 +330,7 @@ PROFILES["gpu"] = replace(
 #: the pilot: ``quick`` as it was first run and published (seeds 0-4, the same 4,000 test
 #: images for every run); its records (``docs/results/pilot``) are exploratory for good, and its
 #: primary effects and spreads are the input of the power analysis (``reproduce.power``)
-PILOT_RUNS, PILOT_MINUTES = 40, 23.5
+PILOT_RUNS, PILOT_MINUTES = 40, 17.4
 PILOT_NOTE = (
     "pilot (exploratory): the first design of quick, run and published before the claims were "
     "fixed; its seeds (0-4), networks and 4,000 test images were read while the claims and "

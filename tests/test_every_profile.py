@@ -179,9 +179,6 @@ def test_the_quick_report_shows_the_pilot_apart_and_power_prints(tmp_path, capsy
     assert "Tables 4 and 6 (p5_after_bn, p6_uout) ran on WRN only" in out
 
 
-@pytest.mark.xfail(reason="the trainer's subset keys (a training subset drawn per seed, the "
-                          "pilot's test images excluded) land with varshift.data.subset",
-                   strict=False)
 def test_the_trainer_accepts_quick_s_subset():
     from varshift.data.subset import check_subset
 
