@@ -40,8 +40,8 @@ in pp), then the lowest error; the CSV's summary says by how much it falls short
 The grid was run in stages (:data:`ORDER`), each stage's list written before its runs and
 after the rows of the stages before it: quick's small networks first, then refinements.
 
-Run (resumable: a CSV row per finished run, finished runs are skipped; an unfinished run
-resumes from its trainer folder)::
+Run (resumable: a CSV row per finished run, finished runs are skipped; an interrupted run
+starts again, so that its CPU-seconds are a whole run's)::
 
     nice -n 10 python -m reproduce.regime_selection [--out results/regime_selection] [--stage 1]
 
@@ -117,11 +117,11 @@ ORDER[2] = [
     ("wrn", "10-1", 2000, 32, 10, "none", 0.0), ("wrn", "10-1", 2000, 32, 40, "none", 0.0),
     ("preresnet", "d11w8", 2000, 32, 10, "none", 0.0),
     ("preresnet", "d11w8", 2000, 32, 40, "none", 0.0),
-    ("wrn", "small", 2000, 32, 10, "none", 0.0), ("wrn", "small", 2000, 32, 40, "none", 0.0),
-    ("wrn", "10-1", 2000, 32, 20, "none", 0.0), ("wrn", "10-1", 2000, 32, 80, "none", 0.0),
     ("preresnet", "d11w8", 1000, 32, 20, "none", 0.0),
     ("preresnet", "d11w8", 1000, 32, 80, "none", 0.0),
     ("wrn", "10-1", 1000, 32, 20, "none", 0.0), ("wrn", "10-1", 1000, 32, 80, "none", 0.0),
+    ("wrn", "10-1", 2000, 32, 20, "none", 0.0), ("wrn", "10-1", 2000, 32, 80, "none", 0.0),
+    ("wrn", "small", 2000, 32, 10, "none", 0.0), ("wrn", "small", 2000, 32, 40, "none", 0.0),
     ("wrn", "10-1", 2000, 16, 10, "none", 0.0), ("wrn", "10-1", 2000, 16, 40, "none", 0.0),
     ("preresnet", "d11w8", 2000, 16, 10, "none", 0.0),
     ("preresnet", "d11w8", 2000, 16, 40, "none", 0.0),
@@ -165,7 +165,8 @@ def run_one(spec, out_root, *, stage=0, data_dir=None, data="fashion_mnist"):
     cfg = {**config_for(*spec, data=data), "data_dir": data_dir}
     folder = os.path.join(out_root, run_key(*spec))
     cpu0, wall0 = time.process_time(), time.time()
-    rec = train.run(cfg, out_dir=folder, progress=False, checkpoint_seconds=120.0)
+    # a run starts afresh (an interrupted one too): its CPU-seconds must be the whole run's
+    rec = train.run(cfg, out_dir=folder, progress=False, resume=False, checkpoint_seconds=1e9)
     cpu, wall = time.process_time() - cpu0, time.time() - wall0
     assert rec["data"]["validation"]["n_validation"] == VALIDATION  # the test set is not used
     r = rec["config"]["recipe_resolved"]
@@ -235,11 +236,16 @@ def designs(rows):
     return out
 
 
-def plan_core_seconds(train_cpu_s, noise=NOISE_COST):
+def plan_core_seconds(train_cpu_s, noise=NOISE_COST, overhead_s=None):
     """Core-seconds of quick's confirmatory runs for designs whose no-dropout runs train in
-    ``train_cpu_s`` CPU-seconds each (one per network)."""
+    ``train_cpu_s`` CPU-seconds each (one per network): each run's training times the noise
+    layers' cost, over ``1 - OUTSIDE_TRAINING``; or, with ``overhead_s`` (one per network),
+    plus that many CPU-seconds a run instead."""
     per_setting = (1 + (PRIMARY_SETTINGS - 1) * noise) / PRIMARY_SETTINGS
-    per_seed = PRIMARY_SETTINGS * sum(train_cpu_s) * per_setting / (1 - OUTSIDE_TRAINING)
+    if overhead_s is None:
+        per_seed = PRIMARY_SETTINGS * sum(train_cpu_s) * per_setting / (1 - OUTSIDE_TRAINING)
+    else:
+        per_seed = PRIMARY_SETTINGS * (sum(train_cpu_s) * per_setting + sum(overhead_s))
     return SEEDS * per_seed * (1 + SECONDARY_SHARE)
 
 
@@ -252,8 +258,11 @@ def plans(rows):
     for p in (d for d in ds if d["net"] == "preresnet"):
         for w in (d for d in ds if d["net"] == "wrn" and d["n_train"] == p["n_train"]):
             core_s = plan_core_seconds((p["train_cpu_s"], w["train_cpu_s"]), noise)
+            measured = plan_core_seconds((p["train_cpu_s"], w["train_cpu_s"]), noise,
+                                         (p["overhead_cpu_s"], w["overhead_cpu_s"]))
             out.append({"preresnet": p["run"], "wrn": w["run"], "n_train": p["n_train"],
-                        "core_s": core_s, "fits": core_s <= BUDGET_CORE_S,
+                        "core_s": core_s, "core_s_search_overhead": measured,
+                        "fits": core_s <= BUDGET_CORE_S,
                         "meets": p["meets"] and w["meets"],
                         "shortfall": max(p["shortfall"], w["shortfall"]),
                         "validation_error": (p["validation_error"] + w["validation_error"]) / 2})
@@ -310,7 +319,8 @@ def summary(rows):
         mark = "  <- selected" if p is best else ""
         target = "meets the target" if p["meets"] else f"short by {p['shortfall']:.2f} pp"
         lines.append(f"plan {p['preresnet']} + {p['wrn']}: {p['core_s']:.0f} core-s "
-                     f"({p['core_s'] / 120:.1f} min on 2 cores), mean val "
+                     f"({p['core_s'] / 120:.1f} min on 2 cores; with this search's "
+                     f"per-run overhead {p['core_s_search_overhead'] / 120:.1f}), mean val "
                      f"{p['validation_error']:.2f}%, {'fits' if p['fits'] else 'over budget'}, "
                      f"{target}{mark}")
     return "\n".join(lines)
