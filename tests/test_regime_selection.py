@@ -63,6 +63,10 @@ def test_plan_cost_and_rule():
     best, every = rs.select(cheap + better_but_costly)
     assert len(every) == 2 and best["n_train"] == 1000 and best["meets"] and best["fits"]
     assert rs.select(better_but_costly)[0] is None  # nothing fits
+    confirm = rs.confirm_plan(better_but_costly)  # the longer profile: meets, whatever it costs
+    assert confirm["meets"] and not confirm["fits"]
+    assert rs.wall_minutes(rs.BUDGET_CORE_S) == pytest.approx(30.0)  # the budget is 30 min
+    assert rs.wall_minutes(confirm["core_s"]) > 30.0
 
 
 def test_main_resumes_skipping_finished_runs(tmp_path, monkeypatch, capsys):
