@@ -25,8 +25,8 @@ error is at most :data:`GAP_PP` pp above its twin's.
 **A quick plan** pairs a PreResNet design with a WRN design on the same ``n_train``. Its cost
 (:func:`plan_core_seconds`): :data:`SEEDS` seeds x :data:`PRIMARY_SETTINGS` primary settings
 per network, plus :data:`SECONDARY_SHARE` more for secondary runs; each run's training
-CPU-seconds are the design's (the slope of CPU-seconds over epochs between the design and its
-twin, times its epochs), times the measured cost of the noise layers for the four noisy
+CPU-seconds are the design's (its image-passes times the network's CPU-seconds per
+image-pass, :func:`cpu_per_pass`), times the cost of the noise layers for the four noisy
 settings (:data:`NOISE_COST`), divided by ``1 - OUTSIDE_TRAINING`` (at most 15% of a run
 outside training, the faster trainer's goal). It fits when that is at most
 :data:`BUDGET_CORE_S` core-seconds (2 cores x 30 min less set-up, theory targets and report).
@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 __all__ = ["SIZES", "ORDER", "VALIDATION", "run_key", "config_for", "run_one", "designs",
-           "plans", "plan_core_seconds", "wall_minutes", "confirm_plan", "select", "main",
+           "plans", "cpu_per_pass", "plan_core_seconds", "wall_minutes", "confirm_plan", "select", "main",
            "CSV_PATH"]
 
 CSV_PATH = Path(__file__).parent / "data" / "regime_selection.csv"
@@ -77,8 +77,9 @@ FIT_ERROR, GAP_PP, LONGER = 5.0, 2.0, 4
 #: quick's confirmatory plan: seeds x primary settings per network (no dropout, dropout-(a) and
 #: (b) 0.5, one dropout after all BN 0.5, Uout (b) 0.5), plus a share of secondary runs
 SEEDS, PRIMARY_SETTINGS, SECONDARY_SHARE = 10, 5, 0.1
-#: the CPU cost of a noisy run over a no-dropout one (dropout masks; measured on the dropout-(a)
-#: runs of this search where present, this value otherwise)
+#: the CPU cost of a noisy run over a no-dropout one (dropout masks: about 11% of a training
+#: step in a profile of the small networks). The dropout-(a) runs of this search measure it too
+#: (:func:`noise_cost`), within the 10-20% scatter of CPU time on a loaded machine
 NOISE_COST = 1.1
 #: share of a run's time outside the training passes (evaluation, Adjust BN, Fig. 6) allowed by
 #: the faster trainer's goal
@@ -218,6 +219,22 @@ def noise_cost(rows):
     return sum(ratios) / len(ratios) if ratios else NOISE_COST
 
 
+def cpu_per_pass(rows, net, size, batch_size):
+    """CPU-seconds per training image-pass of one network size and batch: the least-squares
+    slope of the no-dropout runs' CPU-seconds over their image-passes (``n_train x epochs``;
+    the intercept is the run's time outside training). Runs on a loaded machine vary by
+    10-20% in CPU time; the slope pools them."""
+    pts = [(int(r["n_train"]) * int(r["epochs"]), _f(r, "cpu_s")) for r in rows
+           if r["placement"] == "none" and r["net"] == net and r["size"] == size
+           and int(r["batch_size"]) == int(batch_size)]
+    if len(pts) < 2:
+        raise ValueError(f"{net} {size} batch {batch_size}: fewer than two runs to fit.")
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return max(sum((x - mx) * (y - my) for x, y in pts) / sxx, 0.0) if sxx else 0.0
+
+
 def _design_key(row, epochs=None):
     return (row["net"], row["size"], int(row["n_train"]), int(row["batch_size"]),
             int(row["epochs"]) if epochs is None else int(epochs))
@@ -225,8 +242,9 @@ def _design_key(row, epochs=None):
 
 def designs(rows):
     """One dict per no-dropout run with a 4x-longer twin: its errors, the twin's validation
-    error, the gap, training CPU-seconds (the slope of CPU-seconds over epochs, twin to run,
-    times the epochs), whether it meets the convergence target and its shortfall (pp)."""
+    error, the gap, training CPU-seconds (:func:`cpu_per_pass` times its image-passes), the
+    rest of its CPU-seconds, whether it meets the convergence target, its shortfall (pp) and
+    its dropout-(a) twin's validation error and training-mode accuracy, if run."""
     base = {_design_key(r): r for r in rows if r["placement"] == "none"}
     out = []
     for key, r in base.items():
@@ -234,8 +252,7 @@ def designs(rows):
         if twin is None:
             continue
         e = int(r["epochs"])
-        slope = (_f(twin, "cpu_s") - _f(r, "cpu_s")) / ((LONGER - 1) * e)
-        train_cpu = max(slope, 0.0) * e
+        train_cpu = cpu_per_pass(rows, r["net"], r["size"], key[3]) * key[2] * e
         gap = _f(r, "validation_error") - _f(twin, "validation_error")
         fit = _f(r, "train_error_inference")
         shortfall = max(0.0, fit - FIT_ERROR) + max(0.0, gap - GAP_PP)
@@ -273,7 +290,7 @@ def plans(rows):
     """Every (PreResNet design, WRN design) pair on the same ``n_train``, with its cost,
     whether it fits :data:`BUDGET_CORE_S`, meets the target, its shortfall and mean error."""
     ds = designs(rows)
-    noise = noise_cost(rows)
+    noise = NOISE_COST
     out = []
     for p in (d for d in ds if d["net"] == "preresnet"):
         for w in (d for d in ds if d["net"] == "wrn" and d["n_train"] == p["n_train"]):
@@ -345,15 +362,17 @@ def summary(rows):
                      f"{d['gap']:5.2f} {d['train_cpu_s']:8.1f} {d['cpu_s']:7.1f} "
                      f"{'yes' if d['meets'] else 'no ':5s}  {a}")
     best, every = select(rows)
-    lines.append(f"noise-layer cost factor {noise_cost(rows):.2f}; budget {BUDGET_CORE_S} "
+    lines.append(f"noise-layer cost factor {NOISE_COST:.2f} (measured here: "
+                 f"{noise_cost(rows):.2f}); budget {BUDGET_CORE_S} "
                  f"core-s for {SEEDS} seeds x {PRIMARY_SETTINGS} settings x 2 networks "
                  f"(+{SECONDARY_SHARE:.0%})")
     for p in sorted(every, key=lambda p: p["core_s"]):
         mark = "  <- selected" if p is best else ""
         target = "meets the target" if p["meets"] else f"short by {p['shortfall']:.2f} pp"
         lines.append(f"plan {p['preresnet']} + {p['wrn']}: {p['core_s']:.0f} core-s "
-                     f"({p['core_s'] / 120:.1f} min on 2 cores; with this search's "
-                     f"per-run overhead {p['core_s_search_overhead'] / 120:.1f}), mean val "
+                     f"(about {wall_minutes(p['core_s']):.0f} min from a bare clone on 2 cores; "
+                     f"with this search's per-run overhead "
+                     f"{wall_minutes(p['core_s_search_overhead']):.0f}), mean val "
                      f"{p['validation_error']:.2f}%, {'fits' if p['fits'] else 'over budget'}, "
                      f"{target}{mark}")
     confirm = confirm_plan(rows)
