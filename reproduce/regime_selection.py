@@ -92,12 +92,10 @@ SIZES = {
     "preresnet": {
         "small": {"depth": 20, "width": 8},   # quick's: bottleneck, 2 blocks/stage, 19 BN
         "d11w8": {"depth": 11, "width": 8},   # bottleneck, 1 block/stage, 10 BN
-        "d11w16": {"depth": 11, "width": 16},  # bottleneck, 1 block/stage, twice as wide
     },
     "wrn": {
         "small": {"depth": 10, "widen_factor": 2, "width": 8},  # quick's WRN-10-2 at base 8
         "10-1": {"depth": 10, "widen_factor": 1, "width": 8},   # half as wide
-        "16-1": {"depth": 16, "widen_factor": 1, "width": 8},   # half as wide, 2 blocks/stage
     },
 }
 
@@ -151,6 +149,14 @@ ORDER[5] = [
     ("preresnet", "d11w8", 1000, 32, 160, "none", 0.0),
     ("preresnet", "d11w8", 1000, 32, 40, "a", 0.5),
     ("preresnet", "d11w8", 2000, 16, 10, "none", 0.0),
+]
+# PreResNet fits in 40 epochs but not in 20, and 40 epochs of 1,000 images with WRN's 20 is
+# over the budget: fewer images for 30 epochs, 600 x 30 for both networks (18,000 image-passes
+# each, within the budget), with their twins (run before stage 5's batch-16 run)
+ORDER[6] = [
+    ("preresnet", "d11w8", 600, 32, 30, "none", 0.0), ("wrn", "small", 600, 32, 30, "none", 0.0),
+    ("preresnet", "d11w8", 600, 32, 120, "none", 0.0),
+    ("wrn", "small", 600, 32, 120, "none", 0.0),
 ]
 
 COLUMNS = ("run", "stage", "net", "size", "size_keywords", "params", "n_train", "n_validation",
