@@ -97,3 +97,12 @@ def test_one_tiny_real_run_is_scored_on_held_out_training_images(tmp_path, monke
     row = rs.run_one(("wrn", "tiny", 300, 32, 1, "none", 0.0), str(tmp_path), data="digits")
     assert row["n_train"] == 300 and row["n_validation"] == 100 and row["params"] > 0
     assert 0 <= row["validation_error"] <= 100 and row["cpu_s"] > 0
+
+
+def test_committed_search_is_the_listed_runs_on_validation_images():
+    rows = rs.read_rows(rs.CSV_PATH)
+    listed = {rs.run_key(*spec): stage for stage, specs in rs.ORDER.items() for spec in specs}
+    assert {r["run"]: int(r["stage"]) for r in rows} == listed  # every listed run, nothing else
+    assert all(int(r["n_validation"]) == rs.VALIDATION for r in rows)
+    best, _ = rs.select(rows)
+    assert best is not None and best["fits"]
