@@ -181,6 +181,11 @@ ORDER[7] = [
 ]
 # the selected plan's WRN (600 x 30) with dropout-(a) 0.5
 ORDER[8] = [("wrn", "small", 600, 32, 30, "a", 0.5)]
+# the most images the budget holds for PreResNet 40 and WRN 20 epochs: 700, with the twins
+ORDER[9] = [
+    ("preresnet", "d11w8", 700, 32, 40, "none", 0.0), ("wrn", "small", 700, 32, 20, "none", 0.0),
+    ("preresnet", "d11w8", 700, 32, 160, "none", 0.0), ("wrn", "small", 700, 32, 80, "none", 0.0),
+]
 
 COLUMNS = ("run", "stage", "net", "size", "size_keywords", "params", "n_train", "n_validation",
            "epochs", "batch_size", "lr", "warmup_epochs", "placement", "rate", "seed",
