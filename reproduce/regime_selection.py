@@ -54,8 +54,7 @@ about 29 min with 0.4 pp more (single-seed differences of this size are noise). 
 0.5 on the selected designs: validation 34.0% and 75.7%.
 Batch 16 did not fit faster than 32 (PreResNet d11w8 at 2,000 x 10: 17.1% training error
 against 16.3%). The same networks on 1,000 images (40 and 20 epochs, 21.6% mean validation
-error) need about 40 min, on 2,000 about
-76 min (PreResNet's twin there unrun).
+error) need about 40 min, on 2,000 about 76 min (PreResNet's twin there unrun).
 
 Run (resumable: a CSV row per finished run, finished runs are skipped; an interrupted run
 starts again, so that its CPU-seconds are a whole run's)::
