@@ -1,6 +1,7 @@
-"""The converged reference of the quick profile: how far quick's networks are from convergence.
+"""The converged reference of the pilot (quick's first design): how far its networks are from
+convergence.
 
-For each network quick trains or trained (PreResNet and WRN; DenseNet-BC until quick dropped it
+For each network the pilot trained (PreResNet and WRN; DenseNet-BC until quick dropped it
 to fit its budget, its row kept), at their small sizes, the no-dropout
 network is trained once (seed 0) on quick's 4,000 Fashion-MNIST training images with the
 recipe quick uses, for :data:`EPOCHS` epochs (7.5 times quick's 4; WRN, the cheapest, 50), and
@@ -26,8 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["EPOCHS", "NETWORKS", "COLUMNS", "config_for", "run_one", "main", "CSV_PATH"]
+__all__ = ["PROFILE", "EPOCHS", "NETWORKS", "COLUMNS", "config_for", "run_one", "main", "CSV_PATH"]
 
+#: the profile whose networks, images and recipe the reference trains longer
+PROFILE = "pilot"
 #: the networks with a reference: quick's, and DenseNet-BC, which quick trained until 2026-12-02
 NETWORKS = ("preresnet", "wrn", "densenet_bc")
 #: 7.5 times quick's 4 epochs (WRN, the cheapest, was run for 50: ``--epochs 50``)
@@ -39,10 +42,10 @@ COLUMNS = ("net", "data", "n_train", "n_test", "epochs", "batch_size", "schedule
 
 
 def config_for(net, epochs=EPOCHS):
-    """The trainer config of ``net``'s reference: quick's data, size and recipe, ``epochs``."""
+    """The trainer config of ``net``'s reference: the pilot's data, size and recipe, ``epochs``."""
     from reproduce.profiles import get_profile
 
-    quick = get_profile("quick")
+    quick = get_profile(PROFILE)
     overrides = {**quick.recipe, "epochs": int(epochs)}  # the warm-up keeps its length
     return {"net": net, "size": "small", "placement": "none", "rate": 0.0,
             "data": quick.data[0], "recipe": quick.recipe_kind, "overrides": overrides,

@@ -216,7 +216,7 @@ def config_for(net, size, n_train, batch_size, epochs, placement="none", rate=0.
             "rate": float(rate), "data": data, "recipe": "cpu",
             "overrides": recipe(net, batch_size, epochs), "seed": seed,
             "subset": {"n_train": n_train + VALIDATION, "n_test": 1},
-            "validation": VALIDATION, "adjust": False, "epoch_eval": False,
+            "validation": VALIDATION, "epoch_eval": False,
             "train_eval_samples": None, "stats_samples": 256, "threads": 1}
 
 

@@ -586,8 +586,14 @@ def regime_lines(out_dir, profile, reference=None):
         return []
     t = pd.read_csv(table)
     base = t[t.rate == 0.0].drop_duplicates(["net", "data"])  # the shared no-dropout runs
-    ref = _reference(reference)
-    epochs = (getattr(profile, "recipe", None) or {}).get("epochs", "?")
+    from reproduce.converged import PROFILE as REFERENCE_PROFILE
+
+    # the reference trains the reference profile's networks on its images: no other profile's
+    ref = _reference(reference) if reference is not None or profile.name == REFERENCE_PROFILE else {}
+    recipes = {net: {**(getattr(profile, "recipe", None) or {}),
+                     **(getattr(profile, "net_recipe", None) or {}).get(net, {})}
+               for net in getattr(profile, "networks", ())}
+    epochs = "/".join(sorted({str(r.get("epochs", "?")) for r in recipes.values()})) or "?"
     lines = ["## Regime: how far the networks are from convergence", "",
              f"| network | data | {profile.name}: no-dropout test error (%), {epochs} epochs | "
              "converged reference (%) | reference epochs |", "|---|---|---|---|---|"]
@@ -602,7 +608,10 @@ def regime_lines(out_dir, profile, reference=None):
             gaps.append(r.test_error_mean - err)
     gap = (f"{profile.name}'s baselines are {min(gaps):.1f}-{max(gaps):.1f} pp above the "
            "converged reference" if gaps else
-           "the converged reference has not been measured (reproduce/data/converged_reference.csv)")
+           "the converged reference of these networks on these images has not been measured "
+           "(reproduce/data/converged_reference.csv holds the pilot's); on validation images "
+           "they fit their training images and are within 2 pp of the same networks trained 4x "
+           "longer (reproduce/data/regime_selection.csv)")
     lines += ["", f"What this means: {gap}. The paper's networks are trained to convergence on "
               "CIFAR; these small networks are trained for a budget of minutes, so their errors "
               "are higher and dropout's harm and Adjust BN's gain are larger, in percentage "

@@ -142,7 +142,7 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         param: value,
         "data": data or profile.data[0],
         "recipe": profile.recipe_kind,
-        "overrides": dict(profile.recipe),
+        "overrides": {**profile.recipe, **profile.net_recipe.get(net, {})},
         "seed": int(seed),
         "save_model": bool(save_model),
         "train_eval_samples": profile.eval_samples,

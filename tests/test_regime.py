@@ -39,8 +39,8 @@ def test_committed_selection_chose_quick_s_recipe():
         assert ours == recipe_for(net, "cpu", **overrides)
 
 
-def test_converged_reference_is_quick_s_baseline_trained_longer():
-    quick = profiles.get_profile("quick")
+def test_converged_reference_is_the_pilot_s_baseline_trained_longer():
+    quick = profiles.get_profile(converged.PROFILE)
     for net in converged.NETWORKS:
         ref = converged.config_for(net)
         base = run_spec(quick, net, seed=0).config

@@ -107,9 +107,6 @@ def test_quick_budget_is_written_from_the_measured_costs():
     assert all(s.config["epoch_eval"] == (unsaved(s) in fig5) for s in specs)
 
 
-@pytest.mark.xfail(reason="the confirmatory quick (10 seeds, Tables 4 and 6 on both networks) "
-                          "fits 30 min only with the faster trainer's refitted RUN_COST",
-                   strict=False)
 def test_quick_fits_its_budget():
     assert profiles.estimate_minutes(profiles.get_profile("quick")) <= 27.0  # <= 30 with margin
 
