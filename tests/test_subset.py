@@ -84,3 +84,15 @@ def test_load_and_the_trainer_draw_per_seed():
 def test_bad_subsets_are_named(subset, message):
     with pytest.raises(ValueError, match=message):
         vdata.check_subset(subset)
+
+
+def test_numpy_integers_are_counts_and_bools_are_not():
+    from varshift.data.subset import check_subset
+
+    got = check_subset({"n_train": np.int64(100), "n_test": np.int32(50),
+                        "test_exclude": {"n_test": np.int64(4), "seed": np.int64(0)}})
+    assert got["n_train"] == 100 and type(got["n_train"]) is int
+    assert got["test_exclude"] == {"n_test": 4, "seed": 0}
+    for bad in (True, np.float64(3.0), 0):
+        with pytest.raises(ValueError, match="n_train"):
+            check_subset({"n_train": bad})

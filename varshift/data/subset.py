@@ -67,9 +67,12 @@ TRAIN_DRAWS = ("fixed", "per_seed")
 
 
 def _check_count(key, value):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    """``value`` as an ``int`` (numpy integers accepted), or ``None``."""
+    if value is not None and (isinstance(value, (bool, np.bool_))
+                              or not isinstance(value, (int, np.integer)) or value < 1):
         raise ValueError(f"Argument `subset` must hold positive integers; received "
                          f"subset[{key!r}]={value!r}.")
+    return None if value is None else int(value)
 
 
 def check_subset(subset):
@@ -86,8 +89,7 @@ def check_subset(subset):
     if not isinstance(subset, dict) or not set(subset) <= keys:
         raise ValueError("Argument `subset` must be None or a dict with some of the keys "
                          f"{sorted(keys)}; received subset={subset!r}.")
-    for key in ("n_train", "n_test"):
-        _check_count(key, subset.get(key))
+    counts = {key: _check_count(key, subset.get(key)) for key in ("n_train", "n_test")}
     draw = subset.get("train_draw", "fixed")
     if draw not in TRAIN_DRAWS:
         raise ValueError(f"Argument `subset['train_draw']` must be one of {list(TRAIN_DRAWS)}; "
@@ -97,13 +99,14 @@ def check_subset(subset):
         if not isinstance(exclude, dict) or set(exclude) != {"n_test", "seed"}:
             raise ValueError("Argument `subset['test_exclude']` must be None or a dict "
                              f"{{'n_test': M, 'seed': s}}; received {exclude!r}.")
-        _check_count("test_exclude.n_test", exclude["n_test"])
+        n_excluded = _check_count("test_exclude.n_test", exclude["n_test"])
         seed = exclude["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+                or seed < 0:
             raise ValueError("Argument `subset['test_exclude']['seed']` must be an integer "
                              f">= 0; received {seed!r}.")
-    return {"n_train": subset.get("n_train"), "n_test": subset.get("n_test"),
-            "train_draw": draw, "test_exclude": None if exclude is None else dict(exclude)}
+        exclude = {"n_test": n_excluded, "seed": int(seed)}
+    return {**counts, "train_draw": draw, "test_exclude": exclude}
 
 
 def take_subset(train, test, subset, seed=0, *, run_seed=None):
