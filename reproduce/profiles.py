@@ -404,8 +404,9 @@ QUICK_NOTE = (
     "(reproduce/data/regime_selection.csv), where both no-dropout networks fit their training "
     "images (training error 0.8% and 2.8%) and are within 2 pp of the same networks trained "
     "4x longer; no dropout and dropout-(a) and -(b) 0.5 on both networks, Tables 4 and 6 at "
-    "0.5 on WRN only (both networks would take about 34 min), every seed; the per-epoch evaluation and the shift measurement read "
-    "{eval_samples} training images, Adjust BN all {n_train:,}. "
+    "0.5 on WRN only (both networks would take about 34 min), every seed; the per-epoch "
+    "evaluation and the shift measurement read {eval_samples} training images, Adjust BN all "
+    "{n_train:,}. "
     "{runs} runs; estimate from the per-run wall times in RUN_COST (profiles.estimate_minutes): "
     "about {minutes:.0f} min on a 2-core machine as 2 single-threaded processes, of which "
     "about {fixed:.0f} min theory targets and report building.")

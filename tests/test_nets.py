@@ -1,7 +1,6 @@
 """The paper's four CIFAR networks: sizes, BN counts, placements, training and saving."""
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -71,7 +70,6 @@ def test_full_size_parameter_and_bn_counts_match_table2(keras):
         "wrn": (36.48e6, 25),
         "densenet_bc": (0.77e6, 99),
     }
-    start = time.perf_counter()
     for name, (params, bns) in expected.items():
         model = nets.build(name)
         assert nets.bn_count(model) == bns, name
@@ -83,7 +81,6 @@ def test_full_size_parameter_and_bn_counts_match_table2(keras):
     model = nets.build("preresnet", depth=110)
     assert nets.bn_count(model) == 109
     assert abs(nets.trainable_params(model) - 1.73e6) / 1.73e6 < 0.01
-    assert time.perf_counter() - start < 120  # building stays cheap (no training)
 
 
 def test_cifar100_head_and_input_shape(keras):
