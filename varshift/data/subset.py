@@ -115,7 +115,7 @@ def take_subset(train, test, subset, seed=0, *, run_seed=None):
     Args:
         train, test: ``(x, y)`` pairs.
         subset: ``{"n_train": N, "n_test": M, "train_draw": ..., "test_exclude": ...}``
-            (:func:`check_subset`; missing keys take their defaults).
+            (``check_subset``; missing keys take their defaults).
         seed: selection seed of the test images, and of the training images unless
             ``train_draw="per_seed"``; the same for every run, so runs differ only in their
             own seed.

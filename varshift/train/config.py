@@ -135,7 +135,7 @@ class RunConfig:
             each): measurements added to the record's ``final`` block at the end of the run,
             in the order of their names. :func:`varshift.train.run` receives the callables
             (``evaluations={name: hook}``) for exactly these names; see
-            :mod:`varshift.train.evaluation`. ``{}``: none.
+            :class:`~varshift.train.EvaluationContext`. ``{}``: none.
     """
 
     net: str = "preresnet"

@@ -69,7 +69,7 @@ def check_hooks(names, evaluations):
 class EvaluationContext:
     """What an evaluation hook sees besides the trained model.
 
-    Attributes:
+    Args:
         config: the run's :class:`~varshift.train.RunConfig`.
         recipe: its resolved :class:`~varshift.train.Recipe`.
         params: this hook's parameters (``config.evaluations[name]``).

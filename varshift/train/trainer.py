@@ -14,7 +14,7 @@ JSON-ready record:
 - ``final``: test error (%), the inference-mode error of the fixed training subset
   (``train_error_inference``), the per-BN-layer shift (:func:`varshift.measure_shift`, on
   ``stats_samples`` training images augmented as in training) and whatever the run's
-  evaluation hooks add (:mod:`varshift.train.evaluation`: ``RunConfig.evaluations`` names
+  evaluation hooks add (:class:`~varshift.train.EvaluationContext`: ``RunConfig.evaluations`` names
   them, :func:`run` receives them);
 - ``config``, ``data`` (name, source, sizes), ``versions``, ``wall_time``, ``seed``.
 
@@ -92,7 +92,7 @@ def run(config, *, evaluations=None, out_dir=None, progress=True, resume=True,
         config: a :class:`RunConfig` or a dict of its fields (recipe fields such as
             ``epochs`` may be given at the top level).
         evaluations: ``{name: hook(model, context) -> dict}`` for exactly the hooks
-            ``config.evaluations`` names (:mod:`varshift.train.evaluation`); each hook's items
+            ``config.evaluations`` names (:class:`~varshift.train.EvaluationContext`); each hook's items
             are added to ``final``. Checked before any work.
         out_dir: folder for ``checkpoint_{epoch}.keras`` + ``progress.json`` (after every
             epoch; only the latest checkpoint is kept, and removed once the record is written),
