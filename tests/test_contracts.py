@@ -78,6 +78,39 @@ def test_the_docs_table_is_generated_from_the_declarations():
     assert "{varshift-contracts}" in (ROOT / "docs" / "api.md").read_text()
 
 
+def test_the_torch_api_is_declared_and_in_the_table():
+    pytest.importorskip("torch")
+    import varshift.torch as vt
+
+    undeclared = [n for n in vt.__all__ if not hasattr(getattr(vt, n), "__contract__")
+                  and not hasattr(getattr(getattr(vt, n), "__init__", None), "__contract__")]
+    assert undeclared == []
+    table = C.contract_table()
+    assert "| `varshift.torch.measure_shift` | `model` | a PyTorch model (torch.nn.Module)" in table
+    assert "| `varshift.torch.recalibrate_bn` | `mode` | one of `'one_pass'`, `'sequential'` |" \
+        in table.splitlines()
+    assert "| `varshift.torch.audit` | `example_inputs` |" in table
+
+
+def test_a_module_whose_optional_package_is_missing_is_left_out(monkeypatch):
+    import sys
+
+    names = [m for m in sys.modules if m == "varshift.torch" or m.startswith("varshift.torch.")]
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch: ModuleNotFoundError
+    monkeypatch.setattr(C, "REGISTRY", {q: c for q, c in C.REGISTRY.items()
+                                        if not q.startswith("varshift.torch.")})
+    found = C.contracts()
+    assert "varshift.diagnostics.shift.measure_shift" in found
+    assert not any(q.startswith("varshift.torch.") for q in found)
+    assert "varshift.torch" in C.CONTRACT_MODULES
+    # a missing package that is not the module's optional one is an error
+    monkeypatch.setitem(C.OPTIONAL_REQUIRES, "varshift.torch", "another_package")
+    with pytest.raises(ModuleNotFoundError, match="torch"):
+        C.contracts()
+
+
 # --------------------------------------------------------------------- valid base arguments
 
 @pytest.fixture(scope="module")
@@ -90,11 +123,25 @@ def bases(tmp_path_factory):
     d = tmp_path_factory.mktemp("contracts")
     model.save(d / "m.keras")
     np.save(d / "x.npy", x)
-    return {"model": model, "x": x, "dir": d,
-            "images": np.zeros((4, 2, 2, 1), "uint8"), "labels": np.zeros(4, "int64")}
+    out = {"model": model, "x": x, "dir": d,
+           "images": np.zeros((4, 2, 2, 1), "uint8"), "labels": np.zeros(4, "int64")}
+    if any(q.startswith("varshift.torch.") for q in DECLARED):
+        import torch
+        from torch import nn
+
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.BatchNorm1d(8)).eval()
+        out["torch"] = {"model": net, "data": torch.from_numpy(x),
+                        "example_inputs": torch.from_numpy(x[:4])}
+        out["torch_state"] = {k: v.clone() for k, v in net.state_dict().items()}
+    return out
 
 
-def _valid(constraint, bases):
+def _valid(declared, name, bases):
+    """A valid value of the required argument ``name`` of ``declared``."""
+    if declared.qualname.startswith("varshift.torch.") and name in bases["torch"]:
+        return bases["torch"][name]
+    constraint = declared.params[name]
     if isinstance(constraint, C.Instance) and "keras:Model" in constraint.targets:
         return bases["model"]
     if isinstance(constraint, C.Data):
@@ -111,7 +158,7 @@ def _call(declared, bases, name, value):
     kwargs = {}
     for pname, p in params.items():
         if p.default is inspect.Parameter.empty and pname in declared.params:
-            kwargs[pname] = _valid(declared.params[pname], bases)
+            kwargs[pname] = _valid(declared, pname, bases)
     if declared.qualname.endswith("make_dataset"):
         kwargs.update(y=bases["labels"], batch_size=2, training=False)
     kwargs[name] = value
@@ -151,6 +198,10 @@ def test_every_declared_constraint_refuses_its_violations(bases, qualname, name,
         _call(declared, bases, name, violation.value)
     text = _one_line(str(err.value))
     assert f"`{name}`" in text, text
+    if qualname.startswith("varshift.torch."):  # the model is untouched, and its mode too
+        net = bases["torch"]["model"]
+        assert not net.training
+        assert all(v.equal(bases["torch_state"][k]) for k, v in net.state_dict().items())
     if violation.error is C.ArgumentTypeError:
         assert isinstance(err.value, TypeError), (type(err.value), text)
     else:

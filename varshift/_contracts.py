@@ -48,14 +48,17 @@ from varshift._validate import ArgumentTypeError
 __all__ = ["Constraint", "Integer", "Real", "Boolean", "Options", "Optional", "AnyOf", "Shape",
            "InputPath", "OutputPath", "Instance", "Data", "Mapping", "Function", "Array",
            "contract", "Contract",
-           "REGISTRY", "CONTRACT_MODULES", "contracts", "contract_table", "Violation"]
+           "REGISTRY", "CONTRACT_MODULES", "OPTIONAL_REQUIRES", "contracts", "contract_table", "Violation"]
 
 #: qualified name -> :class:`Contract`, filled as the modules that declare contracts import
 REGISTRY: dict = {}
 #: the modules whose callables declare contracts (imported by :func:`contracts`)
 CONTRACT_MODULES = ("varshift.theory", "varshift.layers", "varshift.models", "varshift.demo",
                     "varshift.diagnostics", "varshift.callbacks", "varshift.nets",
-                    "varshift.data.pipeline", "varshift.cli")
+                    "varshift.data.pipeline", "varshift.cli", "varshift.torch")
+#: module -> the optional package it needs: :func:`contracts` leaves the module out where that
+#: package is not installed (``varshift.torch`` in an environment without PyTorch)
+OPTIONAL_REQUIRES = {"varshift.torch": "torch"}
 
 
 class Violation:
@@ -712,9 +715,20 @@ def contract(*, cli=False, **params):
 
 
 def contracts() -> dict:
-    """Every declared :class:`Contract` (the modules of :data:`CONTRACT_MODULES` imported)."""
+    """Every declared :class:`Contract` (the modules of :data:`CONTRACT_MODULES` imported).
+
+    A module of :data:`OPTIONAL_REQUIRES` whose optional package is not installed is left out
+    (with its declarations); any other failure to import is raised.
+    """
     for name in CONTRACT_MODULES:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            needs = OPTIONAL_REQUIRES.get(name)
+            if needs is None or (err.name or "").partition(".")[0] != needs:
+                raise
+            for qualname in [q for q in REGISTRY if q.startswith(name + ".")]:
+                del REGISTRY[qualname]  # declared by a submodule imported before the failure
     return dict(REGISTRY)
 
 
@@ -723,6 +737,8 @@ def _public_name(qualname):
              "varshift.", "varshift.diagnostics.recalibrate.": "varshift.",
              "varshift.diagnostics.correct.": "varshift.", "varshift.callbacks.": "varshift.",
              "varshift.layers.": "varshift.", "varshift.data.pipeline.": "varshift.data.",
+             "varshift.torch.audit.": "varshift.torch.", "varshift.torch.shift.":
+             "varshift.torch.", "varshift.torch.recalibrate.": "varshift.torch.",
              "varshift.cli.": "varshift "}
     for prefix, public in short.items():
         if qualname.startswith(prefix):

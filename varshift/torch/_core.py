@@ -19,9 +19,12 @@ from torch.nn import functional as F  # noqa: N812
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from varshift import _validate
+from varshift._contracts import Constraint, Function, Instance, Optional, Violation
+from varshift._validate import ArgumentTypeError
 
 __all__ = ["bn_modules", "noise_of", "is_bn", "is_normalization", "check_model", "check_data",
-           "check_forward_fn", "batches", "pass_modes", "forward_for", "default_forward",
+           "check_example_inputs", "MODEL", "DATA", "EXAMPLE_INPUTS", "FORWARD_FN", "batches",
+           "pass_modes", "forward_for", "default_forward",
            "model_device", "unwrap", "NOISE_MODULES", "NOISE_FUNCTIONS"]
 
 #: dropout-family modules -> the varshift noise kind (:data:`varshift.noise.NOISES`)
@@ -86,11 +89,8 @@ def model_device(model):
 # ---------------------------------------------------------------------------------- checks
 
 def check_model(model, name="model"):
-    """An ``nn.Module`` with at least one BN module (with running statistics); returned unwrapped."""
-    if not isinstance(model, nn.Module):
-        what = "missing (received None)" if model is None else \
-            f"received {_validate.describe(model)}"
-        raise TypeError(f"Argument `{name}` must be a PyTorch model (torch.nn.Module); {what}.")
+    """What the declaration (:data:`MODEL`) cannot say of an ``nn.Module``: its lazy modules are
+    initialised and it has at least one BN module with running statistics; returned unwrapped."""
     model = unwrap(model)
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
         raise ValueError(f"Argument `{name}` ({type(model).__name__}) has uninitialised lazy "
@@ -102,24 +102,16 @@ def check_model(model, name="model"):
     return model
 
 
-def check_forward_fn(forward_fn, name="forward_fn"):
-    """``None`` or a callable ``forward_fn(model, batch)``."""
-    if forward_fn is not None and not callable(forward_fn):
-        raise TypeError(f"Argument `{name}` must be None or a callable forward_fn(model, batch); "
-                        f"received {_validate.describe(forward_fn)}.")
-    return forward_fn
-
-
 def _check_array(name, a):
     """A numeric torch tensor or numpy array with at least one sample; returned as a tensor."""
     if not isinstance(a, torch.Tensor):
         arr = np.asarray(a) if isinstance(a, np.ndarray) else None
         if arr is None or not _validate.is_numeric_dtype(arr.dtype):
-            raise TypeError(f"Argument `{name}` must hold numbers (a tensor or numpy array of a "
+            raise ArgumentTypeError(f"Argument `{name}` must hold numbers (a tensor or numpy array of a "
                             f"bool, int or float dtype); received {_validate.describe(a)}.")
         a = torch.from_numpy(np.ascontiguousarray(arr))
     if a.is_complex():
-        raise TypeError(f"Argument `{name}` must hold real numbers; received a tensor of dtype "
+        raise ArgumentTypeError(f"Argument `{name}` must hold real numbers; received a tensor of dtype "
                         f"{a.dtype}.")
     if a.ndim == 0 or a.shape[0] == 0:
         raise ValueError(f"Argument `{name}` must hold at least one sample (a non-empty first "
@@ -137,8 +129,8 @@ def check_data(data, name="data"):
     if data is None or isinstance(data, (str, bytes, numbers.Number, dict)):
         what = "missing (received None)" if data is None else \
             f"received {_validate.describe(data)}"
-        raise TypeError(f"Argument `{name}` must be a tensor or numpy array of samples, an "
-                        f"(x, y) tuple of them, or an iterable of batches (a DataLoader); {what}.")
+        raise ArgumentTypeError(f"Argument `{name}` must be a tensor or numpy array of samples, "
+                                f"an (x, y) tuple of them, or an iterable of batches (a DataLoader); {what}.")
     if isinstance(data, tuple) and 1 <= len(data) <= 3 and \
             isinstance(data[0], (torch.Tensor, np.ndarray)):
         data = data[0]
@@ -148,10 +140,71 @@ def check_data(data, name="data"):
         raise ValueError(f"Argument `{name}` must hold at least one batch; received an empty "
                          f"{type(data).__name__}.")
     if not hasattr(data, "__iter__") or iter(data) is data:
-        raise TypeError(f"Argument `{name}` must be re-iterable (a DataLoader or a list of "
-                        "batches; a generator can be read only once, pass list(generator)); "
-                        f"received {_validate.describe(data)}.")
+        raise ArgumentTypeError(f"Argument `{name}` must be re-iterable (a DataLoader or a list "
+                                "of batches; a generator can be read only once, pass "
+                                f"list(generator)); received {_validate.describe(data)}.")
     return data
+
+
+def check_example_inputs(example_inputs, name="example_inputs"):
+    """One batch of a model's positional inputs: a tensor, or a non-empty tuple or list of
+    inputs of which at least one is a tensor; returned as a tuple."""
+    items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if not items or not any(isinstance(t, torch.Tensor) for t in items):
+        raise ArgumentTypeError(f"Argument `{name}` must be a tensor or a tuple of the model's "
+                                "positional inputs (one batch); received "
+                                f"{_validate.describe(example_inputs)}.")
+    return tuple(items)
+
+
+class _Data(Constraint):
+    """Data for a PyTorch model (:func:`check_data`), converted to one form: a tensor of
+    samples or a re-iterable of batches. Checked here alone (kind, dtype, at least one
+    sample); NaN and infinity as the batches stream, by the callable itself."""
+
+    def check(self, name, value):
+        return check_data(value, name)
+
+    def describe(self):
+        return ("tensor or numpy array of samples, an `(x, y)` tuple of them, or a re-iterable "
+                "of batches (DataLoader); numeric, finite, at least one sample")
+
+    def violations(self, tmp=None):
+        kind, bad = ArgumentTypeError, ValueError
+        return [Violation("not data", kind, "wrong kind: 'not data'"),
+                Violation(None, kind, "wrong kind: None"),
+                Violation(np.array([["a"] * 5] * 4), kind, "strings"),
+                Violation((i for i in range(3)), kind, "a generator (read once)"),
+                Violation(np.zeros((0, 5), "float32"), bad, "empty"),
+                Violation([], bad, "no batch"),
+                Violation(np.full((4, 5), np.nan, "float32"), bad, "NaN (found while streaming)")]
+
+
+class _ExampleInputs(Constraint):
+    """One batch of the model's positional inputs (:func:`check_example_inputs`); whether it
+    fits the model is found by running it."""
+
+    def check(self, name, value):
+        return check_example_inputs(value, name)
+
+    def describe(self):
+        return ("tensor or tuple of the model's positional inputs (one batch, at least one "
+                "tensor); fits the model")
+
+    def violations(self, tmp=None):
+        kind = ArgumentTypeError
+        return [Violation("x", kind, "wrong kind: 'x'"), Violation(None, kind, "wrong kind: None"),
+                Violation((), kind, "empty tuple"), Violation((1, 2), kind, "no tensor")]
+
+
+#: a PyTorch model (named lazily); that it has BN modules is checked by :func:`check_model`
+MODEL = Instance("torch.nn:Module", what="a PyTorch model (torch.nn.Module) with BatchNorm modules")
+#: what :func:`varshift.torch.measure_shift` and :func:`varshift.torch.recalibrate_bn` read
+DATA = _Data()
+#: what :func:`varshift.torch.audit` runs the model on
+EXAMPLE_INPUTS = _ExampleInputs()
+#: ``forward_fn(model, batch)`` or ``None``
+FORWARD_FN = Optional(Function("a callable forward_fn(model, batch)"))
 
 
 # --------------------------------------------------------------------------------- batches

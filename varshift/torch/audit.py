@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from varshift import theory
+from varshift._contracts import contract
 from varshift.noise import noise_variance
-from varshift.torch._core import check_model, model_device
+from varshift.torch._core import EXAMPLE_INPUTS, MODEL, check_model, model_device
 from varshift.torch._trace import fx_graph, fx_shapes, recorded_graph
 
 __all__ = ["audit", "AUDIT_COLUMNS", "CASES"]
@@ -46,14 +47,8 @@ AUDIT_COLUMNS = [
 ]
 
 
-def _example_inputs(example_inputs, model):
-    """A tuple of positional inputs, floating tensors moved to the model's device and dtype."""
-    items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    if not items or not any(isinstance(t, torch.Tensor) for t in items):
-        from varshift._validate import describe
-
-        raise TypeError("Argument `example_inputs` must be a tensor or a tuple of the model's "
-                        f"positional inputs (one batch); received {describe(example_inputs)}.")
+def _example_inputs(items, model):
+    """The checked positional inputs, floating tensors moved to the model's device and dtype."""
     device, dtype, _ = model_device(model)
     return tuple(t.to(device=device, dtype=dtype) if isinstance(t, torch.Tensor)
                  and t.is_floating_point() else t for t in items)
@@ -151,6 +146,7 @@ def _frame(rows, message):
     return df
 
 
+@contract(model=MODEL, example_inputs=EXAMPLE_INPUTS)
 def audit(model, example_inputs):
     r"""List every (BatchNorm, dropout) pair of a PyTorch model and classify its path.
 

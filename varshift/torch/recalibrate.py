@@ -26,12 +26,13 @@ import copy
 
 import torch
 
-from varshift import _validate
+from varshift._contracts import COUNT, Boolean, Instance, Integer, Optional, Options, contract
 from varshift.torch._core import (
+    DATA,
+    FORWARD_FN,
+    MODEL,
     batches,
     bn_modules,
-    check_data,
-    check_forward_fn,
     check_model,
     forward_for,
     model_device,
@@ -44,6 +45,8 @@ __all__ = ["recalibrate_bn", "StatsHandle", "MODES"]
 MODES = ("one_pass", "sequential")
 
 
+@contract(model=MODEL, saved=Optional(Instance(list, what="the saved statistics, a list of "
+                                               "(BN module, its buffers)")))
 class StatsHandle:
     """What ``recalibrate_bn(..., inplace=True)`` returns: ``remove()`` puts back the BN
     statistics the model had before (AIMET's handle convention); also a context manager
@@ -120,6 +123,9 @@ def _sequential(model, run):
         _write([again])
 
 
+@contract(model=MODEL, data=DATA, mode=Options(*MODES), noise=Boolean(),
+          max_samples=Optional(COUNT), inplace=Boolean(), batch_size=COUNT, progress=Boolean(),
+          seed=Integer(0, 2**64 - 1), forward_fn=FORWARD_FN)
 def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=None,
                    inplace=False, batch_size=256, progress=False, seed=0, forward_fn=None):
     r"""Re-estimate every BN module's running mean and variance from data ("Adjust BN").
@@ -186,15 +192,8 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
         True
     """
     net = check_model(model)
-    data = check_data(data)
-    _validate.check_choice("mode", mode, MODES)
-    noise = _validate.check_bool("noise", noise)
-    inplace = _validate.check_bool("inplace", inplace)
-    options = {"batching": {"batch_size": _validate.check_positive_int("batch_size", batch_size),
-                            "max_samples": _validate.check_max_samples(max_samples)},
-               "progress": _validate.check_bool("progress", progress)}
-    seed = _validate.check_seed(seed, allow_none=False, maximum=None)
-    check_forward_fn(forward_fn)
+    options = {"batching": {"batch_size": batch_size, "max_samples": max_samples},
+               "progress": progress}
     if noise and mode != "one_pass":
         raise ValueError(f"Argument `noise` applies to mode='one_pass' only; received "
                          f"noise={noise!r} with mode={mode!r}.")

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift import _validate
+from varshift._contracts import COUNT, Boolean, Optional, contract
 from varshift.torch._core import (
+    DATA,
+    FORWARD_FN,
+    MODEL,
     batches,
     bn_modules,
-    check_data,
-    check_forward_fn,
     check_model,
     forward_for,
     pass_modes,
@@ -68,6 +69,8 @@ def _row(i, m, per_channel):
     return row
 
 
+@contract(model=MODEL, data=DATA, batch_size=COUNT, per_channel=Boolean(),
+          max_samples=Optional(COUNT), progress=Boolean(), forward_fn=FORWARD_FN)
 def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples=None,
                   progress=False, forward_fn=None):
     r"""Per-BN-module variance shift of a trained PyTorch model on data (Fig. 1/4 statistic).
@@ -119,12 +122,6 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         [['1', 4]]
     """
     net = check_model(model)
-    data = check_data(data)
-    batch_size = _validate.check_positive_int("batch_size", batch_size)
-    per_channel = _validate.check_bool("per_channel", per_channel)
-    max_samples = _validate.check_max_samples(max_samples)
-    progress = _validate.check_bool("progress", progress)
-    check_forward_fn(forward_fn)
     import pandas as pd
 
     with pass_modes(net, bn_train=False, noise=False):
