@@ -365,7 +365,8 @@ PROFILES["pilot"] = replace(
     description="the exploratory pilot: quick's first design (PreResNet and WRN, seeds 0-4, "
                 "Tables 4 and 6 on WRN only, 4,000 test images); published records, never "
                 "confirmatory",
-    budget_note=PILOT_NOTE, config_layout="fields")
+    budget_note=PILOT_NOTE, config_layout="fields",
+    backend="tensorflow")  # its records were trained on TensorFlow, whatever KERAS_BACKEND says
 
 #: seeds of the confirmatory quick profile: the most that any primary claim needs for 80% power
 #: at the pilot's effect and spread (``python -m reproduce power``)
