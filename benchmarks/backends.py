@@ -13,7 +13,7 @@ For each backend installed (each measured in its own process, ``KERAS_BACKEND`` 
 
     python benchmarks/backends.py [--images 10000] [--blocks 10] [--backends tensorflow,jax]
 
-The machine is shared (other processes compete for the cores): compare the ratios, which are
+On a shared machine other processes compete for the cores: compare the ratios, which are
 taken within one process, more than the absolute seconds.
 """
 

@@ -1,9 +1,9 @@
 """``python -m reproduce bundle``: one folder that runs a profile on a bare GPU machine.
 
-The GPU machine this project can be lent (one NVIDIA H200, Python 3.12 with JAX, no
-TensorFlow, no Keras, no network) installs nothing but wheels carried to it. ::
+The target machine (one NVIDIA H200, Python 3.12 with JAX, no TensorFlow, no Keras, no
+network) installs nothing but wheels carried to it. ::
 
-    python -m reproduce bundle --profile gpu --out .bundle     # here, online once
+    python -m reproduce bundle --profile gpu --out .bundle     # online, once
     bash .bundle/run.sh                                        # there (or anywhere)
 
 writes into ``--out``:
@@ -26,8 +26,8 @@ writes into ``--out``:
 - ``README.txt``: the same instructions, and ``bundle.json``: what is inside (sizes,
   sha256, the commit, the options).
 
-The bundle must stay under 60 MiB (what travels to the GPU machine is limited to 64 MiB with
-the repository); the command prints its size and fails with one line if it is over.
+The bundle must stay under 60 MiB (what travels to the target machine is limited to 64 MiB
+with the repository); the command prints its size and fails with one line if it is over.
 """
 
 from __future__ import annotations
@@ -47,17 +47,17 @@ __all__ = ["WHEELS", "PLATFORMS", "LIMIT_MIB", "KEY_TARGETS", "BundleError", "wr
            "fetch_wheels", "main"]
 
 #: the wheels a machine with Python and JAX but no Keras needs (Keras and its requirements,
-#: pinned to the versions tested here; numpy comes with JAX)
+#: pinned to the versions the test suite runs with; numpy comes with JAX)
 WHEELS = {
     "keras": "3.15.1", "namex": "0.1.0", "optree": "0.20.0", "absl-py": "2.5.1",
     "rich": "15.0.0", "markdown-it-py": "4.3.0", "mdurl": "0.1.2", "pygments": "2.21.0",
     "h5py": "3.14.0", "ml-dtypes": "0.7.0", "packaging": "26.4",
     "typing-extensions": "4.16.0",
 }
-#: the manylinux tags pip may match for x86-64 (the GPU machine's glibc is newer than all)
+#: the manylinux tags pip may match for x86-64 (the target machine's glibc is newer than all)
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_27_x86_64",
              "manylinux_2_28_x86_64")
-#: what may travel to the GPU machine beside the repository
+#: what may travel to the target machine beside the repository
 LIMIT_MIB = 60.0
 #: the targets whose runs are the key runs (no dropout, dropout-(a) and -(b) 0.5): run first
 KEY_TARGETS = ("fig5", "table3")
@@ -65,7 +65,7 @@ KEY_TARGETS = ("fig5", "table3")
 CARRIED_DATA = {"fashion_mnist"}
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "varshift" \
     / "wheels"
-DEFAULT_MINUTES = 9.5  # of the GPU machine's 10 minutes per command
+DEFAULT_MINUTES = 9.5  # of the target machine's 10 minutes per command
 
 
 class BundleError(Exception):
@@ -143,7 +143,7 @@ def _copy_sources(dest):
 
 
 def _training_targets(profile):
-    """The targets that read training runs (built on the GPU machine from its runs)."""
+    """The targets that read training runs (built on the target machine from its runs)."""
     from reproduce.registry import TARGETS, get_target
 
     return [t for t in TARGETS if get_target(t).runs(profile)]

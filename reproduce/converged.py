@@ -31,7 +31,7 @@ __all__ = ["PROFILE", "EPOCHS", "NETWORKS", "COLUMNS", "config_for", "run_one", 
 
 #: the profile whose networks, images and recipe the reference trains longer
 PROFILE = "pilot"
-#: the networks with a reference: quick's, and DenseNet-BC, which quick trained until 2026-12-02
+#: the networks with a reference: the pilot's (PreResNet, WRN) and DenseNet-BC
 NETWORKS = ("preresnet", "wrn", "densenet_bc")
 #: 7.5 times quick's 4 epochs (WRN, the cheapest, was run for 50: ``--epochs 50``)
 EPOCHS = 30

@@ -110,20 +110,19 @@ def format_cost(profile, specs, table=None):
 
 # ------------------------------------------------------------------------ the H200 cost model
 #: What the ``gpu`` profile's plan assumes of one NVIDIA H200 shared by several worker
-#: processes. These are ESTIMATES: nothing of varshift was ever timed on an H200 (no device was
-#: lent when the profile was designed). Per training image, ``6 x MACs / flops`` (forward,
-#: backward-data, backward-weights) plus ``activations x bytes_per_activation / bandwidth``
-#: (the BN/ReLU/dropout passes over every conv output, forward and backward, which are
-#: memory-bound on thin networks); per SGD step ``conv layers x kernel_s`` (about 8 small
-#: kernels per conv+BN unit at ~4 us each, which several processes cannot overlap); an
-#: inference image costs ``forward_share`` of a training image. ``flops``: effective TF32
-#: rate of XLA's convolutions at 28x28 with 16-256 channels (about a tenth of the datasheet's
-#: dense TF32 rate); ``bandwidth``: 70% of the 4.3 TB/s copy rate measured on such a machine
-#: (/work/.library/device/KINDS.md); ``fixed_s``: per-run start-up, model build and XLA
-#: compilation of the train, evaluation and BN-statistics functions, on the host's CPU cores
-#: (overlapped with the other workers' GPU time; XLA:CPU compiled the first training step of
-#: WRN-16-2 in about 12 CPU-s and of PreResNet-38 in about 15 CPU-s here, 2026-12-01; seeds
-#: 1-4 of a setting can reuse seed 0's programs through run.sh's JAX compilation cache).
+#: processes. These are ESTIMATES: no varshift run was timed on an H200 to fit them. Per
+#: training image, ``6 x MACs / flops`` (forward, backward-data, backward-weights) plus
+#: ``activations x bytes_per_activation / bandwidth`` (the BN/ReLU/dropout passes over every
+#: conv output, forward and backward, which are memory-bound on thin networks); per SGD step
+#: ``conv layers x kernel_s`` (about 8 small kernels per conv+BN unit at ~4 us each, which
+#: several processes cannot overlap); an inference image costs ``forward_share`` of a training
+#: image. ``flops``: effective TF32 rate of XLA's convolutions at 28x28 with 16-256 channels
+#: (about a tenth of the datasheet's dense TF32 rate); ``bandwidth``: 70% of the 4.3 TB/s
+#: copy rate measured on an H200; ``fixed_s``: per-run start-up, model build
+#: and XLA compilation of the train, evaluation and BN-statistics functions, on the host's CPU
+#: cores (overlapped with the other workers' GPU time; XLA:CPU compiled the first training step
+#: of WRN-16-2 in about 12 CPU-s and of PreResNet-38 in about 15 CPU-s on a 2-core x86-64 CPU;
+#: seeds 1-4 of a setting can reuse seed 0's programs through run.sh's JAX compilation cache).
 H200 = {"device": "NVIDIA H200", "flops": 50e12, "bandwidth": 3.0e12,
         "bytes_per_activation": 48, "kernel_s": 32e-6, "forward_share": 1 / 3,
         "fixed_s": 30.0}

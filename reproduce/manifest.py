@@ -44,7 +44,8 @@ def git_commit(root=None):
 
 
 def gpu_info():
-    """``[{"index", "name", "driver", "memory"}]`` of this machine's NVIDIA GPUs (``nvidia-smi``)."""
+    """``[{"index", "name", "driver", "memory"}]`` of the NVIDIA GPUs of the machine it runs on
+    (``nvidia-smi``)."""
     if not shutil.which("nvidia-smi"):
         return []
     try:

@@ -122,8 +122,7 @@ class Profile:
 #: and WRN dropout-(a) 0.5 with per-epoch evaluation and Adjust BN, PreResNet's with Fig. 6),
 #: times 1.15 for two runs side by side (each holds a core of its own: with tf.data's autotuning
 #: off the training passes no longer idle, and two runs use about the CPU per epoch of one). CPU
-#: seconds rather than wall because the machine they were measured on was shared with other
-#: work. Per network:
+#: seconds rather than wall because the CPU they were measured on was shared with other work. Per network:
 #:
 #: - ``train``: s per 1,000 training images per epoch (history ``seconds``; the first epoch's
 #:   graph tracing included): preresnet 41.0 CPU-s, wrn 22.8 for 16,000;
@@ -156,7 +155,7 @@ RUN_COST = {
                   "adjust": 23.2, "adjust_per_1000": 8.0, "fig6": 8.2},
 }
 #: wall-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
-#: at quick: measured 78 s after the last run on 2026-12-01 (the theory targets, Table 1's
+#: at quick: measured 78 s after the last run on a 2-core x86-64 CPU (the theory targets, Table 1's
 #: networks built at initialisation, every figure and the report); rounded up
 QUICK_FIXED_S = 120.0
 
@@ -232,7 +231,7 @@ QUICK_BUDGET_NOTE = (
     "reproduce/data/converged_reference.csv (python -m reproduce.converged) gives each "
     "no-dropout network trained 7.5-12.5 times longer on the same images. {runs} runs; estimate "
     "from the per-run wall times in RUN_COST (profiles.estimate_minutes): about "
-    "{minutes:.0f} min on this 2-core machine as 2 single-threaded processes, of which about "
+    "{minutes:.0f} min on a 2-core machine as 2 single-threaded processes, of which about "
     "{fixed:.0f} min theory targets and report building; installing the environment adds 1-2 "
     "min."
 )
@@ -331,7 +330,7 @@ PROFILES = {
         table_networks=NETWORKS,
         mc_samples=1_000_000,
         keras_samples=100_000,
-        budget_note="paper: the paper's full setup; meant for GPUs, not run on this machine.",
+        budget_note="paper: the paper's full setup; meant for GPUs, not for a CPU.",
         threads=4,  # the host side of a GPU run (4 CPUs per GPU, as SlurmOptions asks for)
     ),
 }
@@ -347,8 +346,8 @@ PROFILES["gpu"] = replace(
     recipe={"epochs": GPU_EPOCHS, "schedule": "cosine", "warmup_epochs": 0.5, "lr_drops": []},
     eval_samples=2000, mc_samples=400_000, keras_samples=40_000, jobs=8,
     budget_note=GPU_BUDGET_NOTE,
-    threads=2,  # 8 workers on the GPU machine's 16 cores
-    backend="jax",  # the GPU machine has JAX, not TensorFlow
+    threads=2,  # 8 workers on the 16 CPU cores of the bundle's target machine
+    backend="jax",  # the bundle's target machine has JAX, not TensorFlow
 )
 
 #: the pilot: ``quick`` as it was first run and published (seeds 0-4, the same 4,000 test

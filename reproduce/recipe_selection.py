@@ -35,8 +35,8 @@ CSV_PATH = Path(__file__).parent / "data" / "recipe_selection.csv"
 #: candidate -> (recipe overrides of the cpu recipe, whether it fits quick's budget). The cost
 #: of training is proportional to the epochs (about the same at batch 32 and 64). Quick's
 #: budget (``reproduce.profiles``: two networks, 5 seeds) holds 4 epochs, estimated 23.5 min;
-#: a fifth epoch adds 4.3 min (27.8, plus 1-2 min of set-up), which this machine's day-to-day
-#: variation of about 15% would take past 30 min, so the 5-epoch candidates are shown for what
+#: a fifth epoch adds 4.3 min (27.8, plus 1-2 min of set-up), which the day-to-day variation
+#: of about 15% of a shared 2-core CPU would take past 30 min, so the 5-epoch candidates are shown for what
 #: a fifth epoch would buy, not chosen.
 CANDIDATES = {
     "b32_cosine_e4": ({"epochs": 4, "batch_size": 32, "lr": 0.05, "schedule": "cosine",

@@ -404,7 +404,7 @@ def summary(rows):
                      f"{d['gap']:5.2f} {d['train_cpu_s']:8.1f} {d['cpu_s']:7.1f} "
                      f"{'yes' if d['meets'] else 'no ':5s}  {a}")
     best, every = select(rows)
-    lines.append(f"noise-layer cost factor {NOISE_COST:.2f} (measured here: "
+    lines.append(f"noise-layer cost factor {NOISE_COST:.2f} (measured in these runs: "
                  f"{noise_cost(rows):.2f}); budget {BUDGET_CORE_S} "
                  f"core-s for {SEEDS} seeds x {PRIMARY_SETTINGS} settings x 2 networks "
                  f"(+{SECONDARY_SHARE:.0%})")

@@ -1,4 +1,4 @@
-"""Issue 20, "Arguments nobody checks", and the cases that follow the same rules.
+"""Arguments nobody checked before, and the cases that follow the same rules.
 
 Every public function, class and command checks its arguments before any work and answers in
 one line naming the argument, the value and what is expected; the command line exits 2 with

@@ -39,7 +39,7 @@ def test_fig6_is_built_from_the_records(tmp_path, monkeypatch):
 
     seen = []
 
-    def run_spec(*args, fig6=False, **kwargs):  # the trainer's fig6=True runs (helper B)
+    def run_spec(*args, fig6=False, **kwargs):  # the trainer's fig6=True runs
         seen.append(fig6)
         return runs.run_spec(*args, **kwargs)
 

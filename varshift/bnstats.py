@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("varshift.bnstats")
-_model_input_shapes = model_input_shapes  # the name _validate and older callers use
+_model_input_shapes = model_input_shapes  # a private alias of model_input_shapes
 
 
 # ------------------------------------------------------------------------------ finding layers

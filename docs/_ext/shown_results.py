@@ -4,7 +4,7 @@ Order of preference (:func:`choose`):
 
 1. a local ``results/paper``, ``results/gpu`` or ``results/quick`` (a developer's own run), as
    it is;
-2. the published ``paper``, then ``gpu`` (one GPU machine), then ``quick``, then the exploratory
+2. the published ``paper``, then ``gpu`` (one H200), then ``quick``, then the exploratory
    ``pilot`` records (``docs/results/<profile>/``, written by
    ``python -m reproduce publish``): copied into a build folder
    (``docs/_build/results/<profile>/``) where every target's build step, the theory targets and

@@ -211,8 +211,9 @@ def paper_vs_ours(summary):
 
 
 #: Why PreResNet with dropout-(b) 0.5 was as bad as (a) 0.5 at the old quick scale (batch 64):
-#: the one-off experiment of ``python -m reproduce.preresnet_b`` (test error %, 2,000 test
-#: images; seed 0 unless stated), summarised in the report.
+#: a one-off experiment whose script is not part of the package (test error %, 2,000 test
+#: images; seed 0 unless stated), summarised in the report; the recipe quick trains with is
+#: chosen by ``python -m reproduce.recipe_selection`` and ``python -m reproduce.regime_selection``.
 PRERESNET_B_NOTE = (
     "**PreResNet, dropout-(b) 0.5 vs (a) 0.5: under-training, not width.** At 4 epochs on 4,000 "
     "images (width 8: the 1x1 convolution after the (b) dropout has a fan-in of 8/16/32) b and "

@@ -212,9 +212,9 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
     written. A :class:`ConstantInputWarning` names the layers and how many channels.
 
     Raises:
-        ValueError: ``mode`` is not ``"one_pass"`` or ``"sequential"`` (the former ``"simultaneous"`` mode
-            compounds errors and was removed), ``noise=True`` with ``"sequential"``, no BN
-            layer, or bad data.
+        ValueError: ``mode`` is not ``"one_pass"`` or ``"sequential"``
+            (``"simultaneous"`` is refused with its reason: it compounds errors through the
+            layers), ``noise=True`` with ``"sequential"``, no BN layer, or bad data.
 
     Example:
         >>> from varshift.models import dropout_bn_model, seed_data
