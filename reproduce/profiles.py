@@ -11,6 +11,7 @@ see :data:`QUICK_BUDGET_NOTE`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 from varshift.nets.registry import NETWORKS as _REGISTRY
@@ -165,12 +166,18 @@ def size_factor(net, size):
     ``varshift.nets.SMALL_SIZES[net]`` (the size :data:`RUN_COST` was measured at): the ratio
     of the CPU-seconds per training image-pass that ``reproduce.regime_selection`` measured for
     the two sizes (batch 32), 1 for a size it did not measure."""
-    from reproduce.regime_selection import CSV_PATH, SIZES, cpu_per_pass, read_rows
+    from reproduce.regime_selection import SIZES
 
     named = {tuple(sorted(kw.items())): name for name, kw in SIZES.get(net, {}).items()}
     name = named.get(tuple(sorted(dict(size).items())))
-    if name in (None, "small"):
-        return 1.0
+    return 1.0 if name in (None, "small") else _measured_size_ratio(net, name)
+
+
+@functools.cache
+def _measured_size_ratio(net, name):
+    """:func:`size_factor` of a size ``reproduce.regime_selection`` measured, its CSV read once."""
+    from reproduce.regime_selection import CSV_PATH, cpu_per_pass, read_rows
+
     rows = read_rows(CSV_PATH)
     return cpu_per_pass(rows, net, name, 32) / cpu_per_pass(rows, net, "small", 32)
 
