@@ -157,7 +157,7 @@ def _check_executor(args):
 def _check_environment():
     """Every environment variable ``reproduce`` reads, checked before any work: one line."""
     from reproduce import slurm
-    from reproduce.runs import checkpoint_seconds
+    from reproduce.executors import checkpoint_seconds
 
     name = os.environ.get("KERAS_BACKEND", "")
     if name and name not in BACKENDS:
@@ -181,7 +181,7 @@ def _check_args(args):
             raise _Exit(f"--seeds must be a positive integer of at most {MAX_SEEDS}; "
                         f"received {args.seeds}")
         profile = profile.with_seeds(args.seeds)
-    from reproduce.runs import default_backend
+    from reproduce.plan import default_backend
 
     backend = args.backend or profile.backend or default_backend()
     if args.command == "run" and importlib.util.find_spec(_BACKEND_MODULE[backend]) is None:
@@ -280,7 +280,7 @@ def cmd_plan(profile, targets):
 
 def _execute(specs, out, args, on_done, on_poll):
     """Train the runs not cached yet, locally or as a SLURM job array; ``{label: message}``."""
-    from reproduce.runs import execute_plan
+    from reproduce.executors import execute_plan
 
     failures = {}
     if args.executor == "slurm":
@@ -301,7 +301,7 @@ def _execute(specs, out, args, on_done, on_poll):
 def _set_backend_environment(profile):
     """``KERAS_BACKEND`` and the thread settings of the profile's runs, before Keras is imported
     in this process (the workers set them themselves)."""
-    from reproduce.runs import worker_environment
+    from reproduce.executors import worker_environment
 
     if "keras" in sys.modules:
         return
@@ -322,7 +322,7 @@ def _failed_runs_of(name, profile, failed):
 
 
 def cmd_run(profile, targets, out, args):
-    from reproduce.runs import LockHeld, OutLock
+    from reproduce.lock import LockHeld, OutLock
 
     _check_writable(out, ROOM_BYTES)
     lock = OutLock(out)
@@ -364,7 +364,7 @@ def _run_locked(profile, targets, out, args):
     from tqdm import tqdm
 
     from reproduce.manifest import write_manifest
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     start = time.time()
     specs = plan(profile, targets)
@@ -423,7 +423,7 @@ def _run_locked(profile, targets, out, args):
 def _check_records(profile, targets, out):
     """``report`` must not pass on stale results: every record the targets rest on that is
     damaged (or was moved aside and not trained again) is named, exit 2."""
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     store = RunStore(out)
     bad = []

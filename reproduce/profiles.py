@@ -196,7 +196,7 @@ def run_seconds(config):
     if config.get("epoch_eval"):  # inference and training mode, every epoch
         seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
     hooks = config.get("evaluations")
-    if hooks is None:  # the fields layout of the pilot's records (runs.fields_layout)
+    if hooks is None:  # the fields layout of the pilot's records (plan.fields_layout)
         hooks = {**({"adjust_bn": {"samples": config.get("adjust_samples")}}
                     if config.get("adjust") else {}),
                  **({"fig6": {}} if config.get("fig6") else {})}

@@ -327,7 +327,7 @@ def design_status(out_dir, profile, targets=TARGETS):
     trained under this claims file (its SHA-256 in the record) and the profile is not the
     pilot; else ``"exploratory"``, with the reason in words."""
     from reproduce.registry import plan
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     now = claims_hash()
     if profile.name == "pilot":

@@ -20,8 +20,10 @@ import pytest
 
 from reproduce import profiles, registry
 from reproduce._io import atomic_path, atomic_write_json
+from reproduce.executors import execute_plan
+from reproduce.plan import noise_value, run_key, run_spec
 from reproduce.registry import TARGETS, get_target, plan
-from reproduce.runs import RunStore, execute_plan, noise_value, run_key, run_spec
+from reproduce.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAPER = ROOT.parent / "shared" / "paper"

@@ -25,8 +25,10 @@ import pytest
 
 from reproduce import slurm
 from reproduce.__main__ import main
+from reproduce.executors import execute_plan
+from reproduce.plan import run_spec
 from reproduce.profiles import get_profile
-from reproduce.runs import BadStatistic, RunStore, execute_plan, run_spec
+from reproduce.store import BadStatistic, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -464,7 +466,8 @@ def test_a_torn_checkpoint_restarts_a_real_run(tmp_path):
     _progress(tmp_path, spec, _keras_file()[:-40])
     script = textwrap.dedent(f"""
         from reproduce.profiles import get_profile
-        from reproduce.runs import execute_plan, run_spec
+        from reproduce.executors import execute_plan
+        from reproduce.plan import run_spec
         failures = {{}}
         execute_plan([run_spec(get_profile("smoke"), "preresnet", "a", 0.5)], {str(tmp_path)!r},
                      failures=failures)

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from reproduce._io import md_table
+from reproduce.plan import run_spec
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import run_spec
 from reproduce.targets._common import (
     baseline_specs,
     by_seed,
