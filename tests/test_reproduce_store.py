@@ -307,7 +307,7 @@ def test_the_parent_of_a_jax_run_does_not_import_tensorflow(tmp_path):
         "from reproduce.manifest import write_manifest\n"
         "from reproduce.profiles import get_profile\n"
         "from reproduce.registry import TARGETS, plan\n"
-        "from reproduce.runs import RunStore\n"
+        "from reproduce.store import RunStore\n"
         "p = dataclasses.replace(get_profile('smoke'), backend='jax')\n"
         "_set_backend_environment(p)\n"
         "specs = plan(p, TARGETS)\n"
