@@ -161,11 +161,11 @@ def test_the_poll_interval_comes_from_the_environment(monkeypatch):
 
 USAGE = {
     "no command": ([], "no command given; usage: python -m reproduce"),
-    "unknown command": (["fly"], "invalid choice"),
-    "seeds 10**12": (["plan", "--seeds", 10**12], "--seeds must be a positive integer of at most 1000"),
-    "seeds 0": (["plan", "--seeds", 0], "--seeds must be a positive integer of at most 1000"),
+    "unknown command": (["fly"], "No such command 'fly'"),
+    "seeds 10**12": (["plan", "--seeds", 10**12], "'--seeds': 1000000000000 is not in the range 1<=x<=1000"),
+    "seeds 0": (["plan", "--seeds", 0], "'--seeds': 0 is not in the range 1<=x<=1000"),
     "seeds text": (["plan", "--seeds", "five"], "--seeds"),
-    "jobs 10**9": (["run", "--jobs", 10**9], "--jobs must be a positive integer of at most 1024"),
+    "jobs 10**9": (["run", "--jobs", 10**9], "'--jobs': 1000000000 is not in the range 1<=x<=1024"),
     "unknown profile": (["plan", "--profile", "huge"], "huge"),
     "unknown target": (["plan", "fig99"], "fig99"),
     "empty out": (["run", "--out", " "], "--out"),
