@@ -203,7 +203,7 @@ def cmd_list(profile, targets):
 
 
 def cmd_plan(profile, targets):
-    from reproduce.cost import format_cost
+    from reproduce.budget import format_cost
 
     print("\n".join(format_cost(profile, plan(profile, targets))))
     return 0

@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reproduce.profiles import KEY_TARGETS
+
 __all__ = ["WHEELS", "PLATFORMS", "LIMIT_MIB", "KEY_TARGETS", "BundleError", "write_bundle",
            "fetch_wheels", "main"]
 
@@ -58,8 +60,6 @@ PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_27_x8
              "manylinux_2_28_x86_64")
 #: what may travel to the target machine beside the repository
 LIMIT_MIB = 60.0
-#: the targets whose runs are the key runs (no dropout, dropout-(a) and -(b) 0.5): run first
-KEY_TARGETS = ("fig5", "table3")
 #: data sets each profile's bundle carries; digits ships with scikit-learn
 CARRIED_DATA = {"fashion_mnist"}
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "varshift" \
@@ -186,6 +186,8 @@ def write_bundle(profile, out, *, python_version="3.12", cache=DEFAULT_CACHE, do
     ``BundleError`` (one line) if a wheel or the data is missing, ``out`` is a non-empty folder
     that is not a bundle, or the bundle is over ``limit_mib``.
     """
+    from reproduce.budget import budget_note
+
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / "bundle.json").is_file())):
@@ -213,7 +215,7 @@ def write_bundle(profile, out, *, python_version="3.12", cache=DEFAULT_CACHE, do
         _write_text(tmp / "README.txt", README.format(
             profile=profile.name, minutes=f"{float(minutes):g}", jobs=jobs,
             key_targets=" ".join(KEY_TARGETS), python_version=python_version,
-            budget=profile.budget_note or profile.description))
+            budget=budget_note(profile) or profile.description))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "profile": profile.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

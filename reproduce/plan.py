@@ -185,7 +185,7 @@ def priority(spec):
     most claims: first seed of the baseline and dropout 0.5 (a, b), then the ratios 0.3 and
     0.7, the tables' settings, the other seeds, and the ratio 0.1 last; cheap networks first.
     """
-    from varshift.nets import NETWORKS
+    from reproduce.cost import relative_cost
 
     c = spec.config
     rate = noise_value(c)
@@ -197,8 +197,8 @@ def priority(spec):
         group = 4 if rate == 0.1 else (1 if first else 3)
     else:
         group = 2 if first else 3
-    cost = NETWORKS[c["net"]].cost if c["net"] in NETWORKS else float("inf")
-    return (group, _SETTING_RANK.get(setting, 3), _RATE_RANK.get(rate, 3), cost, c["data"],
+    return (group, _SETTING_RANK.get(setting, 3), _RATE_RANK.get(rate, 3),
+            relative_cost(c["net"]), c["data"],
             c["seed"])
 
 

@@ -183,7 +183,7 @@ def test_parse_time(text, minutes):
     (["run", "--gpus", "a,b"], "--gpus must be GPU ids"),
     (["run", "--executor", "slurm", "--time-per-run", "1h"], "--time-per-run must be"),
     (["run", "--executor", "slurm", "--slurm-arg", "account"], "--slurm-arg must be KEY=VALUE"),
-    (["run", "--executor", "slurm", "--max-parallel", "0"], "--max-parallel must be"),
+    (["run", "--executor", "slurm", "--max-parallel", "0"], "'--max-parallel': 0 is not in the range x>=1"),
     (["run", "--executor", "slurm", "--slurm-arg", "cpus-per-task=x"], "cpus-per-task"),
     (["run", "--executor", "slurm", "--force"], "--force is not supported"),
 ])
