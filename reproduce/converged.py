@@ -15,7 +15,7 @@ network is read back from its record)::
     nice -n 10 python -m reproduce.converged [--net wrn] [--out results/converged] [--epochs 30]
 
 Cost: about 30 epochs x 4,000 images per network, 3-7 CPU-minutes per network on one thread
-(``RUN_COST`` in :mod:`reproduce.profiles`).
+(``RUN_COST`` in :mod:`reproduce.cost`).
 """
 
 from __future__ import annotations

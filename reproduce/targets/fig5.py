@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.plan import run_spec
 from reproduce.profiles import PAPER_NAMES
 from reproduce.targets._common import by_seed, network_claim, write_csv

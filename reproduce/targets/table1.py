@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.profiles import PAPER_NAMES
 from reproduce.targets._common import (
     baseline_specs,
