@@ -18,6 +18,7 @@ from __future__ import annotations
 import string
 
 from reproduce import cost
+from reproduce.plan import resolve_size
 from reproduce.profiles import KEY_TARGETS, PAPER_NAMES, QUICK_FIXED_S
 from reproduce.registry import TARGETS, plan
 
@@ -33,7 +34,7 @@ def _paper_epochs(profile):
     for net in profile.networks:
         batch = NETWORKS[net].paper_recipe.batch_size
         out[net] = (cost.gpu_epoch_seconds(net, "paper", 60000, batch),
-                    cost.gpu_epoch_seconds(net, profile.size[net], 60000, batch))
+                    cost.gpu_epoch_seconds(net, resolve_size(net, profile.size), 60000, batch))
     return out
 
 

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 __all__ = ["RunSpec", "run_spec", "run_key", "noise_value", "merge_specs", "priority",
-           "default_backend", "fields_layout", "evaluations_layout"]
+           "default_backend", "fields_layout", "evaluations_layout", "resolve_size"]
 
 #: bump when the meaning of a record changes, to invalidate every cache (new config fields such
 #: as ``threads`` and ``backend`` change every key by themselves)
@@ -59,20 +59,19 @@ def run_key(config):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-_SIZE_CACHE = {}
+def resolve_size(net, size):
+    """The size keywords of ``net`` under a profile's ``size``: ``"paper"`` (the builder's
+    defaults: ``{}``), ``"small"`` (``varshift.nets.SMALL_SIZES[net]``), per-network sizes
+    ``{net: keywords}`` (a network they do not name: its small size) or keywords for every
+    network."""
+    from varshift import nets
 
-
-def _resolve_size(net, size):
     if size == "paper":
         return {}
     if size == "small":
-        if net not in _SIZE_CACHE:
-            from varshift import nets
-
-            _SIZE_CACHE[net] = dict(nets.SMALL_SIZES[net])
-        return dict(_SIZE_CACHE[net])
-    if net in size:  # per-network sizes ({net: size keywords}: the gpu profile)
-        return dict(size[net])
+        return dict(nets.SMALL_SIZES[net])
+    if size and set(size) <= set(nets.NETWORKS):  # per-network sizes ({net: size keywords})
+        return dict(size[net]) if net in size else dict(nets.SMALL_SIZES[net])
     return dict(size)
 
 
@@ -113,7 +112,7 @@ def run_spec(profile, net, placement="none", rate=0.0, *, noise="dropout", beta=
         fig6 = (placement, noise, value) in FIG6_SETTINGS and net == profile.networks[0]
     config = {
         "net": net,
-        "size": _resolve_size(net, profile.size),
+        "size": resolve_size(net, profile.size),
         "placement": placement,
         "noise": noise,
         param: value,
