@@ -1,4 +1,4 @@
-"""File helpers of the reproduction: atomic writes (from :mod:`varshift._io`) and JSON.
+"""File helpers of the reproduction: atomic writes (from :mod:`varshift.files`) and JSON.
 
 An interrupted write (Ctrl-C, a killed process) never leaves a half-written result file: the
 reader sees either the old file or the complete new one. Written files get the umask's
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from varshift._io import atomic_path, atomic_write_json, atomic_write_text, new_mode, to_jsonable
+from varshift.files import atomic_path, atomic_write_json, atomic_write_text, to_jsonable
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "to_jsonable", "new_mode", "read_json"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_path", "to_jsonable", "read_json"]
 
 
 def read_json(path):

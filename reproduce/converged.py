@@ -55,9 +55,11 @@ def config_for(net, epochs=EPOCHS):
 
 def run_one(net, out_root, epochs=EPOCHS, data_dir=None, threads=1):
     """Train (or resume, or read back) ``net``'s reference; return its CSV row."""
-    from varshift._keras import tf
+    import varshift
 
-    t = tf()
+    varshift.load_keras()  # TensorFlow imported quietly, then configured
+    import tensorflow as t
+
     try:
         t.config.threading.set_intra_op_parallelism_threads(threads)
         t.config.threading.set_inter_op_parallelism_threads(threads)

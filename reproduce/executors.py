@@ -51,29 +51,31 @@ def _prepare_process(config):
         for name, value in worker_environment(config).items():
             os.environ[name] = value
     if (config.get("backend") or default_backend()) == "tensorflow":
-        from varshift._keras import tf
+        import varshift
 
-        tfm = tf()
+        varshift.load_keras()  # TensorFlow imported quietly, then configured
+        import tensorflow as tf
+
         try:
-            for gpu in tfm.config.list_physical_devices("GPU"):
-                tfm.config.experimental.set_memory_growth(gpu, True)
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process
             pass
 
 
 def device_info():
     """Where this process trains: host, backend, the GPU it uses (or CPU), slot and SLURM task."""
-    from varshift._keras import keras
+    import varshift
 
-    backend = keras().backend.backend()
+    backend = varshift.load_keras().backend.backend()
     device = "CPU"
     with contextlib.suppress(Exception):  # a backend that cannot list its devices: CPU
         if backend == "tensorflow":
-            from varshift._keras import tf
+            import tensorflow as tf
 
-            gpus = tf().config.list_physical_devices("GPU")
+            gpus = tf.config.list_physical_devices("GPU")
             if gpus:
-                details = tf().config.experimental.get_device_details(gpus[0])
+                details = tf.config.experimental.get_device_details(gpus[0])
                 device = details.get("device_name") or gpus[0].name
         elif backend == "jax":
             import jax
@@ -170,9 +172,9 @@ def train_one(config, key, root, data_dir, force):
     machine's: the same record on any number of cores.
     """
     _prepare_process(config)
+    import varshift
     from reproduce.evaluations import hooks_for
     from varshift import train
-    from varshift._keras import keras
 
     store = RunStore(Path(root).parent)
     run_dir = store.run_dir(key)
@@ -187,7 +189,7 @@ def train_one(config, key, root, data_dir, force):
     record = train.run(trainer_config, evaluations=hooks_for(config), out_dir=str(work),
                        progress=False, resume=resume, checkpoint_seconds=checkpoint_seconds())
     wall = time.time() - start
-    keras().backend.clear_session()
+    varshift.load_keras().backend.clear_session()
     from reproduce.claims import claims_hash
 
     wrapped = {"key": key, "config": config, "wall_time_s": wall,

@@ -67,9 +67,13 @@ def build_info(backend="tensorflow"):
     if backend != "tensorflow":
         return {}
     try:
-        from varshift._keras import tf
+        import varshift
 
-        info = dict(tf().sysconfig.get_build_info())
+        if varshift.load_keras().backend.backend() != "tensorflow":
+            return {}
+        import tensorflow as tf
+
+        info = dict(tf.sysconfig.get_build_info())
     except ImportError:
         return {}
     keep = ("is_cuda_build", "cuda_version", "cudnn_version", "is_rocm_build")

@@ -50,9 +50,9 @@ def formula(kind, param):
 
 
 def _keras_model(kind, param, seed):
-    from varshift._keras import keras as load
+    import varshift
 
-    keras = load()
+    keras = varshift.load_keras()
     inputs = keras.Input(shape=(1,))
     layer = noise.get(kind).make(param, seed=seed)
     outputs = keras.layers.BatchNormalization()(layer(inputs))

@@ -35,12 +35,12 @@ def runs(profile):
 
 def _init_rows(spec, info):
     """cos^2 rows of the run's network at initialisation (same builder, size, seed)."""
+    import varshift
     from reproduce.evaluations import cos2_table
     from varshift import nets
-    from varshift._keras import keras
 
     c = spec.config
-    k = keras()
+    k = varshift.load_keras()
     k.utils.set_random_seed(c["seed"])
     model = nets.build(c["net"], info["num_classes"], "none", "dropout", 0.0,
                        input_shape=tuple(info["shape"]), seed=c["seed"], **c["size"])
