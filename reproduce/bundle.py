@@ -309,7 +309,7 @@ if [[ -n "$RESUME" ]]; then
 fi
 
 ARGS=(--profile "$PROFILE" --out "$RES" --jobs "$JOBS" {data_arg})
-HELP=$("$PY" -m reproduce --help 2>&1)  # a reproduce with --backend: say it
+HELP=$("$PY" -m reproduce run --help 2>&1)  # a reproduce with --backend: say it
 if [[ "$HELP" == *--backend* ]]; then ARGS+=(--backend jax); fi
 train() {{  # train() TARGET...: train within the budget (SIGTERM keeps every finished run)
     local secs=$(( $(left) - RESERVE ))
