@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce import executors, lock, store
+from reproduce import executors, lock
 from reproduce.__main__ import main
 from reproduce.executors import execute_plan
 from reproduce.lock import OutLock
@@ -26,7 +26,7 @@ from reproduce.manifest import write_manifest
 from reproduce.plan import default_backend, run_spec
 from reproduce.profiles import get_profile
 from reproduce.registry import plan
-from reproduce.store import RunStore
+from reproduce.store import DamagedRecord, RunStore, record_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_a_damaged_record_is_named_moved_aside_and_retrained(how, tmp_path, fake
     state, reason = store.status(spec.key)
     assert state == "damaged" and reason
     assert store.find(spec) is None and "damaged" in store.why_missing(spec)
-    with pytest.raises(store.DamagedRecord, match="damaged"):
+    with pytest.raises(DamagedRecord, match="damaged"):
         store.load(spec.key)
     messages = []
     execute_plan([spec], tmp_path, on_damaged=messages.append)
@@ -104,7 +104,7 @@ def test_an_intact_record_round_trips_its_checksum(tmp_path, fake):
     spec = _spec()
     execute_plan([spec], tmp_path)
     rec = RunStore(tmp_path).load(spec.key)
-    assert rec["checksum"] == store.record_checksum(rec)
+    assert rec["checksum"] == record_checksum(rec)
     assert rec["config"]["threads"] == 1 and rec["config"]["backend"] == default_backend()
 
 
@@ -371,4 +371,6 @@ def test_sighup_stops_the_workers_keeps_records_and_writes_the_manifest(tmp_path
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.5)
     assert not any(_alive(w) for w in workers)  # no orphans
-    assert not (out / ".lock").exists()
+    assert not (out / ".lock.holder").exists()  # released: the next run takes the lock
+    with OutLock(out):
+        pass

@@ -26,6 +26,7 @@ import pytest
 from reproduce import slurm
 from reproduce.__main__ import main
 from reproduce.executors import execute_plan
+from reproduce.lock import OutLock
 from reproduce.plan import run_spec
 from reproduce.profiles import get_profile
 from reproduce.store import BadStatistic, RunStore
@@ -146,7 +147,8 @@ def test_a_bad_environment_variable_is_refused_before_any_work(name, value, comm
                                                                 monkeypatch, capsys):
     monkeypatch.setenv(name, value)
     out = tmp_path / "out"
-    code, err = _call(capsys, command, "--profile", "smoke", "--out", out)
+    where = ["--out", out] if command == "run" else []  # plan writes nothing anywhere
+    code, err = _call(capsys, command, "--profile", "smoke", *where)
     assert code == 2 and len(err) == 1, err
     assert name in err[0] and repr(value) in err[0]
     assert not out.exists()
@@ -385,7 +387,9 @@ def test_two_ctrl_c_still_leave_a_manifest(tmp_path):
     assert "Traceback" not in err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["interrupted"] is True
-    assert not (out / ".lock").exists()
+    assert not (out / ".lock.holder").exists()  # released: the next run takes the lock
+    with OutLock(out):
+        pass
 
 
 # ------------------------------------------------------------------ checkpoints of the trainer
