@@ -201,6 +201,6 @@ def test_network_facts_are_counted_from_the_built_network(keras, monkeypatch):
     assert macs == 28 * 28 * 4 * 9 * 1 + 14 * 14 * 6 * 9 * 4 + 14 * 14 * 6 * 10
     monkeypatch.undo()
     # a real network: twice the width, about four times the multiply-accumulates
-    narrow = cost.network_facts("wrn", {"depth": 10, "widen_factor": 1, "width": 8})
-    wide = cost.network_facts("wrn", {"depth": 10, "widen_factor": 2, "width": 8})
+    narrow = cost.network_facts("wrn", {"depth": 10, "widen_factor": 2, "width": 8})
+    wide = cost.network_facts("wrn", {"depth": 10, "widen_factor": 4, "width": 8})
     assert wide[2] == narrow[2] and 3.0 < wide[0] / narrow[0] <= 4.0
