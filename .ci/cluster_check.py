@@ -159,7 +159,7 @@ def first_difference(a, b, path="record"):
 
 
 def same_records(a_dir, b_dir, keys):
-    from reproduce.runs import validate_record
+    from reproduce.store import validate_record
 
     for key in keys:
         a = json.loads((Path(a_dir) / "runs" / key / "record.json").read_text())
@@ -205,8 +205,9 @@ def check_resume(tmp, env):
     from concurrent.futures import ThreadPoolExecutor
 
     from reproduce import slurm
+    from reproduce.executors import execute_plan
+    from reproduce.plan import run_spec
     from reproduce.profiles import get_profile
-    from reproduce.runs import execute_plan, run_spec
 
     profile = dataclasses.replace(get_profile("smoke"), recipe={"epochs": 3, "batch_size": 64,
                                                                "lr_drops": [2]})

@@ -1,32 +1,31 @@
-"""``python -m reproduce list | plan | run [TARGET ...] | report | publish | power``: every artefact
-of the paper.
+"""``python -m reproduce list | plan | run | report | publish | power | bundle``: every artefact
+of the paper (``python -m reproduce COMMAND --help`` for each command's options).
 
 ``power --profile P`` prints each primary claim's power at P's seeds and the seeds it needs for
 80%, at the effect and spread of the pilot's published records (:mod:`reproduce.power`).
 
 ``bundle --profile gpu --out DIR`` writes a folder that runs a profile on a bare GPU machine
-(see :mod:`reproduce.bundle` and ``python -m reproduce bundle --help``).
+(:mod:`reproduce.bundle`).
 
-Options (before or after the command): ``--profile smoke|quick|paper`` (default quick),
-``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``, ``--seeds K``,
-``--data-dir DIR``, ``--force``, ``--backend tensorflow|jax|torch`` (default: the profile's,
-else ``KERAS_BACKEND``, else tensorflow; part of every run's key), ``--dest DIR`` (``publish``: default
-``docs/results``); on a
-SLURM cluster ``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``--time-per-run``,
+``run`` and ``report`` take the same options (so that one command line serves both): ``--profile``
+(default quick), ``--out DIR`` (default ``results/<profile>/``), ``--jobs N``, ``--gpus 0,1``,
+``--seeds K``, ``--data-dir DIR``, ``--force``, ``--backend tensorflow|jax|torch`` (default: the
+profile's, else ``KERAS_BACKEND``, else tensorflow; part of every run's key); on a SLURM cluster
+``--executor slurm`` with ``--partition``, ``--gpus-per-run``, ``--time-per-run``,
 ``--max-parallel``, ``--slurm-arg KEY=VALUE``, ``--attach``. Errors in the arguments print one
 line and exit with status 2; a failed target (or ``publish`` of an incomplete reproduction)
 exits with status 1; Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal) stops the workers,
 keeps every finished run, writes the manifest (a second Ctrl-C waits until it is written) and
-exits with status 130. One ``run`` at a time per ``--out`` (``<out>/.lock``): a second one names
-the holder and exits with status 2. Before any work: ``KERAS_BACKEND``, ``VARSHIFT_CHECKPOINT_S``
-and ``VARSHIFT_SLURM_POLL_S`` are checked, ``--seeds`` is at most :data:`MAX_SEEDS` and
-``--jobs`` at most :data:`MAX_JOBS`, and ``run`` writes, syncs and measures 1 MiB in ``--out``
-(a full disk is named, not met later by the runs).
+exits with status 130. One ``run`` at a time per ``--out`` (``<out>/.lock``,
+:class:`~reproduce.lock.OutLock`): a second one names the holder and exits with status 2.
+Before any work: ``KERAS_BACKEND``, ``VARSHIFT_CHECKPOINT_S`` and ``VARSHIFT_SLURM_POLL_S`` are
+checked, ``--seeds`` is at most :data:`MAX_SEEDS` and ``--jobs`` at most :data:`MAX_JOBS`, and
+``run`` writes, syncs and measures 1 MiB in ``--out`` (a full disk is named, not met later by
+the runs).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -38,6 +37,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import click
 
 from reproduce.profiles import PROFILES, get_profile
 from reproduce.registry import TARGETS, build_target, get_target, plan
@@ -58,61 +60,6 @@ class _Exit(Exception):
         self.code = code
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + message
-        raise _Exit(f"{message} (see `python -m reproduce --help`)")
-
-
-def _parser():
-    p = _Parser(prog="python -m reproduce",
-                description="Regenerate every figure and table of Li et al. (CVPR 2019).")
-    p.add_argument("command", choices=("list", "plan", "run", "report", "publish", "power"),
-                   help="list the targets, print the plan's cost, run (train + build) them, "
-                        "write the report, publish the finished run records to "
-                        "docs/results/<profile>/, or print the power of the primary claims at "
-                        "the profile's seeds (from the pilot's records)")
-    p.add_argument("targets", nargs="*", metavar="TARGET",
-                   help=f"targets (default: all): {', '.join(TARGETS)}")
-    p.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
-    p.add_argument("--out", default=None, help="output folder (default results/<profile>/)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="parallel training processes (default: the profile's, 2 for smoke/quick)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (profile default)")
-    p.add_argument("--data-dir", default=None, help="where the data sets are (or go)")
-    p.add_argument("--force", action="store_true", help="retrain cached runs, rebuild everything")
-    p.add_argument("--backend", default=None, choices=BACKENDS,
-                   help="Keras backend of the runs (default: the profile's, else $KERAS_BACKEND, "
-                        "else tensorflow); "
-                        "recorded in the manifest and in every run's key")
-    p.add_argument("--cached-only", action="store_true",
-                   help="train nothing: build the targets from the runs cached so far "
-                        "(verdicts say how many runs they rest on)")
-    _executor_arguments(p)
-    p.add_argument("--dest", default=None,
-                   help="publish: folder of published profiles (default docs/results)")
-    return p
-
-
-def _executor_arguments(p):
-    g = p.add_argument_group("where the runs train")
-    g.add_argument("--executor", choices=("local", "slurm"), default="local",
-                   help="local worker processes (default) or one SLURM job array (submitit)")
-    g.add_argument("--gpus", default=None,
-                   help="local: GPU ids, one worker each, e.g. 0,1,2,3 (default: every GPU "
-                        "visible, shared round-robin by --jobs workers)")
-    g.add_argument("--partition", default=None, help="slurm: partition (default: the cluster's)")
-    g.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs per task (default 1)")
-    g.add_argument("--time-per-run", default="24:00:00",
-                   help="slurm: time limit of one task, [D-]HH:MM:SS (a longer run requeues "
-                        "and resumes); default 24:00:00")
-    g.add_argument("--max-parallel", type=int, default=64,
-                   help="slurm: array tasks running at once (default 64)")
-    g.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="slurm: any further sbatch option, e.g. account=abc, cpus-per-task=8")
-    g.add_argument("--attach", action="store_true",
-                   help="slurm: submit nothing, follow the runs queued by an earlier `run`")
-
-
 def _check_executor(args):
     """Parse ``--gpus`` and the SLURM options into ``args.gpu_ids`` / ``args.slurm``."""
     args.gpu_ids, args.slurm = None, None
@@ -128,10 +75,6 @@ def _check_executor(args):
     if args.force:
         raise _Exit("--force is not supported with --executor slurm; delete <out>/runs/<key> "
                     "of the runs to retrain")
-    if args.gpus_per_run < 0:
-        raise _Exit(f"--gpus-per-run must be 0 or more; received {args.gpus_per_run}")
-    if args.max_parallel < 1:
-        raise _Exit(f"--max-parallel must be a positive integer; received {args.max_parallel}")
     try:
         minutes = slurm.parse_time(args.time_per_run)
         extra = slurm.parse_slurm_args(args.slurm_arg)
@@ -157,7 +100,7 @@ def _check_executor(args):
 def _check_environment():
     """Every environment variable ``reproduce`` reads, checked before any work: one line."""
     from reproduce import slurm
-    from reproduce.runs import checkpoint_seconds
+    from reproduce.executors import checkpoint_seconds
 
     name = os.environ.get("KERAS_BACKEND", "")
     if name and name not in BACKENDS:
@@ -172,16 +115,10 @@ def _check_environment():
 
 def _check_args(args):
     _check_environment()
-    try:
-        profile = get_profile(args.profile)
-    except KeyError as err:
-        raise _Exit(err.args[0]) from None
-    if args.seeds is not None:
-        if not 1 <= args.seeds <= MAX_SEEDS:
-            raise _Exit(f"--seeds must be a positive integer of at most {MAX_SEEDS}; "
-                        f"received {args.seeds}")
+    profile = get_profile(args.profile)  # a name of PROFILES: click.Choice
+    if args.seeds is not None:  # in [1, MAX_SEEDS]: click.IntRange
         profile = profile.with_seeds(args.seeds)
-    from reproduce.runs import default_backend
+    from reproduce.plan import default_backend
 
     backend = args.backend or profile.backend or default_backend()
     if args.command == "run" and importlib.util.find_spec(_BACKEND_MODULE[backend]) is None:
@@ -192,14 +129,8 @@ def _check_args(args):
         raise _Exit("--out must name a folder; received '' (leave it out for "
                     f"results/{profile.name}/)")
     _check_executor(args)
-    if args.jobs is None:
+    if args.jobs is None:  # an explicit --jobs is in [1, MAX_JOBS]: click.IntRange
         args.jobs = len(args.gpu_ids) if args.gpu_ids else profile.jobs
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise _Exit(f"--jobs must be a positive integer of at most {MAX_JOBS}; received "
-                    f"{args.jobs}")
-    unknown = [t for t in args.targets if t not in TARGETS]
-    if unknown:
-        raise _Exit(f"unknown target {unknown[0]!r}; expected one of: {', '.join(TARGETS)}")
     targets = [t for t in TARGETS if t in args.targets] if args.targets else list(TARGETS)
     out = Path(args.out) if args.out else Path("results") / profile.name
     return profile, targets, out
@@ -272,7 +203,7 @@ def cmd_list(profile, targets):
 
 
 def cmd_plan(profile, targets):
-    from reproduce.cost import format_cost
+    from reproduce.budget import format_cost
 
     print("\n".join(format_cost(profile, plan(profile, targets))))
     return 0
@@ -280,7 +211,7 @@ def cmd_plan(profile, targets):
 
 def _execute(specs, out, args, on_done, on_poll):
     """Train the runs not cached yet, locally or as a SLURM job array; ``{label: message}``."""
-    from reproduce.runs import execute_plan
+    from reproduce.executors import execute_plan
 
     failures = {}
     if args.executor == "slurm":
@@ -301,7 +232,7 @@ def _execute(specs, out, args, on_done, on_poll):
 def _set_backend_environment(profile):
     """``KERAS_BACKEND`` and the thread settings of the profile's runs, before Keras is imported
     in this process (the workers set them themselves)."""
-    from reproduce.runs import worker_environment
+    from reproduce.executors import worker_environment
 
     if "keras" in sys.modules:
         return
@@ -322,7 +253,7 @@ def _failed_runs_of(name, profile, failed):
 
 
 def cmd_run(profile, targets, out, args):
-    from reproduce.runs import LockHeld, OutLock
+    from reproduce.lock import LockHeld, OutLock
 
     _check_writable(out, ROOM_BYTES)
     lock = OutLock(out)
@@ -364,7 +295,7 @@ def _run_locked(profile, targets, out, args):
     from tqdm import tqdm
 
     from reproduce.manifest import write_manifest
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     start = time.time()
     specs = plan(profile, targets)
@@ -423,7 +354,7 @@ def _run_locked(profile, targets, out, args):
 def _check_records(profile, targets, out):
     """``report`` must not pass on stale results: every record the targets rest on that is
     damaged (or was moved aside and not trained again) is named, exit 2."""
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     store = RunStore(out)
     bad = []
@@ -501,46 +432,200 @@ def _signals_deferred():
             signal.signal(sig, handler)
 
 
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Ctrl-C and `kill` both stop cleanly (workers terminated, finished runs kept), also when
-    # started in the background by a shell that ignores SIGINT
+# ------------------------------------------------------------------------------ the commands
+#: the value of every option a command does not take (the helpers above read one namespace)
+_DEFAULTS = {"targets": (), "profile": "quick", "out": None, "jobs": None, "seeds": None,
+             "data_dir": None, "force": False, "backend": None, "cached_only": False,
+             "executor": "local", "gpus": None, "partition": None, "gpus_per_run": 1,
+             "time_per_run": "24:00:00", "max_parallel": 64, "slurm_arg": (), "attach": False,
+             "dest": None}
+
+_OPTIONS = {
+    "targets": click.argument("targets", nargs=-1, type=click.Choice(list(TARGETS)),
+                              metavar="[TARGET]..."),
+    "profile": click.option("--profile", type=click.Choice(list(PROFILES)), default="quick",
+                            show_default=True, help="the profile: networks, sizes, seeds, budget"),
+    "out": click.option("--out", default=None,
+                        help="output folder (default results/<profile>/)"),
+    "jobs": click.option("--jobs", type=click.IntRange(1, MAX_JOBS), default=None,
+                         help="parallel training processes (default: the profile's, or one per "
+                              "--gpus id)"),
+    "seeds": click.option("--seeds", type=click.IntRange(1, MAX_SEEDS), default=None,
+                          help="number of seeds (default: the profile's)"),
+    "data_dir": click.option("--data-dir", default=None, help="where the data sets are (or go)"),
+    "force": click.option("--force", is_flag=True, help="retrain cached runs, rebuild everything"),
+    "backend": click.option("--backend", type=click.Choice(BACKENDS), default=None,
+                            help="Keras backend of the runs (default: the profile's, else "
+                                 "$KERAS_BACKEND, else tensorflow); part of every run's key"),
+    "cached_only": click.option("--cached-only", is_flag=True,
+                                help="train nothing: build the targets from the runs cached so far "
+                                     "(verdicts say how many runs they rest on)"),
+    "executor": click.option("--executor", type=click.Choice(["local", "slurm"]), default="local",
+                             show_default=True,
+                             help="local worker processes or one SLURM job array (submitit)"),
+    "gpus": click.option("--gpus", default=None,
+                         help="local: GPU ids, one worker each, e.g. 0,1,2,3 (default: every GPU "
+                              "visible, shared round-robin by --jobs workers)"),
+    "partition": click.option("--partition", default=None,
+                              help="slurm: partition (default: the cluster's)"),
+    "gpus_per_run": click.option("--gpus-per-run", type=click.IntRange(min=0), default=1,
+                                 show_default=True, help="slurm: GPUs per task"),
+    "time_per_run": click.option("--time-per-run", default="24:00:00", show_default=True,
+                                 help="slurm: time limit of one task, [D-]HH:MM:SS (a longer run "
+                                      "requeues and resumes)"),
+    "max_parallel": click.option("--max-parallel", type=click.IntRange(min=1), default=64,
+                                 show_default=True, help="slurm: array tasks running at once"),
+    "slurm_arg": click.option("--slurm-arg", multiple=True, metavar="KEY=VALUE",
+                              help="slurm: any further sbatch option, e.g. account=abc, "
+                                   "cpus-per-task=8 (repeatable)"),
+    "attach": click.option("--attach", is_flag=True,
+                           help="slurm: submit nothing, follow the runs queued by an earlier "
+                                "`run`"),
+    "dest": click.option("--dest", default=None,
+                         help="folder of published profiles (default docs/results)"),
+}
+
+#: the options of ``run``, also taken by ``report`` so that one command line serves both
+RUN_OPTIONS = ("targets", "profile", "out", "jobs", "seeds", "data_dir", "force", "backend",
+               "cached_only", "executor", "gpus", "partition", "gpus_per_run", "time_per_run",
+               "max_parallel", "slurm_arg", "attach")
+
+
+def _with(*names):
+    """Decorate a command with the options ``names`` of :data:`_OPTIONS`."""
+    def decorate(f):
+        for name in reversed(names):
+            f = _OPTIONS[name](f)
+        return f
+    return decorate
+
+
+def _invocation(command, params):
+    """``(args, profile, targets, out)`` of one command: its options over :data:`_DEFAULTS`,
+    checked (:func:`_check_args`) before any work."""
+    args = SimpleNamespace(**{**_DEFAULTS, **params, "command": command})
+    args.slurm_arg = list(args.slurm_arg)
+    return (args, *_check_args(args))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """Regenerate every figure and table of Li et al. (CVPR 2019)."""
+
+
+@cli.command("list")
+@_with("targets", "profile", "seeds", "backend")
+def list_command(**params):
+    """List the profiles and the targets with their training runs."""
+    _, profile, targets, _ = _invocation("list", params)
+    return cmd_list(profile, targets)
+
+
+@cli.command("plan")
+@_with("targets", "profile", "seeds", "backend")
+def plan_command(**params):
+    """Print the plan's runs, epochs and cost."""
+    _, profile, targets, _ = _invocation("plan", params)
+    return cmd_plan(profile, targets)
+
+
+@cli.command("run")
+@_with(*RUN_OPTIONS)
+def run_command(**params):
+    """Train the runs of the targets (cached runs are kept) and build the targets."""
+    args, profile, targets, out = _invocation("run", params)
+    _set_backend_environment(profile)
+    return cmd_run(profile, targets, out, args)
+
+
+@cli.command("report")
+@_with(*RUN_OPTIONS)
+def report_command(**params):
+    """Write the report of the built targets (takes the options of run, so that one command
+    line serves both; those of training are not used)."""
+    _, profile, targets, out = _invocation("report", params)
+    return cmd_report(profile, targets, out)
+
+
+@cli.command("publish")
+@_with("profile", "out", "seeds", "backend", "dest")
+def publish_command(**params):
+    """Publish the finished run records to docs/results/<profile>/."""
+    args, profile, _, out = _invocation("publish", params)
+    return cmd_publish(profile, out, args.dest)
+
+
+@cli.command("power")
+@_with("profile", "seeds")
+def power_command(**params):
+    """Print the power of the primary claims at the profile's seeds (from the pilot's records)."""
+    _, profile, _, _ = _invocation("power", params)
+    return cmd_power(profile)
+
+
+@cli.command("bundle")
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="gpu", show_default=True,
+              help="profile to bundle")
+@click.option("--out", required=True, help="the bundle's folder (new, empty or an old bundle)")
+@click.option("--python-version", default="3.12", show_default=True,
+              help="CPython version of the target machine's wheels ('here' for this "
+                   "interpreter's)")
+@click.option("--wheel-cache", default=None,
+              help="where downloaded wheels are kept (default $XDG_CACHE_HOME/varshift/wheels, "
+                   "else ~/.cache/varshift/wheels)")
+@click.option("--offline", is_flag=True,
+              help="never run pip download: every wheel must be in the cache")
+@click.option("--data-dir", default=None, help="where the data set's files are")
+@click.option("--minutes", type=click.FloatRange(1, 600), default=None,
+              help="run.sh's default wall-clock budget in minutes")
+@click.option("--jobs", type=click.IntRange(1, MAX_JOBS), default=None,
+              help="run.sh's default worker processes (default: the profile's)")
+def bundle_command(**params):
+    """Write a folder that runs a profile on a bare GPU machine (JAX, no TensorFlow, no
+    network)."""
+    from reproduce import bundle
+
+    try:
+        return bundle.main(**params)
+    except bundle.BundleError as err:
+        raise _Exit(str(err), err.code) from None
+
+
+COMMANDS = tuple(cli.commands)
+
+
+def _install_signal_handlers():
+    """Ctrl-C and ``kill`` both stop cleanly (workers terminated, finished runs kept), also when
+    started in the background by a shell that ignores SIGINT; a closed terminal (SIGHUP) too."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
-        if hasattr(signal, "SIGHUP"):  # a closed terminal: stop like Ctrl-C, keep what finished
+        if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, _interrupt)
-    try:
-        argv = sys.argv[1:] if argv is None else list(argv)
-        if not argv:  # no command: one line naming the commands (TARGET is optional)
-            raise _Exit("no command given; usage: python -m reproduce "
-                        "{list,plan,run,report,publish,bundle} [TARGET ...] [options] "
-                        "(see `python -m reproduce --help`)")
-        if argv[0] == "bundle":  # its own options: reproduce.bundle
-            from reproduce import bundle
 
-            try:
-                return bundle.main(argv[1:])
-            except bundle.BundleError as err:
-                raise _Exit(str(err), err.code) from None
-        args = _parser().parse_intermixed_args(argv)
-        profile, targets, out = _check_args(args)
-        if args.command == "list":
-            return cmd_list(profile, targets)
-        if args.command == "plan":
-            return cmd_plan(profile, targets)
-        if args.command == "run":
-            _set_backend_environment(profile)
-            return cmd_run(profile, targets, out, args)
-        if args.command == "publish":
-            return cmd_publish(profile, out, args.dest)
-        if args.command == "power":
-            return cmd_power(profile)
-        return cmd_report(profile, targets, out)
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _install_signal_handlers()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    try:
+        if not argv:  # no command: one line naming the commands (TARGET is optional)
+            raise _Exit(f"no command given; usage: python -m reproduce {{{','.join(COMMANDS)}}} "
+                        "[TARGET ...] [options] (see `python -m reproduce --help`)")
+        code = cli.main(args=argv, prog_name="python -m reproduce", standalone_mode=False)
+        return code or 0
+    except click.exceptions.Exit as done:  # --help
+        return done.exit_code
+    except click.UsageError as err:  # one line instead of usage + message
+        command = err.ctx.command_path if err.ctx is not None else "python -m reproduce"
+        print(f"reproduce: error: {err.format_message()} (see `{command} --help`)",
+              file=sys.stderr)
+        return USAGE_ERROR
     except _Exit as err:
         print(f"reproduce: error: {err}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.Abort):
         print("reproduce: interrupted", file=sys.stderr)
         return INTERRUPTED
     except OSError as err:  # the machine's fault (disk full, permissions): the cause, one line

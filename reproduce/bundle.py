@@ -32,7 +32,6 @@ with the repository); the command prints its size and fails with one line if it 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -42,6 +41,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from reproduce.profiles import KEY_TARGETS
 
 __all__ = ["WHEELS", "PLATFORMS", "LIMIT_MIB", "KEY_TARGETS", "BundleError", "write_bundle",
            "fetch_wheels", "main"]
@@ -59,8 +60,6 @@ PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_27_x8
              "manylinux_2_28_x86_64")
 #: what may travel to the target machine beside the repository
 LIMIT_MIB = 60.0
-#: the targets whose runs are the key runs (no dropout, dropout-(a) and -(b) 0.5): run first
-KEY_TARGETS = ("fig5", "table3")
 #: data sets each profile's bundle carries; digits ships with scikit-learn
 CARRIED_DATA = {"fashion_mnist"}
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "varshift" \
@@ -187,6 +186,8 @@ def write_bundle(profile, out, *, python_version="3.12", cache=DEFAULT_CACHE, do
     ``BundleError`` (one line) if a wheel or the data is missing, ``out`` is a non-empty folder
     that is not a bundle, or the bundle is over ``limit_mib``.
     """
+    from reproduce.budget import budget_note
+
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                               and not (out / "bundle.json").is_file())):
@@ -214,7 +215,7 @@ def write_bundle(profile, out, *, python_version="3.12", cache=DEFAULT_CACHE, do
         _write_text(tmp / "README.txt", README.format(
             profile=profile.name, minutes=f"{float(minutes):g}", jobs=jobs,
             key_targets=" ".join(KEY_TARGETS), python_version=python_version,
-            budget=profile.budget_note or profile.description))
+            budget=budget_note(profile) or profile.description))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "profile": profile.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -308,7 +309,7 @@ if [[ -n "$RESUME" ]]; then
 fi
 
 ARGS=(--profile "$PROFILE" --out "$RES" --jobs "$JOBS" {data_arg})
-HELP=$("$PY" -m reproduce --help 2>&1)  # a reproduce with --backend: say it
+HELP=$("$PY" -m reproduce run --help 2>&1)  # a reproduce with --backend: say it
 if [[ "$HELP" == *--backend* ]]; then ARGS+=(--backend jax); fi
 train() {{  # train() TARGET...: train within the budget (SIGTERM keeps every finished run)
     local secs=$(( $(left) - RESERVE ))
@@ -392,53 +393,28 @@ options. Remake the bundle with `python -m reproduce bundle --profile {profile} 
 """
 
 
-def _parser():
-    p = argparse.ArgumentParser(prog="python -m reproduce bundle",
-                                description="Write a folder that runs a profile on a bare GPU "
-                                            "machine (JAX, no TensorFlow, no network).")
-    p.add_argument("--profile", default="gpu", help="profile to bundle (default gpu)")
-    p.add_argument("--out", required=True, help="the bundle's folder (new, empty or an old bundle)")
-    p.add_argument("--python-version", default="3.12",
-                   help="CPython version of the target machine's wheels (default 3.12; "
-                        "'here' for this interpreter's)")
-    p.add_argument("--wheel-cache", default=str(DEFAULT_CACHE),
-                   help=f"where downloaded wheels are kept (default {DEFAULT_CACHE})")
-    p.add_argument("--offline", action="store_true",
-                   help="never run pip download: every wheel must be in the cache")
-    p.add_argument("--data-dir", default=None, help="where the data set's files are")
-    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
-                   help=f"run.sh's default wall-clock budget (default {DEFAULT_MINUTES:g})")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="run.sh's default worker processes (default: the profile's)")
-    return p
-
-
-def _usage(message):
-    raise BundleError(f"{message} (see `python -m reproduce bundle --help`)", 2)
-
-
-def main(argv):
-    """The ``bundle`` command; a failure raises :class:`BundleError` (one line, ``code`` 1, or
-    2 for a bad argument) before anything is written."""
+def main(*, out, profile="gpu", python_version="3.12", wheel_cache=None, offline=False,
+         data_dir=None, minutes=None, jobs=None):
+    """The ``bundle`` command (``python -m reproduce bundle``, whose options these are); a
+    failure raises :class:`BundleError` (one line, ``code`` 1, or 2 for a bad argument) before
+    anything is written."""
     from reproduce.profiles import get_profile
 
-    parser = _parser()
-    parser.error = _usage
-    args = parser.parse_args(argv)
     try:
-        profile = get_profile(args.profile)
+        profile = get_profile(profile)
     except KeyError as err:
         raise BundleError(err.args[0], 2) from None
-    version = args.python_version
+    version = python_version
     if version == "here":
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
     if not (version.count(".") == 1 and all(p.isdigit() for p in version.split("."))):
         raise BundleError(f"--python-version must look like 3.12 (or be 'here'); received "
                           f"{version!r}", 2)
-    manifest = write_bundle(profile, args.out, python_version=version,
-                            cache=Path(args.wheel_cache), download=not args.offline,
-                            data_dir=args.data_dir, minutes=args.minutes, jobs=args.jobs)
-    print(f"bundle {args.out}: profile {profile.name}, {len(manifest['wheels'])} wheels for "
+    manifest = write_bundle(profile, out, python_version=version,
+                            cache=Path(wheel_cache or DEFAULT_CACHE), download=not offline,
+                            data_dir=data_dir, jobs=jobs,
+                            minutes=DEFAULT_MINUTES if minutes is None else minutes)
+    print(f"bundle {out}: profile {profile.name}, {len(manifest['wheels'])} wheels for "
           f"CPython {version}, {manifest['files']} files, {manifest['bytes'] / 2**20:.1f} MiB "
-          f"(limit {LIMIT_MIB:g} MiB); run it with `bash {Path(args.out) / 'run.sh'}`")
+          f"(limit {LIMIT_MIB:g} MiB); run it with `bash {Path(out) / 'run.sh'}`")
     return 0

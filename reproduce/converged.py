@@ -82,7 +82,7 @@ def _longer(spec, profile):
     import copy
 
     from reproduce.evaluations import evaluations_config
-    from reproduce.runs import RunSpec, run_key
+    from reproduce.plan import RunSpec, run_key
 
     cfg = copy.deepcopy(spec.config)
     o = cfg["overrides"]
@@ -96,7 +96,7 @@ def _longer(spec, profile):
 def quick_specs(seeds=QUICK_SEEDS, profile_name="quick"):
     """``[(quick's spec, its reference spec)]`` of every setting and seed."""
     from reproduce.profiles import get_profile
-    from reproduce.runs import run_spec
+    from reproduce.plan import run_spec
 
     profile = get_profile(profile_name)
     pairs = []
@@ -111,7 +111,8 @@ def quick_specs(seeds=QUICK_SEEDS, profile_name="quick"):
 def quick_rows(pairs, out, quick_out=None):
     """CSV rows of the finished references in ``out`` (quick's own record from ``quick_out``
     beside each, where it is there)."""
-    from reproduce.runs import RunStore, noise_value
+    from reproduce.plan import noise_value
+    from reproduce.store import RunStore
 
     store, theirs = RunStore(out), (RunStore(quick_out) if quick_out else None)
     rows = []
@@ -144,7 +145,7 @@ def read_quick(path=QUICK_CSV):
 
 
 def _run_quick(args):
-    from reproduce.runs import execute_plan
+    from reproduce.executors import execute_plan
 
     pairs = quick_specs(args.seeds)
     done = [0]
@@ -179,9 +180,11 @@ def config_for(net, epochs=EPOCHS):
 
 def run_one(net, out_root, epochs=EPOCHS, data_dir=None, threads=1):
     """Train (or resume, or read back) ``net``'s reference; return its CSV row."""
-    from varshift._keras import tf
+    import varshift
 
-    t = tf()
+    varshift.load_keras()  # TensorFlow imported quietly, then configured
+    import tensorflow as t
+
     try:
         t.config.threading.set_intra_op_parallelism_threads(threads)
         t.config.threading.set_inter_op_parallelism_threads(threads)

@@ -67,9 +67,13 @@ def build_info(backend="tensorflow"):
     if backend != "tensorflow":
         return {}
     try:
-        from varshift._keras import tf
+        import varshift
 
-        info = dict(tf().sysconfig.get_build_info())
+        if varshift.load_keras().backend.backend() != "tensorflow":
+            return {}
+        import tensorflow as tf
+
+        info = dict(tf.sysconfig.get_build_info())
     except ImportError:
         return {}
     keep = ("is_cuda_build", "cuda_version", "cudnn_version", "is_rocm_build")
@@ -118,11 +122,12 @@ def write_manifest(out_dir, profile, *, targets, specs, store, started, wall_tim
                               "claims_sha256": rec.get("claims_sha256"),
                               "record": f"runs/{spec.key}/record.json"}
     built = sorted(set(old_targets) | set(targets))
+    from reproduce.budget import budget_note
     from reproduce.claims import claims_hash
     manifest = {
         "profile": profile.name,
         "profile_description": profile.description,
-        "budget_note": profile.budget_note,
+        "budget_note": budget_note(profile),
         "command": " ".join(["python -m reproduce", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_time_s": wall_time_s,

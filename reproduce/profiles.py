@@ -1,4 +1,4 @@
-"""The three profiles of the reproduction: ``smoke``, ``quick`` and ``paper``.
+"""The profiles of the reproduction: ``smoke``, ``quick``, ``paper``, ``gpu`` and ``pilot``.
 
 A profile fixes everything a target needs to plan its work: the data set, the networks and
 their sizes, the training recipe, the grid of drop ratios and the seeds. Targets read only
@@ -11,13 +11,12 @@ see :data:`QUICK_BUDGET_NOTE`.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 
 from varshift.nets.registry import NETWORKS as _REGISTRY
 
 __all__ = ["Profile", "PROFILES", "get_profile", "NETWORKS", "PAPER_NAMES", "QUICK_SEEDS",
-           "PILOT_NOTE"]
+           "PILOT_NOTE", "KEY_TARGETS"]
 
 #: the networks of ``varshift.nets.NETWORKS``, in the paper's order
 NETWORKS = tuple(_REGISTRY)
@@ -66,7 +65,8 @@ class Profile:
         keras_samples: samples streamed through the Keras models of the theory targets.
         jobs: default number of parallel training processes (``--jobs`` overrides); tiny
             networks use 2 cores better as 2 single-threaded processes than as one.
-        budget_note: how the profile's time budget was planned.
+        budget_note: how the profile's time budget was planned; its figures in braces (the
+            plan's runs and minutes) are computed by ``reproduce.cost.budget_note``.
         threads: CPU threads of every run's kernels (``RunConfig.threads``, part of each
             run's key): fixed here, never taken from the machine, so the numbers are the same
             on any number of cores and any ``--jobs``.
@@ -117,105 +117,10 @@ class Profile:
         return self.seed_list()[:1]
 
 
-#: Cost of one training run: **wall-seconds while two single-threaded runs share a 2-core
-#: machine** (quick's ``jobs=2``), Fashion-MNIST 28x28, batch 32, the small networks. Fitted to
-#: the CPU-seconds of each phase of a quick run measured alone (``time.process_time``; PreResNet
-#: and WRN dropout-(a) 0.5 with per-epoch evaluation and Adjust BN, PreResNet's with Fig. 6),
-#: times 1.15 for two runs side by side (each holds a core of its own: with tf.data's autotuning
-#: off the training passes no longer idle, and two runs use about the CPU per epoch of one). CPU
-#: seconds rather than wall because the CPU they were measured on was shared with other work. Per network:
-#:
-#: - ``train``: s per 1,000 training images per epoch (history ``seconds``; the first epoch's
-#:   graph tracing included): preresnet 41.0 CPU-s, wrn 22.8 for 16,000;
-#: - ``overhead``: the rest of a run without per-epoch evaluation or hooks beyond ``cos2``
-#:   (data, model, the final test evaluation of 1,000 test images, the shift measurement, the
-#:   training error in inference mode, the worker's start-up spread over its runs);
-#: - ``test``: s per 1,000 further test images (one ``evaluate`` at batch 256: preresnet 0.50,
-#:   wrn 0.31 CPU-s);
-#: - ``epoch_eval``: s per 1,000 images of the per-epoch evaluation passes (inference and
-#:   compiled training mode: preresnet 3.6, wrn 2.3 CPU-s over 4,000);
-#: - ``adjust``: the ``adjust_bn`` hook (Table 3's three re-estimations of BN, sequential as one
-#:   batch, one_pass and one_pass with the noise at batch 256, on the run's work copy, and
-#:   three test evaluations of 4,000 images) at 500 images read (preresnet 11.9, wrn 6.6 CPU-s
-#:   at 1,024), less ``adjust_per_1000``'s share;
-#: - ``adjust_per_1000``: s per 1,000 further images the re-estimations read (three passes);
-#: - ``fig6``: the ``fig6`` hook (a sequential re-estimation of BN on one batch of 512 images
-#:   and four forward passes of them): preresnet 3.6 CPU-s.
-#:
-#: DenseNet-BC and ResNeXt (not in quick) are scaled from PreResNet by their earlier measured
-#: ratios (DenseNet-BC about 0.8x PreResNet's training, ResNeXt's grouped convolutions about
-#: 2x). The schedule (step or cosine) does not change the cost.
-RUN_COST = {
-    "wrn": {"train": 1.65, "overhead": 2.8, "epoch_eval": 0.65, "test": 0.35, "adjust": 6.4,
-            "adjust_per_1000": 2.2, "fig6": 2.2},
-    "preresnet": {"train": 2.95, "overhead": 3.9, "epoch_eval": 1.05, "test": 0.6,
-                  "adjust": 11.6, "adjust_per_1000": 4.0, "fig6": 4.1},
-    "densenet_bc": {"train": 2.4, "overhead": 4.9, "epoch_eval": 1.3, "test": 0.6,
-                    "adjust": 11.6, "adjust_per_1000": 4.0, "fig6": 4.1},
-    "resnext29": {"train": 5.9, "overhead": 7.8, "epoch_eval": 2.1, "test": 1.2,
-                  "adjust": 23.2, "adjust_per_1000": 8.0, "fig6": 8.2},
-}
 #: wall-seconds of the theory targets (eq8, eq14, eq15) and of building every target's report
 #: at quick: measured 78 s after the last run on a 2-core x86-64 CPU (the theory targets, Table 1's
 #: networks built at initialisation, every figure and the report); rounded up
 QUICK_FIXED_S = 120.0
-
-
-def size_factor(net, size):
-    """Cost per image of ``net`` built with the size keywords ``size`` over its cost at
-    ``varshift.nets.SMALL_SIZES[net]`` (the size :data:`RUN_COST` was measured at): the ratio
-    of the CPU-seconds per training image-pass that ``reproduce.regime_selection`` measured for
-    the two sizes (batch 32), 1 for a size it did not measure."""
-    from reproduce.regime_selection import SIZES
-
-    named = {tuple(sorted(kw.items())): name for name, kw in SIZES.get(net, {}).items()}
-    name = named.get(tuple(sorted(dict(size).items())))
-    return 1.0 if name in (None, "small") else _measured_size_ratio(net, name)
-
-
-@functools.cache
-def _measured_size_ratio(net, name):
-    """:func:`size_factor` of a size ``reproduce.regime_selection`` measured, its CSV read once."""
-    from reproduce.regime_selection import CSV_PATH, cpu_per_pass, read_rows
-
-    rows = read_rows(CSV_PATH)
-    return cpu_per_pass(rows, net, name, 32) / cpu_per_pass(rows, net, "small", 32)
-
-
-def run_seconds(config):
-    """Estimated wall-seconds of one run of the plan, two runs sharing the machine
-    (see :data:`RUN_COST`; per-image costs scaled by :func:`size_factor`)."""
-    factor = size_factor(config["net"], config["size"])
-    cost = {k: v * (factor if k != "overhead" else 1.0)
-            for k, v in RUN_COST[config["net"]].items()}
-    epochs = config["overrides"]["epochs"]
-    n_train = (config.get("subset") or {}).get("n_train", 60000)
-    n_test = (config.get("subset") or {}).get("n_test", 10000)
-    seconds = (cost["overhead"] + cost["train"] * n_train * epochs / 1000.0
-               + cost["test"] * max(0, n_test - 1000) / 1000.0)
-    if config.get("epoch_eval"):  # inference and training mode, every epoch
-        seconds += cost["epoch_eval"] * 2 * epochs * (config.get("train_eval_samples") or n_train) / 1000.0
-    hooks = config.get("evaluations")
-    if hooks is None:  # the fields layout of the pilot's records (runs.fields_layout)
-        hooks = {**({"adjust_bn": {"samples": config.get("adjust_samples")}}
-                    if config.get("adjust") else {}),
-                 **({"fig6": {}} if config.get("fig6") else {})}
-    if "adjust_bn" in hooks:
-        n_adjust = hooks["adjust_bn"].get("samples") or config.get("stats_samples") or n_train
-        seconds += cost["adjust"] + cost["adjust_per_1000"] * (min(n_adjust, n_train) - 500) / 1000.0
-    if "fig6" in hooks:
-        seconds += cost["fig6"]
-    return seconds
-
-
-def estimate_minutes(profile, jobs=None):
-    """Estimated wall minutes of ``python -m reproduce run`` for ``profile`` on this 2-core
-    machine with ``jobs`` single-threaded processes (the profile's default; :data:`RUN_COST`
-    is measured at 2)."""
-    from reproduce.registry import TARGETS, plan
-
-    seconds = sum(run_seconds(s.config) for s in plan(profile, TARGETS))
-    return (seconds / (jobs or profile.jobs) + QUICK_FIXED_S) / 60.0
 
 
 QUICK_BUDGET_NOTE = (
@@ -236,9 +141,9 @@ QUICK_BUDGET_NOTE = (
     "sequential differ); Fig. 6's outputs only on PreResNet's dropout-(a) 0.5 runs; a "
     "checkpoint at most once a minute. These networks are not converged: "
     "reproduce/data/converged_reference.csv (python -m reproduce.converged) gives each "
-    "no-dropout network trained 7.5-12.5 times longer on the same images. {runs} runs; estimate "
-    "from the per-run wall times in RUN_COST (profiles.estimate_minutes): about "
-    "{minutes:.0f} min on a 2-core machine as 2 single-threaded processes, of which about "
+    "no-dropout network trained 7.5-12.5 times longer on the same images. {{runs}} runs; "
+    "estimate from the per-run wall times in RUN_COST (cost.cpu_plan_minutes): about "
+    "{{minutes:.0f}} min on a 2-core machine as 2 single-threaded processes, of which about "
     "{fixed:.0f} min theory targets and report building; installing the environment adds 1-2 "
     "min."
 )
@@ -254,10 +159,11 @@ GPU_SIZES = {
     "densenet_bc": {"depth": 40, "growth_rate": 12},  # DenseNet-BC-40, k = 12: 39 BN layers
 }
 GPU_EPOCHS = 5
-#: the plan and estimates of ``gpu`` (``reproduce.cost.gpu_plan_minutes`` with 8 workers;
-#: a test keeps these in step): the key runs (``run fig5 table3``) and the whole plan
-GPU_KEY_RUNS, GPU_KEY_MINUTES, GPU_RUNS, GPU_MINUTES = 60, 8.1, 340, 44.0
-GPU_PAPER_RATIO = 13  # estimated epoch time of the paper's sizes over GPU_SIZES' (all four)
+#: the targets of the key runs (no dropout, dropout-(a) and -(b) 0.5 of every network): what a
+#: GPU session trains first (``reproduce.bundle``'s run.sh) and what the ``gpu`` budget names
+KEY_TARGETS = ("fig5", "table3")
+#: the ``gpu`` profile's budget; its figures in braces (the plan's runs and the estimates of
+#: ``reproduce.cost.gpu_plan_minutes``) are filled in by ``reproduce.cost.budget_note``
 GPU_BUDGET_NOTE = (
     f"gpu: all of Fashion-MNIST (60,000 training / 10,000 test images, 28x28) for the four "
     f"networks at a mid size (reproduce.profiles.GPU_SIZES: PreResNet-38, ResNeXt-29 4x8d, "
@@ -265,13 +171,13 @@ GPU_BUDGET_NOTE = (
     f"{GPU_EPOCHS} epochs with quick's cosine schedule and half an epoch of warm-up "
     f"(about 2,350 SGD steps "
     f"at batch 128, 19x quick's training images), 5 seeds for every setting. The key runs (no dropout, "
-    f"dropout-(a) and -(b) 0.5 of every network: {GPU_KEY_RUNS} runs, `run fig5 table3`) are "
-    f"estimated at {GPU_KEY_MINUTES:.1f} min on one H200 with 8 worker processes, the whole "
-    f"plan ({GPU_RUNS} runs) at {GPU_MINUTES:.0f} min, resumable across sessions in priority "
+    f"dropout-(a) and -(b) 0.5 of every network: {{key_runs}} runs, `run fig5 table3`) are "
+    f"estimated at {{key_minutes:.1f}} min on one H200 with 8 worker processes, the whole "
+    f"plan ({{runs}} runs) at {{gpu_minutes:.0f}} min, resumable across sessions in priority "
     f"order. ESTIMATES from reproduce.cost.H200 (FLOPs, memory traffic and kernel launches "
     f"counted per network): nothing was timed on an H200. The paper's sizes at 28x28 "
-    f"would cost {GPU_PAPER_RATIO:.0f}x as much per epoch (estimated s per epoch: PreResNet-164 "
-    f"6.3, ResNeXt-29 8x64d 36, WRN-28-10 31, DenseNet-BC-100 5.6)."
+    f"would cost {{paper_ratio:.0f}}x as much per epoch (estimated s per epoch: "
+    f"{{paper_epoch_seconds}})."
 )
 
 PROFILES = {
@@ -360,12 +266,11 @@ PROFILES["gpu"] = replace(
 #: the pilot: ``quick`` as it was first run and published (seeds 0-4, the same 4,000 test
 #: images for every run); its records (``docs/results/pilot``) are exploratory for good, and its
 #: primary effects and spreads are the input of the power analysis (``reproduce.power``)
-PILOT_RUNS, PILOT_MINUTES = 40, 17.4
 PILOT_NOTE = (
     "pilot (exploratory): the first design of quick, run and published before the claims were "
     "fixed; its seeds (0-4), networks and 4,000 test images were read while the claims and "
     "margins were written, so its verdicts are exploratory whatever they say. "
-    + QUICK_BUDGET_NOTE.format(runs=PILOT_RUNS, minutes=PILOT_MINUTES, fixed=QUICK_FIXED_S / 60.0))
+    + QUICK_BUDGET_NOTE.format(fixed=QUICK_FIXED_S / 60.0))
 PROFILES["pilot"] = replace(
     PROFILES["quick"], name="pilot",
     description="the exploratory pilot: quick's first design (PreResNet and WRN, seeds 0-4, "
@@ -387,7 +292,7 @@ QUICK_SUBSET = {"n_train": 600, "n_test": 6000, "train_draw": "per_seed",
                 "test_exclude": {"n_test": 4000, "seed": 0}}
 #: the confirmatory quick's networks and epochs, from ``python -m reproduce.regime_selection``
 #: (validation images): its rule chose PreResNet d11w8 for 40 epochs and WRN for 30; under
-#: :data:`RUN_COST` that plan needs about 29 min with Tables 4 and 6 on WRN, so WRN trains 20,
+#: ``reproduce.cost.RUN_COST`` that plan needs about 29 min with Tables 4 and 6 on WRN, so WRN trains 20,
 #: its cheapest design that also meets the convergence target (2.8% training error, 1.1 pp above
 #: its 4x-longer twin)
 #: training images of the per-epoch evaluation (both modes, every epoch) and the shift measurement
@@ -396,8 +301,6 @@ QUICK_SIZES = {"preresnet": {"depth": 11, "width": 8},
                "wrn": {"depth": 10, "widen_factor": 2, "width": 8}}
 QUICK_NET_RECIPE = {"preresnet": {"epochs": 40, "warmup_epochs": 5.0},
                     "wrn": {"epochs": 20, "warmup_epochs": 2.5}}
-#: the plan and estimate of ``quick`` (``estimate_minutes``; a test keeps these in step)
-QUICK_RUNS, QUICK_MINUTES = 80, 25.9
 QUICK_NOTE = (
     "quick (confirmatory): the claims, margins and this design were fixed in a commit before "
     "its runs; {seeds} seeds from seed {first} on (never run before; the number of seeds is "
@@ -414,8 +317,8 @@ QUICK_NOTE = (
     "0.5 on WRN only (both networks would take about 34 min), every seed; the per-epoch "
     "evaluation and the shift measurement read {eval_samples} training images, Adjust BN all "
     "{n_train:,}. "
-    "{runs} runs; estimate from the per-run wall times in RUN_COST (profiles.estimate_minutes): "
-    "about {minutes:.0f} min on a 2-core machine as 2 single-threaded processes, of which "
+    "{{runs}} runs; estimate from the per-run wall times in RUN_COST (cost.cpu_plan_minutes): "
+    "about {{minutes:.0f}} min on a 2-core machine as 2 single-threaded processes, of which "
     "about {fixed:.0f} min theory targets and report building.")
 PROFILES["quick"] = replace(
     PROFILES["quick"],
@@ -427,8 +330,7 @@ PROFILES["quick"] = replace(
     budget_note=QUICK_NOTE.format(seeds=QUICK_SEEDS, first=QUICK_FIRST_SEED,
                                   eval_samples=QUICK_EVAL_SAMPLES,
                                   n_train=QUICK_SUBSET["n_train"],
-                                  n_test=QUICK_SUBSET["n_test"], runs=QUICK_RUNS,
-                                  minutes=QUICK_MINUTES, fixed=QUICK_FIXED_S / 60.0))
+                                  n_test=QUICK_SUBSET["n_test"], fixed=QUICK_FIXED_S / 60.0))
 
 
 def get_profile(name):

@@ -91,7 +91,7 @@ def check_complete(src, profile):
             reproduction of every target (the message names what is missing or failed).
     """
     from reproduce.registry import TARGETS, plan
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     if profile.name in REFUSED_PROFILES:
         raise PublishError(f"refusing to publish profile {profile.name!r}: "

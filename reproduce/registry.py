@@ -21,7 +21,8 @@ from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
 from reproduce.claims import FAILS, HOLDS, INCONCLUSIVE, UNTESTED, VERDICTS, Claim, untested
-from reproduce.runs import RunStore, merge_specs
+from reproduce.plan import merge_specs
+from reproduce.store import RunStore
 
 __all__ = ["TARGETS", "get_target", "plan", "Context", "build_target", "HOLDS", "FAILS",
            "INCONCLUSIVE", "UNTESTED", "VERDICTS"]

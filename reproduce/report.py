@@ -351,7 +351,7 @@ def design_status(out_dir, profile, targets=TARGETS):
     trained under this claims file (its SHA-256 in the record) and the profile is not the
     pilot; else ``"exploratory"``, with the reason in words."""
     from reproduce.registry import plan
-    from reproduce.runs import RunStore
+    from reproduce.store import RunStore
 
     now = claims_hash()
     if profile.name == "pilot":
@@ -519,7 +519,9 @@ def write_report(out_dir, profile, targets=TARGETS, pilot=None):
               "The forest plot shows every claim's effect in units of its margin.", "",
               "![forest plot of the claims](forest.png)", ""]
     lines += _manifest_lines(out_dir)
-    lines += ["", f"Budget: {profile.budget_note}", "",
+    from reproduce.budget import budget_note
+
+    lines += ["", f"Budget: {budget_note(profile)}", "",
               "## Setup differences from the paper", "", setup_differences(profile), "",
               *regime_lines(out_dir, profile),
               "Table 5 (ImageNet, ResNet-200 / ResNeXt-101 / SENet with one dropout 0.2 after all "

@@ -3,7 +3,7 @@
 ``python -m reproduce run --executor slurm`` submits every run that is neither cached nor
 already queued as one job array (``pip install varshift[cluster]`` brings ``submitit``). Each
 array task trains one run with the same function as the local executor
-(:func:`reproduce.runs._train_one`) and writes the same atomic ``record.json`` into the same
+(:func:`reproduce.executors.train_one`) and writes the same atomic ``record.json`` into the same
 run store: the output folder must be on a file system shared by the submitting machine and
 the compute nodes.
 
@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reproduce._io import atomic_write_json, read_json
-from reproduce.runs import RunStore, _train_one
+from reproduce.executors import train_one
+from reproduce.store import RunStore
 
 __all__ = ["SlurmOptions", "parse_time", "parse_slurm_args", "execute_slurm", "partition_specs",
            "SlurmUnavailable", "check_script_value", "poll_seconds", "read_task_status"]
@@ -239,7 +240,7 @@ class RunTask:
     def __call__(self, config, key, root, data_dir, threads=None):
         # ``threads`` (the task's CPUs) is kept for tasks queued by older versions; the
         # numbers use the run's own ``config["threads"]``
-        return _train_one(config, key, root, data_dir, False)
+        return train_one(config, key, root, data_dir, False)
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission

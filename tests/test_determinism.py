@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import needs_tensorflow
 
+from reproduce.plan import run_key, run_spec
 from reproduce.profiles import get_profile
-from reproduce.runs import RunStore, run_key, run_spec
+from reproduce.store import RunStore
 
 #: these tests pin TensorFlow's thread pools (JAX: its XLA flags, not tested here)
 pytestmark = needs_tensorflow
@@ -36,7 +37,8 @@ if fake:  # pretend a bigger machine: nothing may read it
     os.cpu_count = lambda: fake
     os.sched_getaffinity = lambda pid: set(range(fake))
 from reproduce.profiles import get_profile
-from reproduce.runs import execute_plan, run_spec
+from reproduce.executors import execute_plan
+from reproduce.plan import run_spec
 p = get_profile("smoke")
 specs = [run_spec(p, "wrn", "a", 0.5, adjust=False), run_spec(p, "wrn")]
 execute_plan(specs, sys.argv[1], jobs=int(sys.argv[2]))

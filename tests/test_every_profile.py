@@ -15,9 +15,10 @@ import pytest
 
 from reproduce import report
 from reproduce.claims import EMPIRICAL, PRIMARY, UNTESTED, claims_hash
+from reproduce.plan import noise_value
 from reproduce.profiles import PAPER_NAMES, PROFILES, get_profile
 from reproduce.registry import TARGETS, build_target, plan
-from reproduce.runs import RunStore, noise_value
+from reproduce.store import RunStore
 
 PILOT = Path(__file__).resolve().parents[1] / "docs" / "results" / "pilot" / "runs"
 THEORY = ("eq8", "eq14", "eq15")
@@ -157,7 +158,8 @@ def test_quick_has_the_seeds_its_power_analysis_asks_for():
 
 
 def test_every_record_names_the_claims_file(tmp_path, monkeypatch):
-    from reproduce.runs import execute_plan, run_spec
+    from reproduce.executors import execute_plan
+    from reproduce.plan import run_spec
     from varshift import train
 
     def fake(config, **kwargs):

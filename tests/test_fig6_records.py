@@ -35,13 +35,13 @@ class _Ctx:
 
 
 def test_fig6_is_built_from_the_records(tmp_path, monkeypatch):
-    from reproduce import runs
+    from reproduce import plan
 
     seen = []
 
     def run_spec(*args, fig6=False, **kwargs):  # the trainer's fig6=True runs
         seen.append(fig6)
-        return runs.run_spec(*args, **kwargs)
+        return plan.run_spec(*args, **kwargs)
 
     monkeypatch.setattr(fig6, "run_spec", run_spec)
     profile = get_profile("pilot")  # seeds 0-4: the flip counts below stay under 64

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from reproduce.__main__ import main
+from reproduce.plan import run_key
 from reproduce.profiles import get_profile
 from reproduce.registry import TARGETS, plan
-from reproduce.runs import RunStore, run_key
+from reproduce.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from reproduce import converged, profiles, recipe_selection
-from reproduce.runs import run_spec
+from reproduce.plan import run_spec
 from varshift.train import RunConfig, recipe_for
 
 

@@ -49,12 +49,13 @@ def test_registry_order_is_everyone_s_order():
 
 
 def test_plan_order_puts_cheap_networks_first():
-    from reproduce import runs
+    from reproduce import plan
+    from reproduce.cost import relative_cost
     from reproduce.profiles import get_profile
 
-    specs = [runs.run_spec(get_profile("smoke"), net) for net in NETWORKS]
-    ordered = [s.config["net"] for s in sorted(specs, key=runs.priority)]
-    assert ordered == sorted(NETWORKS, key=lambda n: NETWORKS[n].cost)
+    specs = [plan.run_spec(get_profile("smoke"), net) for net in NETWORKS]
+    ordered = [s.config["net"] for s in sorted(specs, key=plan.priority)]
+    assert ordered == sorted(NETWORKS, key=relative_cost)
 
 
 def _layer(kind, value):
@@ -98,18 +99,18 @@ def test_every_buildable_noise_is_placed_with_its_own_parameter(keras, name):
 
 
 def test_run_config_and_run_spec_call_uout_s_parameter_beta():
-    from reproduce import runs
+    from reproduce import plan
     from reproduce.profiles import get_profile
 
     cfg = train.RunConfig(net="wrn", placement="b", noise="uout", beta=0.5)
     assert cfg.noise_value == 0.5 and cfg.to_dict()["beta"] == 0.5
     with pytest.raises(ValueError, match="Argument `rate` is not a parameter of noise='uout'"):
         train.RunConfig(net="wrn", placement="b", noise="uout", rate=0.5).resolved()
-    spec = runs.run_spec(get_profile("smoke"), "wrn", "b", noise="uout", beta=0.5)
+    spec = plan.run_spec(get_profile("smoke"), "wrn", "b", noise="uout", beta=0.5)
     assert spec.config["beta"] == 0.5 and "rate" not in spec.config
-    assert runs.noise_value(spec.config) == 0.5 and " uout 0.5 " in spec.label
+    assert plan.noise_value(spec.config) == 0.5 and " uout 0.5 " in spec.label
     # dropout keys do not change: the config holds `rate` only
-    assert "beta" not in runs.run_spec(get_profile("smoke"), "wrn", "a", 0.5).config
+    assert "beta" not in plan.run_spec(get_profile("smoke"), "wrn", "a", 0.5).config
 
 
 def test_derive_seed_is_one_table_and_keeps_the_historical_streams():

@@ -18,10 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reproduce import profiles, registry
+from reproduce import cost, profiles, registry
 from reproduce._io import atomic_path, atomic_write_json
+from reproduce.budget import budget_note
+from reproduce.executors import execute_plan
+from reproduce.plan import noise_value, run_key, run_spec
 from reproduce.registry import TARGETS, get_target, plan
-from reproduce.runs import RunStore, execute_plan, noise_value, run_key, run_spec
+from reproduce.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAPER = ROOT.parent / "shared" / "paper"
@@ -86,12 +89,40 @@ def test_registry_speaks_the_verdicts_of_reproduce_claims():
     assert registry.UNTESTED == "not tested"
 
 
-def test_quick_budget_is_written_from_the_measured_costs():
+def _cpu_minutes(profile):
+    """The wall minutes of ``profile``'s plan, summed here run by run from the CPU model."""
+    seconds = sum(cost.run_seconds(s.config) for s in plan(profile, TARGETS))
+    return (seconds / profile.jobs + profiles.QUICK_FIXED_S) / 60.0
+
+
+@pytest.mark.parametrize("name", ["quick", "pilot"])
+def test_a_cpu_budget_note_quotes_its_plan_and_the_cpu_model(name):
+    profile = profiles.get_profile(name)
+    note = budget_note(profile)
+    assert "{" not in note and "}" not in note
+    assert f"{len(plan(profile, TARGETS))} runs" in note
+    assert f"about {_cpu_minutes(profile):.0f} min on a 2-core machine" in note
+
+
+def test_the_cpu_model_adds_what_a_run_does():
     quick = profiles.get_profile("quick")
-    minutes = profiles.estimate_minutes(quick)
-    assert len(plan(quick, TARGETS)) == profiles.QUICK_RUNS
-    assert minutes == pytest.approx(profiles.QUICK_MINUTES, abs=0.1)
-    assert f"{profiles.QUICK_RUNS} runs" in quick.budget_note
+    spec = next(s for s in plan(quick, TARGETS) if s.config["net"] == "wrn"
+                and "adjust_bn" in s.config["evaluations"] and s.config["epoch_eval"])
+    c, unit = spec.config, cost.RUN_COST["wrn"]
+    n_train, epochs = quick.subset["n_train"], c["overrides"]["epochs"]
+    plain = {**c, "epoch_eval": False, "evaluations": {"cos2": {}}}
+    assert cost.run_seconds(plain) == pytest.approx(
+        unit["overhead"] + unit["train"] * n_train * epochs / 1000
+        + unit["test"] * (quick.subset["n_test"] - 1000) / 1000)
+    with_eval = {**plain, "epoch_eval": True}
+    assert cost.run_seconds(with_eval) - cost.run_seconds(plain) == pytest.approx(
+        unit["epoch_eval"] * 2 * epochs * quick.eval_samples / 1000)
+    # twice the images, about twice the training time; the plan's order follows the model
+    doubled = {**plain, "subset": {**c["subset"], "n_train": 2 * n_train}}
+    assert cost.run_seconds(doubled) - cost.run_seconds(plain) == pytest.approx(
+        unit["train"] * n_train * epochs / 1000)
+    assert cost.relative_cost("wrn") == 1.0 < cost.relative_cost("preresnet")
+    assert cost.relative_cost("not-a-network") == float("inf")
     # compared settings share their seeds: every quick setting gets every seed
     specs = plan(quick, TARGETS)
     seeds = {}
@@ -108,13 +139,7 @@ def test_quick_budget_is_written_from_the_measured_costs():
 
 
 def test_quick_fits_its_budget():
-    assert profiles.estimate_minutes(profiles.get_profile("quick")) <= 27.0  # <= 30 with margin
-
-
-def test_the_pilot_keeps_its_measured_budget():
-    pilot = profiles.get_profile("pilot")
-    assert len(plan(pilot, TARGETS)) == profiles.PILOT_RUNS
-    assert profiles.estimate_minutes(pilot) == pytest.approx(profiles.PILOT_MINUTES, abs=0.1)
+    assert _cpu_minutes(profiles.get_profile("quick")) <= 27.0  # <= 30 with margin
 
 
 # ------------------------------------------------------------------------- cache, atomicity
@@ -194,10 +219,10 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
 
 # -------------------------------------------------------------------------------- CLI errors
 @pytest.mark.parametrize("args, message", [
-    (["run", "fig99", "--profile", "smoke"], "unknown target 'fig99'"),
-    (["run", "--profile", "huge"], "unknown profile 'huge'"),
-    (["list", "--seeds", "0"], "--seeds must be a positive integer"),
-    (["frobnicate"], "invalid choice"),
+    (["run", "fig99", "--profile", "smoke"], "'fig99' is not one of 'eq8', 'eq14'"),
+    (["run", "--profile", "huge"], "'--profile': 'huge' is not one of 'smoke', 'quick'"),
+    (["run", "--seeds", "0"], "'--seeds': 0 is not in the range 1<=x<=1000"),
+    (["frobnicate"], "No such command 'frobnicate'"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):
     res = _cli(*args, "--out", str(tmp_path / "out"))

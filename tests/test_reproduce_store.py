@@ -2,8 +2,8 @@
 
 Records are validated when read (schema, key, checksum): a torn, emptied or hand-edited
 ``record.json`` is named, moved aside and retrained, and ``report`` refuses the stale results
-built from it. One ``run`` per ``--out`` (a lock naming its holder; a dead holder's lock is
-taken over). SIGHUP stops like SIGTERM. ``--executor slurm`` without submitit, ``--out ''``
+built from it. One ``run`` per ``--out`` (a lock naming its holder; a killed holder's lock is
+free). SIGHUP stops like SIGTERM. ``--executor slurm`` without submitit, ``--out ''``
 and a full disk are named before (or instead of) anything else.
 """
 
@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from reproduce import runs
+from reproduce import executors, lock
 from reproduce.__main__ import main
+from reproduce.executors import execute_plan
+from reproduce.lock import OutLock
 from reproduce.manifest import write_manifest
+from reproduce.plan import default_backend, run_spec
 from reproduce.profiles import get_profile
 from reproduce.registry import plan
-from reproduce.runs import OutLock, RunStore, execute_plan, run_spec
+from reproduce.store import DamagedRecord, RunStore, record_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +88,7 @@ def test_a_damaged_record_is_named_moved_aside_and_retrained(how, tmp_path, fake
     state, reason = store.status(spec.key)
     assert state == "damaged" and reason
     assert store.find(spec) is None and "damaged" in store.why_missing(spec)
-    with pytest.raises(runs.DamagedRecord, match="damaged"):
+    with pytest.raises(DamagedRecord, match="damaged"):
         store.load(spec.key)
     messages = []
     execute_plan([spec], tmp_path, on_damaged=messages.append)
@@ -101,8 +104,8 @@ def test_an_intact_record_round_trips_its_checksum(tmp_path, fake):
     spec = _spec()
     execute_plan([spec], tmp_path)
     rec = RunStore(tmp_path).load(spec.key)
-    assert rec["checksum"] == runs.record_checksum(rec)
-    assert rec["config"]["threads"] == 1 and rec["config"]["backend"] == runs.default_backend()
+    assert rec["checksum"] == record_checksum(rec)
+    assert rec["config"]["threads"] == 1 and rec["config"]["backend"] == default_backend()
 
 
 def test_manifest_and_targets_name_a_damaged_record_without_a_traceback(tmp_path, fake):
@@ -136,38 +139,41 @@ def test_report_refuses_results_built_on_a_damaged_record(tmp_path, fake, capsys
 
 
 # ---------------------------------------------------------------------------------- the lock
-def _dead_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_a_second_run_on_the_same_out_names_the_holder_and_exits_2(tmp_path, capsys):
     with OutLock(tmp_path):
-        holder = json.loads((tmp_path / ".lock").read_text())
+        holder = json.loads((tmp_path / ".lock.holder").read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         code = main(["run", "eq8", "--profile", "smoke", "--out", str(tmp_path)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1
         assert f"pid {os.getpid()}" in err and socket.gethostname() in err
         assert holder["started_at"] in err
-    assert not (tmp_path / ".lock").exists()  # released
+    assert not (tmp_path / ".lock.holder").exists()  # released
+    with OutLock(tmp_path):  # and free again
+        pass
 
 
-def test_the_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
-    pid = _dead_pid()
-    (tmp_path / ".lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
-                                                "started_at": "2026-01-01T00:00:00Z"}))
-    with OutLock(tmp_path) as lock:
-        assert lock.owner()["pid"] == os.getpid()
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+_HOLD = ("import sys, time\n"
+         "from reproduce.lock import OutLock\n"
+         "held = OutLock(sys.argv[1]).acquire()\n"
+         "print('held', flush=True)\n"
+         "time.sleep(600)\n")
 
 
-def test_a_lock_of_another_host_is_respected(tmp_path):
-    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example",
-                                                "started_at": "t", "command": "c"}))
-    with pytest.raises(runs.LockHeld, match="elsewhere.example"):
-        OutLock(tmp_path).acquire()
+def test_a_killed_holder_does_not_block_the_next_run(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(lock.LockHeld, match=f"pid {proc.pid} "):  # a live holder is named
+            OutLock(tmp_path).acquire()
+    finally:
+        proc.kill()  # no clean-up: the operating system frees the lock with the process
+        proc.wait()
+    assert json.loads((tmp_path / ".lock.holder").read_text())["pid"] == proc.pid
+    with OutLock(tmp_path) as taken:
+        assert taken.owner()["pid"] == os.getpid()
 
 
 # ------------------------------------------------------------------- early, one-line errors
@@ -219,14 +225,12 @@ def test_backend_is_in_every_key_and_in_the_manifest(tmp_path, fake):
 
 def test_checkpoint_interval_comes_from_the_environment_and_is_checked(tmp_path, fake,
                                                                        monkeypatch, capsys):
-    from reproduce import runs
-
     spec = _spec()
     monkeypatch.setenv("VARSHIFT_CHECKPOINT_S", "0")
-    runs._train_one(spec.config, spec.key, tmp_path / "runs", None, False)
+    executors.train_one(spec.config, spec.key, tmp_path / "runs", None, False)
     monkeypatch.delenv("VARSHIFT_CHECKPOINT_S")
-    runs._train_one(spec.config, spec.key, tmp_path / "other" / "runs", None, False)
-    assert fake.checkpoint_seconds == [0.0, runs.CHECKPOINT_S]
+    executors.train_one(spec.config, spec.key, tmp_path / "other" / "runs", None, False)
+    assert fake.checkpoint_seconds == [0.0, executors.CHECKPOINT_S]
     for bad in ("soon", "-1", "nan"):
         monkeypatch.setenv("VARSHIFT_CHECKPOINT_S", bad)
         assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "cli")]) == 2
@@ -253,8 +257,8 @@ def _probe_env():
 
 
 def test_workers_get_the_backend_before_anything_imports_keras():
-    env = runs.worker_environment({"backend": "jax", "threads": 1})
-    pool = runs._local_pool(1, [], env)
+    env = executors.worker_environment({"backend": "jax", "threads": 1})
+    pool = executors.local_pool(1, [], env)
     try:
         backend, xla, nproc, tf_loaded, keras_loaded = pool.submit(_probe_env).result(timeout=120)
     finally:
@@ -273,7 +277,7 @@ def _import_keras():
 
 
 def test_a_worker_imports_the_backend_once_for_all_its_runs():
-    pool = runs._local_pool(1, [], runs.worker_environment({"threads": 1}))
+    pool = executors.local_pool(1, [], executors.worker_environment({"threads": 1}))
     try:
         first, second = (pool.submit(_import_keras).result(timeout=300) for _ in range(2))
     finally:
@@ -285,7 +289,7 @@ def test_the_thread_flags_are_merged_into_the_users_xla_flags(monkeypatch):
     from varshift.train.config import merge_xla_flags, parse_xla_flags
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=true")
-    env = runs.worker_environment({"backend": "jax", "threads": 1})
+    env = executors.worker_environment({"backend": "jax", "threads": 1})
     assert parse_xla_flags(env["XLA_FLAGS"]) == {"xla_dump_to": "/tmp/x",
                                                  "xla_cpu_multi_thread_eigen": "false"}
     assert (env["PJRT_NPROC"], env["NPROC"]) == ("1", "1")
@@ -293,7 +297,7 @@ def test_the_thread_flags_are_merged_into_the_users_xla_flags(monkeypatch):
     # XLA reads a value not starting with -- as a file name and stops at a later bare token
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     with pytest.raises(ValueError, match="intra_op_parallelism_threads=1"):
-        runs.worker_environment({"backend": "jax", "threads": 1})
+        executors.worker_environment({"backend": "jax", "threads": 1})
 
 
 def test_the_parent_of_a_jax_run_does_not_import_tensorflow(tmp_path):
@@ -303,7 +307,7 @@ def test_the_parent_of_a_jax_run_does_not_import_tensorflow(tmp_path):
         "from reproduce.manifest import write_manifest\n"
         "from reproduce.profiles import get_profile\n"
         "from reproduce.registry import TARGETS, plan\n"
-        "from reproduce.runs import RunStore\n"
+        "from reproduce.store import RunStore\n"
         "p = dataclasses.replace(get_profile('smoke'), backend='jax')\n"
         "_set_backend_environment(p)\n"
         "specs = plan(p, TARGETS)\n"
@@ -367,4 +371,6 @@ def test_sighup_stops_the_workers_keeps_records_and_writes_the_manifest(tmp_path
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.5)
     assert not any(_alive(w) for w in workers)  # no orphans
-    assert not (out / ".lock").exists()
+    assert not (out / ".lock.holder").exists()  # released: the next run takes the lock
+    with OutLock(out):
+        pass

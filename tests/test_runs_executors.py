@@ -16,10 +16,11 @@ from multiprocessing import get_context
 import pytest
 from conftest import needs_tensorflow
 
-from reproduce import runs, slurm
+from reproduce import executors, slurm
 from reproduce.__main__ import main
+from reproduce.plan import run_spec
 from reproduce.profiles import get_profile
-from reproduce.runs import RunStore, run_spec
+from reproduce.store import RunStore
 
 
 def _probe(barrier):
@@ -30,16 +31,16 @@ def _probe(barrier):
 
 
 def test_gpu_slots_round_robin():
-    assert runs.gpu_slots(2, ["0", "1"]) == ["0", "1"]
-    assert runs.gpu_slots(4, ["2", "5"]) == ["2", "5", "2", "5"]
-    assert runs.gpu_slots(3, []) is None
+    assert executors.gpu_slots(2, ["0", "1"]) == ["0", "1"]
+    assert executors.gpu_slots(4, ["2", "5"]) == ["2", "5", "2", "5"]
+    assert executors.gpu_slots(3, []) is None
 
 
 def test_each_worker_owns_one_gpu_before_tensorflow_is_imported():
     manager = get_context("spawn").Manager()
     try:
         barrier = manager.Barrier(2)
-        pool = runs._local_pool(2, ["3", "7"])
+        pool = executors.local_pool(2, ["3", "7"])
         try:
             got = [f.result(timeout=120) for f in [pool.submit(_probe, barrier) for _ in range(2)]]
         finally:
@@ -57,7 +58,7 @@ def test_cpu_only_workers_are_left_alone(monkeypatch):
     manager = get_context("spawn").Manager()
     try:
         barrier = manager.Barrier(1)
-        pool = runs._local_pool(2, [])
+        pool = executors.local_pool(2, [])
         try:
             _, dev, growth, _ = pool.submit(_probe, barrier).result(timeout=120)
         finally:
@@ -69,9 +70,9 @@ def test_cpu_only_workers_are_left_alone(monkeypatch):
 
 def test_detect_gpus_respects_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
-    assert runs.detect_gpus() == ["1", "3"]
+    assert executors.detect_gpus() == ["1", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert runs.detect_gpus() == []
+    assert executors.detect_gpus() == []
 
 
 def _spec(seed=0, **kw):
@@ -83,18 +84,18 @@ def test_resume_is_decided_from_the_stored_config(tmp_path):
 
     spec = _spec()
     trainer = dict(spec.config)
-    assert runs._resume_state(tmp_path, trainer) == (True, 0)  # nothing yet
+    assert executors.resume_state(tmp_path, trainer) == (True, 0)  # nothing yet
     current = train.RunConfig.from_any(trainer).to_dict()
     (tmp_path / "progress.json").write_text(json.dumps(
         {"config": current, "history": [{}, {}], "checkpoint": "checkpoint_2.keras"}))
-    assert runs._resume_state(tmp_path, trainer) == (False, 0)  # its checkpoint is missing
+    assert executors.resume_state(tmp_path, trainer) == (False, 0)  # its checkpoint is missing
     with zipfile.ZipFile(tmp_path / "checkpoint_2.keras", "w") as archive:  # a whole .keras file
         archive.writestr("config.json", "{}")
         archive.writestr("model.weights.h5", b"weights")
-    assert runs._resume_state(tmp_path, trainer) == (True, 2)
+    assert executors.resume_state(tmp_path, trainer) == (True, 2)
     (tmp_path / "progress.json").write_text(json.dumps(
         {"config": {**current, "seed": 99}, "history": [{}], "checkpoint": "c.keras"}))
-    assert runs._resume_state(tmp_path, trainer) == (False, 0)  # another trainer's folder
+    assert executors.resume_state(tmp_path, trainer) == (False, 0)  # another trainer's folder
 
 
 class FakeSlurm:
@@ -182,7 +183,7 @@ def test_parse_time(text, minutes):
     (["run", "--gpus", "a,b"], "--gpus must be GPU ids"),
     (["run", "--executor", "slurm", "--time-per-run", "1h"], "--time-per-run must be"),
     (["run", "--executor", "slurm", "--slurm-arg", "account"], "--slurm-arg must be KEY=VALUE"),
-    (["run", "--executor", "slurm", "--max-parallel", "0"], "--max-parallel must be"),
+    (["run", "--executor", "slurm", "--max-parallel", "0"], "'--max-parallel': 0 is not in the range x>=1"),
     (["run", "--executor", "slurm", "--slurm-arg", "cpus-per-task=x"], "cpus-per-task"),
     (["run", "--executor", "slurm", "--force"], "--force is not supported"),
 ])
@@ -224,7 +225,7 @@ def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch
 
     monkeypatch.setattr(train, "run", fake_run)
     spec = _spec()
-    runs.execute_plan([spec], tmp_path)
+    executors.execute_plan([spec], tmp_path)
     manifest = write_manifest(tmp_path, get_profile("smoke"), targets=[], specs=[spec],
                               store=RunStore(tmp_path), started=0.0, wall_time_s=1.0,
                               executor="local")
@@ -262,7 +263,7 @@ def test_one_explicit_gpu_still_gets_its_own_worker(tmp_path, monkeypatch):
         seen.append((jobs, gpus))
         raise Stop
 
-    monkeypatch.setattr(runs, "_local_pool", pool)
+    monkeypatch.setattr(executors, "local_pool", pool)
     with pytest.raises(Stop):
-        runs.execute_plan([_spec()], tmp_path, jobs=1, gpus=["5"])
+        executors.execute_plan([_spec()], tmp_path, jobs=1, gpus=["5"])
     assert seen == [(1, ["5"])]  # CUDA_VISIBLE_DEVICES=5 in a worker, not this process

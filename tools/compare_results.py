@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from reproduce.runs import run_key  # noqa: E402
+from reproduce.plan import run_key  # noqa: E402
 
 #: fields whose values legitimately differ between two runs of the same configuration
 TIMING = {"seconds"}

@@ -26,15 +26,23 @@ _LAZY_ATTRS = {
     "RecalibrateBN": "varshift.callbacks",
 }
 _LAZY_MODULES = {"layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli",
-                 "bnstats", "callbacks"}
+                 "bnstats", "callbacks", "files"}
 
 __all__ = [  # grouped: eager names, lazy names, lazy modules
-    "theory", "__version__",
+    "theory", "__version__", "load_keras",
     "Uout", "audit", "measure_shift", "recalibrate_bn", "correct_direct", "converged_bn_statistics",
     "RecalibrateBN",
     "layers", "models", "diagnostics", "nets", "data", "train", "demo", "cli", "bnstats",
-    "callbacks",
+    "callbacks", "files",
 ]
+
+
+def load_keras():
+    """The ``keras`` module on the user's backend (``KERAS_BACKEND``; TensorFlow's start-up
+    lines on stderr silenced): what varshift itself uses, imported on the first call."""
+    from varshift._keras import keras
+
+    return keras()
 
 
 def __getattr__(name):

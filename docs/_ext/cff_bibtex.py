@@ -1,5 +1,9 @@
 """Citations generated from ``CITATION.cff`` (a small Sphinx extension).
 
+``cffconvert`` writes one BibTeX ``@misc`` or APA-like reference of the software alone (no
+``preferred-citation``, no biblatex or IEEE, a placeholder key); the Cite page needs the paper,
+its preprint and the software in four styles, so they are written here.
+
 At the start of every build, :func:`write_citation_files` turns the repository's
 ``CITATION.cff`` into ``docs/_build/generated/``:
 
@@ -76,10 +80,8 @@ def _fields(entry: dict) -> list[tuple[str, str]]:
             fields.append((name, str(entry[name])))
     if entry.get("repository-code") and not entry.get("url"):
         fields.append(("url", entry["repository-code"]))
-    for ident in entry.get("identifiers", []) or []:
-        value = str(ident.get("value", ""))
-        if value.lower().startswith("arxiv:"):
-            fields += [("eprint", value.split(":", 1)[1]), ("archiveprefix", "arXiv")]
+    if _arxiv_id(entry):
+        fields += [("eprint", _arxiv_id(entry)), ("archiveprefix", "arXiv")]
     return fields
 
 
@@ -184,10 +186,11 @@ def _ieee_authors(authors: list[dict]) -> str:
 
 
 def _sentence_case(title: str) -> str:
-    """APA's sentence case: lower-case every word but the first, acronyms and the first after ':'."""
+    """APA's sentence case: lower-case every word but the first, the first after ':' and
+    words with a capital after their first letter (acronyms such as BN, CNNs, ResNeXt)."""
     words, out, cap = title.split(" "), [], True
     for word in words:
-        keep = cap or (word.isupper() and len(word) > 1)
+        keep = cap or any(c.isupper() for c in word[1:])
         out.append(word if keep else word.lower())
         cap = word.endswith(":")
     return " ".join(out)

@@ -26,6 +26,8 @@ import pandas as pd
 import shown_results
 from IPython.display import Image, Markdown, display
 
+from reproduce import markdown
+
 try:
     from myst_nb import glue
 except ImportError:  # a downloaded notebook run outside the site: nothing to glue into
@@ -56,17 +58,9 @@ def style() -> None:
 
 
 def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> Markdown:
-    """A DataFrame as a Markdown table (renders as a themed HTML table)."""
-    cols = list(df.columns)
-
-    def cell(v):
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return Markdown("\n".join(lines))
+    """A DataFrame as a Markdown table (:func:`reproduce.markdown.md_table`; renders as a
+    themed HTML table)."""
+    return Markdown(markdown.md_table(df, floatfmt))
 
 
 def results() -> tuple[str, Path]:

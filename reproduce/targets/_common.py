@@ -14,8 +14,8 @@ import pandas as pd
 
 from reproduce._io import atomic_path
 from reproduce.claims import evaluate, get_claim, judge, load_claims, over_networks, paper_passes
+from reproduce.plan import noise_value, run_spec
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import noise_value, run_spec
 
 __all__ = ["fig4_specs", "baseline_specs", "grid_specs", "collect", "summarise", "test_error",
            "shift_table", "write_csv", "paper_table", "mean_std", "seed_std", "paper_data_for",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.targets._common import (
     by_seed,
     collect,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.targets._common import check, write_csv
 from reproduce.targets._theory import BATCH, fmt, keras_stored_variance, noise_mc
 from varshift import noise, theory
@@ -50,9 +50,9 @@ def formula(kind, param):
 
 
 def _keras_model(kind, param, seed):
-    from varshift._keras import keras as load
+    import varshift
 
-    keras = load()
+    keras = varshift.load_keras()
     inputs = keras.Input(shape=(1,))
     layer = noise.get(kind).make(param, seed=seed)
     outputs = keras.layers.BatchNormalization()(layer(inputs))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.targets._common import check, write_csv
 from reproduce.targets._theory import BATCH, chunk_variances, keras_stored_variance, noise_mc
 from varshift import theory

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
+from reproduce.plan import run_spec
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import run_spec
 from reproduce.targets._common import network_claim, shift_table, write_csv
 
 TITLE = "Fig. 1 (bottom): variance shift per BN layer, PreResNet, dropout-(a) 0.5 vs none"

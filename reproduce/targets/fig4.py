@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.profiles import PAPER_NAMES
 from reproduce.targets._common import (
     by_seed,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
+from reproduce.plan import run_spec
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import run_spec
 from reproduce.targets._common import by_seed, network_claim, write_csv
 
 TITLE = "Fig. 5: training-data accuracy per epoch, training mode vs inference mode, dropout 0 vs 0.5"

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from reproduce import plotting
-from reproduce._io import md_table
+from reproduce.markdown import md_table
+from reproduce.plan import run_spec
 from reproduce.profiles import PAPER_NAMES
-from reproduce.runs import run_spec
 from reproduce.targets._common import network_claim, write_csv
 
 TITLE = "Fig. 6: pre-softmax outputs of training images, training mode vs inference mode"
@@ -32,7 +32,7 @@ PREDICTIONS = ("shifted_train", "shifted_inference", "control_train", "control_i
 
 
 def _net(profile):
-    """The network whose (a) runs record Fig. 6's outputs (``reproduce.runs.FIG6_SETTINGS``)."""
+    """The network whose (a) runs record Fig. 6's outputs (``reproduce.plan.FIG6_SETTINGS``)."""
     return profile.networks[0]
 
 
@@ -131,5 +131,5 @@ def build(ctx):
     md = ("The paper shows example outputs only. Share (%) of a fixed set of training images "
           "whose predicted class differs between the modes, for the trained network and for its "
           "shift-free control, and the trained network's accuracy in each mode, per seed:\n\n"
-          + md_table(summary, digits=3))
+          + md_table(summary, floatfmt=".3g"))
     return {"verdicts": [row], "markdown": md}

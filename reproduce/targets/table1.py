@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reproduce._io import md_table
+from reproduce.markdown import md_table
 from reproduce.profiles import PAPER_NAMES
 from reproduce.targets._common import (
     baseline_specs,
@@ -35,12 +35,12 @@ def runs(profile):
 
 def _init_rows(spec, info):
     """cos^2 rows of the run's network at initialisation (same builder, size, seed)."""
+    import varshift
     from reproduce.evaluations import cos2_table
     from varshift import nets
-    from varshift._keras import keras
 
     c = spec.config
-    k = keras()
+    k = varshift.load_keras()
     k.utils.set_random_seed(c["seed"])
     model = nets.build(c["net"], info["num_classes"], "none", "dropout", 0.0,
                        input_shape=tuple(info["shape"]), seed=c["seed"], **c["size"])
@@ -110,8 +110,10 @@ def build(ctx):
     for r in table[table.state == "trained"].itertuples(index=False):
         init = table[(table.net == r.net) & (table.data == r.data) & (table.state == "init")]
         p = paper[(paper.dataset == paper_data_for(r.data)) & (paper.network == r.network)]
+        p = p.iloc[0] if len(p) else {}  # a network the paper does not report: no numbers
         rows.append({"network": r.network, "paper_dataset": paper_data_for(r.data),
-                     "paper_mean_cos2": p.mean_cos2.iloc[0], "paper_mean_d_cos2": p.mean_d_cos2.iloc[0],
+                     "paper_mean_cos2": p.get("mean_cos2", np.nan),
+                     "paper_mean_d_cos2": p.get("mean_d_cos2", np.nan),
                      "our_data": r.data, "our_mean_cos2": r.mean_cos2,
                      "our_mean_d_cos2": r.mean_d_cos2, "init_mean_cos2": init.mean_cos2.iloc[0],
                      "init_mean_d_cos2": init.mean_d_cos2.iloc[0], "n_seeds": r.n_seeds,
