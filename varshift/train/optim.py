@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from varshift._keras import keras as _load_keras
-from varshift.train.recipes import Recipe
+from varshift.recipes import Recipe
 
 keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
 

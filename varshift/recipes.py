@@ -3,8 +3,9 @@ momentum and L2 weight decay.
 
 Each network's ``"paper"`` recipe (bearpaw/pytorch-classification, the code the paper points
 to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in its entry of
-:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them (this module
-sits below the networks, so it does not import them).
+:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them. This module sits
+below both the networks and :mod:`varshift.train` (which re-exports :class:`Recipe`) and imports
+neither.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "RECIPE_KINDS", "SCHEDULES"]  # recipe_for/recipes: varshift.nets (they read NETWORKS)
+__all__ = ["Recipe", "RECIPE_KINDS", "SCHEDULES"]
 
 #: the recipe kinds every network entry has
 RECIPE_KINDS = ("paper", "cpu")
