@@ -227,7 +227,7 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
                     key=key)
     x = load_data(data_path, key) if data_path is not None else None
     model = load_model(model_path)
-    from varshift.bnstats import bn_layers as all_bn_layers
+    from varshift._graph import bn_layers as all_bn_layers
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
 
     try:

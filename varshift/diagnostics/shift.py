@@ -64,7 +64,7 @@ def _ratio_both_ways(real, moving):
 def _stored_statistics_sound(model):
     """One line, before any pass, for a BN layer whose stored statistics are not a finite
     mean and a finite, non-negative variance (no ratio can be formed against them)."""
-    from varshift.bnstats import bn_layers
+    from varshift._graph import bn_layers
 
     for layer in bn_layers(model):
         mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)

@@ -190,6 +190,6 @@ def trainable_params(model) -> int:
 
 def bn_count(model) -> int:
     """Number of BatchNormalization layers in ``model``."""
-    from varshift.bnstats import bn_layers
+    from varshift._graph import bn_layers
 
     return len(bn_layers(model))
