@@ -86,6 +86,9 @@ def as_float_array(name: str, value) -> np.ndarray:
     if value is None:
         raise ArgumentTypeError(f"Argument `{name}` is missing (received None); expected a real number "
                         "or an array of real numbers.")
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"Argument `{name}` must be a real number or an array of real "
+                                f"numbers; received {name}={value!r} (a boolean).")
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.number)):
         value = float(value)  # fractions.Fraction and other numbers.Real
     try:

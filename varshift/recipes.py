@@ -70,16 +70,17 @@ class Recipe:
         _validate.check_finite_positive("drop_factor", self.drop_factor)
         _validate.check_finite_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not isinstance(self.lr_drops, (tuple, list)):
-            raise TypeError("Argument `lr_drops` must be a tuple of epochs; received "
-                            f"lr_drops={self.lr_drops!r}.")
+            raise _validate.ArgumentTypeError("Argument `lr_drops` must be a tuple of epochs; "
+                                              f"received lr_drops={self.lr_drops!r}.")
         for i, epoch in enumerate(self.lr_drops):
             _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Argument `schedule` must be one of {SCHEDULES}; received "
-                             f"schedule={self.schedule!r}.")
+        _validate.check_choice("schedule", self.schedule, SCHEDULES)
         w = self.warmup_epochs
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
-                or not 0 <= w < max(self.epochs, 1):
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise _validate.ArgumentTypeError(
+                "Argument `warmup_epochs` must be a finite number in [0, epochs="
+                f"{self.epochs}); received warmup_epochs={w!r} of type {type(w).__name__}.")
+        if not math.isfinite(w) or not 0 <= w < max(self.epochs, 1):
             raise ValueError("Argument `warmup_epochs` must be a finite number in [0, epochs="
                              f"{self.epochs}); received warmup_epochs={w!r}.")
 

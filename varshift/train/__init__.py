@@ -15,7 +15,7 @@ The package in parts:
   and their helpers (:func:`frozen_state`, :func:`reseed_noise`);
 - :func:`derive_seed` (:mod:`varshift.seeds`): every seed a run derives from its own.
 
-Importing this package does not import TensorFlow; :func:`run`, :class:`CoupledSGD`,
+Importing this package does not import Keras or any backend; :func:`run`, :class:`CoupledSGD`,
 :func:`compile_model` load it on first use.
 """
 
