@@ -70,7 +70,7 @@ def _array_batches(model, data, batch_size):
 
     def as_array(a):
         a = np.asarray(a)
-        return a.astype(dtype) if a.dtype.kind in "fiu" else a
+        return a.astype(dtype, copy=False) if a.dtype.kind in "fiu" else a
 
     x = _map(as_array, data) if isinstance(data, (list, dict)) else as_array(data)
     flat = _flatten(x)

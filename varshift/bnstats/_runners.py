@@ -20,14 +20,24 @@ __all__ = ["Pass", "pass_for"]
 
 
 def _tf_runner(model, step):
-    """``tf.function`` over the eager model call (retraced at most once for a smaller batch)."""
+    """``tf.function`` over the eager model call, traced once per kind of batch (structure,
+    dtypes and sample shapes) with the batch dimension left free: a smaller last batch, or a
+    later pass over other data of the same kind, runs the same trace."""
     from varshift._keras import tf as _load_tf
 
-    fn = _load_tf().function(lambda x: step(lambda xx: model(xx, training=False), x),
-                             autograph=False, reduce_retracing=True)
+    tf = _load_tf()
+    traced = {}
+
+    def spec_of(a):
+        return tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype))
 
     def run(x):
-        centres, sums = fn(x)
+        spec = tf.nest.map_structure(spec_of, x)
+        key = repr(spec)
+        if key not in traced:
+            traced[key] = tf.function(lambda xx: step(lambda t: model(t, training=False), xx),
+                                      input_signature=[spec], autograph=False)
+        centres, sums = traced[key](x)
         return centres.numpy(), sums.numpy()
 
     return run, lambda: None
