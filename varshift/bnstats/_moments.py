@@ -142,7 +142,8 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
 def _batch_parts(order, centres, sums):
     """Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64."""
     parts, at_c, at_s = [], 0, 1
-    for layer, shape, channels in order:
+    for layer, traced, channels in order:
+        shape = (int(sums.shape[0]), *traced[1:])  # a trace may leave the batch dimension free
         centre = centres[at_c:at_c + channels].astype(np.float64)
         s1 = sums[:, at_s:at_s + channels].sum(axis=0, dtype=np.float64)
         s2 = sums[:, at_s + channels:at_s + 2 * channels].sum(axis=0, dtype=np.float64)
