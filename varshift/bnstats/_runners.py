@@ -34,10 +34,10 @@ def _tf_runner(model, step):
     def run(x):
         spec = tf.nest.map_structure(spec_of, x)
         key = repr(spec)
-        if key not in traced:
+        if key not in traced:  # the concrete function: no dispatch on the arguments per batch
             traced[key] = tf.function(lambda xx: step(lambda t: model(t, training=False), xx),
-                                      input_signature=[spec], autograph=False)
-        centres, sums = traced[key](x)
+                                      autograph=False).get_concrete_function(spec)
+        centres, sums = traced[key](tf.nest.map_structure(tf.convert_to_tensor, x))
         return centres.numpy(), sums.numpy()
 
     return run, lambda: None
