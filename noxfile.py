@@ -74,7 +74,7 @@ TORCH_TEST_FILES = [
     "tests/test_torch.py", "tests/test_torch_distributed.py", "tests/test_audit.py",
     "tests/test_measure_shift.py", "tests/test_recalibrate.py", "tests/test_bnstats.py",
     "tests/test_correct_direct.py", "tests/test_callbacks.py", "tests/test_layers.py",
-    "tests/test_models.py",
+    "tests/test_models.py", "tests/test_doctests.py",
 ]
 
 #: the seed demo's two checks whose tolerances were fitted to the EMA noise that seed 0 gives on

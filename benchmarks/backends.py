@@ -5,13 +5,17 @@ For each backend installed (each measured in its own process, ``KERAS_BACKEND`` 
 - ``recalibrate_bn`` one_pass / one warm ``predict`` over the same 10,000 images of a trained
   pre-activation residual net (Dropout before each BN; goal <= 1.3), first call (tracing and the
   model copy included) and a repeated call (the engine's compiled pass is cached per model);
+  also with ``inplace=True``, which makes no copy of the model;
 - ``measure_shift`` / ``predict`` (goal <= 1.2), first and repeated call;
+- each ratio in wall seconds and in CPU seconds of the process (less sensitive to other
+  processes on a shared machine);
 - ``converged_bn_statistics`` vs 50 epochs of ``fit`` on the seed notebook's model
   (Input(5) -> Dropout(0.2) -> BN, 10,000 samples, batch 32; goal >= 100x);
 - trainer throughput: images/s of one ``fit`` epoch (after a warm-up epoch) of the small
   pre-activation ResNet on 28x28 inputs, batch 64.
 
     python benchmarks/backends.py [--images 10000] [--blocks 10] [--backends tensorflow,jax]
+                                  [--engine-only]
 
 On a shared machine other processes compete for the cores: compare the ratios, which are
 taken within one process, more than the absolute seconds.
@@ -39,6 +43,13 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def timed_cpu(fn):
+    """``(wall seconds, CPU seconds of this process)`` of one call of ``fn``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _engine(keras, args):
     from recalibrate import residual_net
 
@@ -52,13 +63,17 @@ def _engine(keras, args):
     model.fit(x[:2000], y[:2000], epochs=1, batch_size=128, verbose=0)
     bs = 256
     model.predict(x[:bs], batch_size=bs, verbose=0)  # warm-up of predict only
-    t_predict = min(timed(lambda: model.predict(x, batch_size=bs, verbose=0))[1]
-                    for _ in range(2))
-    out = {"predict_s": t_predict}
-    for name, fn in (("one_pass", lambda: varshift.recalibrate_bn(model, x, batch_size=bs)),
-                     ("measure_shift", lambda: varshift.measure_shift(model, x, batch_size=bs))):
-        out[f"{name}_first_s"] = timed(fn)[1]
-        out[f"{name}_again_s"] = timed(fn)[1]
+    runs = [timed_cpu(lambda: model.predict(x, batch_size=bs, verbose=0)) for _ in range(2)]
+    out = {"predict_s": min(w for w, _ in runs), "predict_cpu_s": min(c for _, c in runs)}
+    for name, fn in (
+            ("one_pass", lambda: varshift.recalibrate_bn(model, x, batch_size=bs)),
+            ("measure_shift", lambda: varshift.measure_shift(model, x, batch_size=bs)),
+            ("one_pass_inplace",
+             lambda: varshift.recalibrate_bn(model, x, batch_size=bs, inplace=True))):
+        out[f"{name}_first_s"], out[f"{name}_first_cpu_s"] = timed_cpu(fn)
+        again = [timed_cpu(fn) for _ in range(2)]
+        out[f"{name}_again_s"] = min(w for w, _ in again)
+        out[f"{name}_again_cpu_s"] = min(c for _, c in again)
     return out
 
 
@@ -98,8 +113,9 @@ def child(args):
     keras = load_keras()
     out = {"backend": keras.backend.backend()}
     out.update(_engine(keras, args))
-    out.update(_converged(keras))
-    out.update(_throughput(keras))
+    if not args.engine_only:
+        out.update(_converged(keras))
+        out.update(_throughput(keras))
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -120,11 +136,17 @@ def report(results):
         return [fn(r) for r in results]
 
     print(_row("predict, 10k images (s)", col(lambda r: r["predict_s"]), "{:.2f}"))
-    for name, goal in (("one_pass", "1.3"), ("measure_shift", "1.2")):
-        print(_row(f"{name} / predict, first call (goal <= {goal})",
-                   col(lambda r, n=name: r[f"{n}_first_s"] / r["predict_s"]), "{:.3f}"))
-        print(_row(f"{name} / predict, repeated call",
-                   col(lambda r, n=name: r[f"{n}_again_s"] / r["predict_s"]), "{:.3f}"))
+    print(_row("predict, 10k images (CPU s)", col(lambda r: r["predict_cpu_s"]), "{:.2f}"))
+    for name, goal in (("one_pass", "1.3"), ("measure_shift", "1.2"),
+                       ("one_pass_inplace", "1.3")):
+        for call, key in (("first call", "first"), ("repeated call", "again")):
+            print(_row(f"{name} / predict, {call} (goal <= {goal})",
+                       col(lambda r, n=name, k=key: r[f"{n}_{k}_s"] / r["predict_s"]), "{:.3f}"))
+            print(_row("  same, CPU seconds",
+                       col(lambda r, n=name, k=key: r[f"{n}_{k}_cpu_s"] / r["predict_cpu_s"]),
+                       "{:.3f}"))
+    if "fit50_s" not in results[0]:
+        return
     print(_row("50 epochs of fit (s)", col(lambda r: r["fit50_s"]), "{:.1f}"))
     print(_row("converged_bn_statistics (s)", col(lambda r: r["converged_s"]), "{:.3f}"))
     print(_row("speed-up converged vs fit (goal >= 100x)",
@@ -141,6 +163,8 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--backends", default="tensorflow,jax")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="measure recalibrate_bn and measure_shift only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -151,9 +175,9 @@ def main(argv=None):
             print(f"{backend}: not installed, skipped")
             continue
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run([sys.executable, __file__, "--child", "--images", str(args.images),
-                               "--blocks", str(args.blocks)], env=env, capture_output=True,
-                              text=True, check=False)
+        command = [sys.executable, __file__, "--child", "--images", str(args.images),
+                   "--blocks", str(args.blocks), *(["--engine-only"] if args.engine_only else [])]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(f"{backend}: failed\n{proc.stderr[-2000:]}")

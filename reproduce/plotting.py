@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from reproduce._io import atomic_path
-from varshift.nets.registry import NETWORKS
 
 __all__ = ["plt", "style", "stamp", "save", "finish", "forest", "DATA_LABELS", "NET_COLORS",
            "MARKERS", "VERDICT_COLORS"]
@@ -21,8 +20,9 @@ DATA_LABELS = {
     "cifar100": "CIFAR-100",
     "theory": "Monte Carlo + Keras toy models",
 }
-#: network name -> colour of its curves (from ``varshift.nets.NETWORKS``)
-NET_COLORS = {name: net.color for name, net in NETWORKS.items()}
+#: network name -> colour of its curves (a network not named here takes matplotlib's cycle)
+NET_COLORS = {"preresnet": "#1f77b4", "resnext29": "#ff7f0e", "wrn": "#2ca02c",
+              "densenet_bc": "#d62728"}
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 _STYLE = {

@@ -2,8 +2,9 @@
 
 The building blocks of :mod:`varshift.bnstats` (the BN-statistics engine) and of
 :func:`varshift.audit`: every layer reachable from a model (nested models and custom layers
-included), their paths, and :class:`record_calls`, which intercepts layer calls while a
-``tf.function`` is traced.
+included), its BatchNormalization layers (:func:`bn_layers`, :func:`shared_bn_layers`), their
+paths, Keras' own graph of layer calls (:func:`graph_calls`), and :class:`record_calls`, which
+intercepts layer calls while a ``tf.function`` is traced (TensorFlow only).
 """
 
 from __future__ import annotations
@@ -12,24 +13,15 @@ from varshift._keras import keras as _keras
 from varshift._keras import tf as _tf
 
 __all__ = [
-    "is_bn", "model_input_shapes", "bn_input_model", "sub_layers", "all_layers",
-    "leaf_layers", "CallPatches", "CallRecord", "GraphCalls", "graph_calls", "record_calls",
-    "model_input_signature", "signature_of", "layer_paths",
+    "is_bn", "bn_layers", "shared_bn_layers", "time_distributed_layers", "bn_input_model",
+    "sub_layers", "all_layers", "leaf_layers", "CallPatches", "CallRecord", "GraphCalls",
+    "graph_calls", "record_calls", "model_input_signature", "layer_paths",
 ]
 
 
 def is_bn(layer) -> bool:
     """Whether ``layer`` is a Keras ``BatchNormalization`` layer (subclasses included)."""
     return isinstance(layer, _keras().layers.BatchNormalization)
-
-
-def model_input_shapes(model):
-    """Per-input shapes (batch dim included, may hold ``None``), or ``None`` when unknown."""
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return None
-    return [tuple(t.shape) for t in inputs] if inputs else None
 
 
 def bn_input_model(model, layers=None):
@@ -266,13 +258,6 @@ def model_input_signature(model):
     return specs[0] if len(specs) == 1 else specs
 
 
-def signature_of(batch):
-    """``tf.TensorSpec`` structure of a batch (numpy or tensors) with the batch dimension free."""
-    tf = _tf()
-    return tf.nest.map_structure(
-        lambda a: tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype)), batch)
-
-
 def layer_paths(model):
     """``{id(layer): "outer/inner/name"}`` for every layer reachable from ``model``."""
     paths = {}
@@ -286,3 +271,43 @@ def layer_paths(model):
 
     walk(model, "")
     return paths
+
+
+# ------------------------------------------------------------------ BatchNormalization layers
+
+
+def bn_layers(model):
+    """Every BatchNormalization layer reachable from ``model`` (nested models and custom layers
+    included), each once, depth first in the order the layers were added."""
+    return [layer for layer in all_layers(model) if is_bn(layer)]
+
+
+def time_distributed_layers(model) -> set:
+    """``id`` of every layer of ``model`` wrapped by a ``TimeDistributed`` layer: the wrapper
+    calls it once per time step on slices of one tensor, so several calls per forward pass
+    do not make it shared (its statistics are those of all steps)."""
+    wrapped = set()
+    for layer in all_layers(model):
+        if type(layer).__name__ == "TimeDistributed":
+            wrapped |= {id(inner) for inner in all_layers(layer.layer)} | {id(layer.layer)}
+    return wrapped
+
+
+def shared_bn_layers(model) -> set:
+    """Names of the BN layers of ``model`` called more than once per forward pass (shared
+    weights: one layer applied to two tensors). Their stored statistics mix the calls, so no
+    per-call closed form applies to them (:func:`varshift.correct_direct` leaves them alone).
+
+    Counted on Keras' own graph (:func:`graph_calls`, nested models expanded), and from each
+    layer's inbound nodes for layers inside custom layers.
+    """
+    counts = {}
+    try:
+        for rec in graph_calls(model).records:
+            if is_bn(rec.layer):
+                counts[id(rec.layer)] = counts.get(id(rec.layer), 0) + 1
+    except ValueError:  # no Keras graph (subclassed model): inbound nodes only
+        pass
+    wrapped = time_distributed_layers(model)
+    return {layer.name for layer in bn_layers(model) if id(layer) not in wrapped and (
+        counts.get(id(layer), 0) > 1 or len(getattr(layer, "_inbound_nodes", [])) > 1)}

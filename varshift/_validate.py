@@ -9,7 +9,9 @@ object (wrong type, non-numeric dtype, a missing value, a boolean where a number
 destination that cannot be written). The arguments of the public API are declared once, with
 the constraints of :mod:`varshift._contracts`, which use these checks.
 
-TensorFlow is imported only by the checks that need a Keras object.
+Keras (and with it its backend) is imported only by the checks that need a Keras object; the
+data contract (where the inputs are in the data, and their shape check) is
+:mod:`varshift._inputs`, which the BN-statistics engine applies to every streamed batch too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from varshift._inputs import check_input_count, check_sample_shape, inputs_of, model_input_shapes
 
 __all__ = ["as_float_array", "check_rate", "check_beta", "check_var", "check_in_range",
            "check_positive_int", "check_max_samples", "check_seed", "check_bool",
@@ -39,7 +43,7 @@ class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind (``"100"`` for a count, ``"yes"`` for a flag).
 
     Both a ``TypeError`` (the Input contract: a wrong kind of object) and a ``ValueError``
-    (what these checks raised before the distinction was made), so either ``except`` works.
+    (an argument the function cannot use), so either ``except`` works.
     """
 
 
@@ -82,6 +86,9 @@ def as_float_array(name: str, value) -> np.ndarray:
     if value is None:
         raise ArgumentTypeError(f"Argument `{name}` is missing (received None); expected a real number "
                         "or an array of real numbers.")
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"Argument `{name}` must be a real number or an array of real "
+                                f"numbers; received {name}={value!r} (a boolean).")
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.number)):
         value = float(value)  # fractions.Fraction and other numbers.Real
     try:
@@ -227,7 +234,7 @@ def keras_model(model, name: str = "model", *, known_inputs: bool = False, need_
                 for d in input_shape)):
         raise ValueError("Argument `input_shape` must be the shape of one sample, a tuple of "
                          f"positive integers (batch axis excluded); received {describe(input_shape)}.")
-    if known_inputs and not _input_shapes(model):
+    if known_inputs and not model_input_shapes(model):
         raise ValueError(
             f"Argument `{name}` ({model.name!r}, {type(model).__name__}) has no known input "
             "shape: this function needs a Functional or Sequential model built with "
@@ -291,12 +298,6 @@ def bounded_stream(data, max_samples, name: str = "data"):
                              ".repeat()); a pass over it never ends: give max_samples=N.")
 
 
-def _input_shapes(model):
-    from varshift._graph import model_input_shapes as _model_input_shapes  # noqa: PLC0415
-
-    return _model_input_shapes(model)
-
-
 def _as_array(name, a):
     """``a`` as a numeric numpy array (ml_dtypes' floats as float32): the one conversion."""
     if a is None:
@@ -339,13 +340,7 @@ def _fits_float32(name, arr):
 
 def _check_array(name, a, expected, model):
     arr = _as_array(name, a)
-    if expected is not None:
-        ok = len(arr.shape) == len(expected) and all(
-            e is None or a_ == e for a_, e in zip(arr.shape[1:], expected[1:], strict=True))
-        if not ok:
-            raise ValueError(
-                f"Argument `{name}` has samples of shape {arr.shape[1:]}; model {model.name!r} "
-                f"expects samples of shape {tuple(expected[1:])} (batch axis excluded).")
+    check_sample_shape(name, arr.shape, expected, getattr(model, "name", None))
     return arr
 
 
@@ -378,17 +373,11 @@ def data_like(data, model=None, name: str = "data"):
         _as_array(name, None)
     if not isinstance(data, (np.ndarray, list, tuple, dict)) and not hasattr(data, "__array__"):
         return _stream(data, name)
-    expected = _input_shapes(model) if model is not None else None
+    expected = model_input_shapes(model) if model is not None else None
     multi = expected is not None and len(expected) > 1
-    if isinstance(data, tuple) and not multi and 1 <= len(data) <= 3 and \
-            (len(data) == 1 or not _is_plain_row(data)):
-        data = data[0]  # (x, y) or (x, y, w) as given to fit
-        if not isinstance(data, (np.ndarray, list, tuple, dict)) and \
-                not hasattr(data, "__array__"):
-            return _stream(data, name)
-    if isinstance(data, tuple) and multi and 2 <= len(data) <= 3 and \
-            isinstance(data[0], (list, tuple, dict)):
-        data = data[0]  # ([x1, x2], y) for a multi-input model
+    data = inputs_of(data, expected)  # (x, y[, w]) as given to fit: x
+    if not isinstance(data, (np.ndarray, list, tuple, dict)) and not hasattr(data, "__array__"):
+        return _stream(data, name)
     if model is None and isinstance(data, list) and data and all(
             isinstance(a, np.ndarray) or hasattr(a, "__array__") for a in data):
         multi = len(data) > 1  # a list of arrays, one per input, for a model not known yet
@@ -398,9 +387,7 @@ def data_like(data, model=None, name: str = "data"):
         items = list(enumerate(data))
     else:
         items = [(None, data)]
-    if expected is not None and len(items) != len(expected):
-        raise ValueError(f"Argument `{name}` gives {len(items)} input array(s); model "
-                         f"{model.name!r} takes {len(expected)} input(s).")
+    check_input_count(name, len(items), expected, getattr(model, "name", None))
     arrays = [_check_array(name if key is None else f"{name}[{key!r}]", a,
                            expected[i] if expected else None, model)
               for i, (key, a) in enumerate(items)]
@@ -415,11 +402,6 @@ def data_like(data, model=None, name: str = "data"):
     if isinstance(data, dict):
         return dict(zip(data, arrays, strict=True))
     return arrays if multi else arrays[0]
-
-
-def _is_plain_row(data) -> bool:
-    """A tuple of plain numbers (one sample written as a tuple), not ``(x, y)``."""
-    return all(isinstance(v, (int, float, np.number)) for v in data)
 
 
 def _built_sample_shape(model):

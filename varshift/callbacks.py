@@ -1,6 +1,6 @@
 r"""Keras callbacks: :class:`RecalibrateBN`, "Adjust BN" inside ``model.fit``.
 
-Importing this module imports TensorFlow/Keras (quietly).
+Importing this module imports Keras and its backend (TensorFlow, JAX or PyTorch; quietly).
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ class RecalibrateBN(keras.callbacks.Callback):
         >>> x = np.random.default_rng(0).normal(5, 2, (256, 5)).astype("float32")
         >>> model = dropout_bn_model(5, 0.5)
         >>> _ = model.fit(x, x, epochs=1, verbose=0, callbacks=[RecalibrateBN(x)])
+
+        After ``fit``, BN stores the statistics of its input with Dropout off: here ``x``
+        itself (biased variance).
+
+        >>> bn = model.get_layer("bn")
+        >>> bool(np.allclose(keras.ops.convert_to_numpy(bn.moving_variance), x.var(axis=0),
+        ...                  rtol=1e-5))
+        True
     """
 
     @contract(data=Data(), mode=Options(*MODES), on=Options(*_WHEN), max_samples=Optional(COUNT),

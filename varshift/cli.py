@@ -1,6 +1,6 @@
 """The ``varshift`` command line (also ``python -m varshift``).
 
-Built on click. TensorFlow is imported only by the sub-commands that need it, so
+Built on click. Keras and its backend are imported only by the sub-commands that need them, so
 ``varshift --help`` and ``varshift theory`` answer instantly.
 """
 
@@ -198,7 +198,7 @@ def demo_command(rate, epochs, seed, as_json):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     _check_backend()
-    from varshift.demo import run_demo  # noqa: PLC0415  (imports TensorFlow)
+    from varshift.demo import run_demo  # noqa: PLC0415  (imports Keras and its backend)
 
     with tqdm(total=3 * epochs, desc="training (BN-only, Dropout->BN, Dropout->Dense)", unit="epoch",
               file=sys.stderr, disable=as_json or None) as bar:

@@ -1,6 +1,7 @@
 r"""Keras layers introduced by the paper: :class:`Uout` (Sec. 5).
 
-Importing this module imports TensorFlow/Keras (quietly, see :mod:`varshift._keras`).
+Importing this module imports Keras and the backend ``KERAS_BACKEND`` names (TensorFlow, JAX
+or PyTorch; quietly, see :mod:`varshift._keras`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The seed notebook trains ``Input(n) -> Dropout(rate) -> BatchNormalization`` on
 the model in training mode over the data in batches of the training batch size and averages
 each BN layer's batch statistics exactly, with no gradient step.
 
-Importing this module imports TensorFlow/Keras (quietly).
+Importing this module imports Keras and its backend (TensorFlow, JAX or PyTorch; quietly).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ the kinds :func:`varshift.nets.build` can place, a factory of a fresh layer.
     s^2_{\text{Gaussian dropout}} = \frac{\text{rate}}{1-\text{rate}},\qquad
     s^2_{\text{Uout}} = \frac{\beta^2}{3}.
 
+:func:`kind_of` tells a layer's kind, :func:`noise_layers` finds a model's noise layers.
 Every consumer reads this table: :mod:`varshift.theory` (training variances),
 :func:`varshift.audit` (which layer is noise, its parameter and :math:`s^2`),
 :func:`varshift.correct_direct`, the network builder :mod:`varshift.nets` and the Eq. 15 target
@@ -33,7 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseKind", "NOISES", "get", "kind_of", "buildable", "noise_variance"]
+from varshift._graph import all_layers
+
+__all__ = ["NoiseKind", "NOISES", "get", "kind_of", "noise_kind", "noise_layers", "buildable",
+           "noise_variance"]
 
 
 def _odds(rate):
@@ -192,3 +196,17 @@ def noise_variance(kind, value) -> float:
     r""":math:`s^2` of noise ``kind`` at parameter ``value``; NaN if it is not multiplicative."""
     entry = get(kind)
     return float("nan") if entry.noise_var is None else float(entry.noise_var(value))
+
+
+def noise_kind(layer) -> str | None:
+    """The name of a noise layer's kind (a key of :data:`NOISES`: ``dropout``,
+    ``spatial_dropout``, ``gaussian_dropout``, ``alpha_dropout``, ``gaussian_noise``,
+    ``uout``) or ``None`` for any other layer."""
+    kind = kind_of(layer)
+    return None if kind is None else kind.name
+
+
+def noise_layers(model) -> list:
+    """Every noise layer (:func:`kind_of` is not ``None``) reachable from ``model`` (nested
+    models and custom layers included), depth first."""
+    return [layer for layer in all_layers(model) if kind_of(layer) is not None]

@@ -9,10 +9,11 @@
   record of :mod:`varshift.train` carries.
 - :func:`take_subset` / :func:`subset_indices` (``load(..., subset=...)``) keep a fixed,
   seeded, class-stratified part of any data set: the one subset mechanism of the package.
-- :func:`make_dataset` is the ``tf.data`` pipeline: per-channel normalisation, 4-pixel zero
-  pad + random crop + horizontal flip, deterministic under a seed, prefetching.
+- :func:`make_dataset` is the training pipeline: per-channel normalisation, 4-pixel zero
+  pad + random crop + horizontal flip, deterministic under a seed (a prefetched ``tf.data``
+  pipeline on TensorFlow, a ``keras.utils.PyDataset`` of numpy batches on JAX and PyTorch).
 
-Importing this package does not import TensorFlow.
+Importing this package does not import Keras or any backend.
 """
 
 from __future__ import annotations

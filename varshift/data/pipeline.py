@@ -1,4 +1,5 @@
-r"""The paper's CIFAR input pipeline as ``tf.data``, deterministic under a seed.
+r"""The paper's CIFAR input pipeline, deterministic under a seed: ``tf.data`` on TensorFlow,
+a ``keras.utils.PyDataset`` of numpy batches on JAX and PyTorch.
 
 bearpaw/pytorch-classification (the recipes the paper defers to) trains with
 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``ToTensor()`` and a per-channel
@@ -11,7 +12,11 @@ at a time:
    drawn with stateless random ops keyed by ``(seed, batch index)``,
 3. normalise: :math:`x \leftarrow (x / 255 - \mu_c) / \sigma_c` per channel ``c``
    (the zero padding is black, as with PIL, i.e. :math:`-\mu_c/\sigma_c` after normalising),
-4. prefetch a fixed number of batches (tf.data's autotuning off: the same batches, no stalls).
+4. (TensorFlow) prefetch a fixed number of batches (tf.data's autotuning off: the same
+   batches, no stalls).
+
+On JAX and PyTorch the same steps run in numpy, batch by batch (:func:`augment_batch_numpy`:
+the same distribution of crops and flips, other random numbers than TensorFlow's).
 
 Because the randomness is a function of ``seed`` alone, one epoch's stream is reproducible on
 its own; :mod:`varshift.train` passes a seed derived from the run's seed and the epoch
@@ -96,7 +101,7 @@ def augment_batch(images, seed, pad=4, flip=True):
           pad=Integer(0), flip=Boolean(), drop_remainder=Boolean(), shuffle=Optional(Boolean()))
 def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=None, seed=0,
                  pad=4, flip=True, drop_remainder=False, shuffle=None):
-    """A batched, normalised, (optionally) augmented and prefetched ``tf.data.Dataset``.
+    """A batched, normalised, (optionally) augmented stream of the images, for ``fit``.
 
     Args:
         x: images ``(N, H, W, C)`` on the 0..255 scale: uint8 (as loaded), or integers or
@@ -117,8 +122,9 @@ def make_dataset(x, y, *, batch_size, training, augment=True, mean=None, std=Non
         shuffle: override whether to shuffle (default: ``training``).
 
     Returns:
-        ``tf.data.Dataset`` of ``(images float32 (B, H, W, C), labels int32 (B,))`` (or images
-        only when ``y is None``).
+        Batches of ``(images float32 (B, H, W, C), labels int32 (B,))`` (or images only when
+        ``y is None``): on TensorFlow a prefetched ``tf.data.Dataset``, on JAX and PyTorch a
+        ``keras.utils.PyDataset`` of numpy arrays.
 
     Example:
 

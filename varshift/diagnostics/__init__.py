@@ -11,7 +11,8 @@
 - :func:`correct_direct` (no data): the seed notebook's closed-form restore of the moving
   variance for case (a) pairs; it does not fix gamma/beta, so it is a partial repair.
 
-Importing this package imports TensorFlow/Keras (quietly).
+Importing this package does not import Keras: each function loads Keras and its backend
+(TensorFlow, JAX or PyTorch) on first use.
 """
 
 from varshift.diagnostics.audit import audit

@@ -1,8 +1,8 @@
 """The work behind ``varshift audit MODEL.keras [--data FILE] [--recalibrate OUT.keras]``.
 
-Kept out of :mod:`varshift.cli` so that the command line stays fast to start: this module
-imports TensorFlow. Every user error is raised as :class:`AuditError` with a one-line message;
-the click command turns it into ``varshift: error: ...`` and exit code 2.
+Kept out of :mod:`varshift.cli` so that the command line stays fast to start: the work here
+loads Keras and its backend. Every user error is raised as :class:`AuditError` with a one-line
+message; the click command turns it into ``varshift: error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
@@ -220,14 +220,14 @@ def run_audit(model_path, data_path=None, *, key=None, batch_size=256, recalibra
               mode="one_pass", echo=print):
     """Print the audit and, with data, the measured shift; optionally save a recalibrated model.
 
-    Every argument is checked before TensorFlow is imported, and the data before anything is
+    Every argument is checked before Keras is imported, and the data before anything is
     printed; the recalibrated model is written atomically, only when everything succeeded.
     """
     check_arguments(model_path, data_path, recalibrate=recalibrate, batch_size=batch_size,
                     key=key)
     x = load_data(data_path, key) if data_path is not None else None
     model = load_model(model_path)
-    from varshift.bnstats import bn_layers as all_bn_layers
+    from varshift._graph import bn_layers as all_bn_layers
     from varshift.diagnostics import audit, measure_shift, recalibrate_bn
 
     try:

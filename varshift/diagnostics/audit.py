@@ -37,6 +37,7 @@ from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift._graph import (
     all_layers,
     graph_calls,
+    is_bn,
     layer_paths,
     leaf_layers,
     model_input_signature,
@@ -45,7 +46,8 @@ from varshift._graph import (
 from varshift._keras import is_backend, to_numpy
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
-from varshift.bnstats import is_bn, noise_kind
+from varshift._routes import Walk, route_case, upstream_routes
+from varshift.noise import noise_kind
 
 __all__ = ["audit", "audit_result", "AuditResult", "noise_kind", "AUDIT_COLUMNS", "CASES"]
 
@@ -312,48 +314,23 @@ def _concat_channels(records, i, p, source):
 
 
 def _search(records, preds, source, b):
-    """Breadth-first walk upstream from BN record ``b``: per noise record the best route, as
-    ``{noise: (n_weight, weight record, route, through record, channels)}``."""
-    best = {}
-    queue = collections.deque((p, 0, None, (b,), None, "all") for p in preds[b])
-    visited = set()
-    while queue:
-        i, n_weight, weight_rec, route, through, channels = queue.popleft()
-        layer = records[i].layer
-        if _is_normalization(layer):
-            continue  # the previous normalisation ends the search
-        key = (i, min(n_weight, 2), through is not None, channels)
-        if key in visited:
-            continue
-        visited.add(key)
-        route = (i, *route)
-        if noise_kind(layer) is not None:
-            rank = (n_weight, through is not None)
-            if i not in best or rank < (best[i][0], best[i][3] is not None):
-                best[i] = (n_weight, weight_rec, route, through, channels)
-        crossed = _weight_layers_crossed(layer)
-        if crossed:
-            weight_rec = i if n_weight == 0 and crossed == 1 else None
-            n_weight += crossed
-        role = _role(layer)
-        if role in ("merge", "pool") and through is None:
-            through = i
-        for p in preds[i]:
-            ch = _concat_channels(records, i, p, source) \
-                if role == "concat" and channels == "all" else channels
-            queue.append((p, n_weight, weight_rec, route, through, ch))
-    return best
+    """Per noise record upstream of BN record ``b``, its best :class:`varshift._routes.Route`."""
+    walk = Walk(preds=lambda i: preds[i], stops=lambda i: _is_normalization(records[i].layer),
+                is_noise=lambda i: noise_kind(records[i].layer) is not None,
+                crossed=lambda i: _weight_layers_crossed(records[i].layer),
+                role=lambda i: _role(records[i].layer),
+                concat_channels=lambda i, p: _concat_channels(records, i, p, source))
+    return upstream_routes(walk, b)
 
 
 def _pair_row(records, paths, b, i, found, extra):
     """One audit row for BN record ``b`` and noise record ``i``."""
-    n_weight, weight_rec, route, through, channels = found
+    n_weight, weight_rec, route, through, channels = (found.n_weight, found.weight, found.route,
+                                                      found.through, found.channels)
     bn, noise = records[b].layer, records[i].layer
     kind = noise_registry.kind_of(noise)
     value = kind.value_of(noise)
-    case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
-    if through is not None and case != "deeper":
-        case = _role(records[through].layer)
+    case = route_case(found, role=lambda k: _role(records[k].layer))
     d = mean_cos2 = float("nan")
     weight_name = None
     if case == "b" and weight_rec is not None:
@@ -381,7 +358,7 @@ def audit_result(model, *, input_shape=None):
     objects and the traced calls, for :func:`varshift.correct_direct` and other diagnostics."""
     import pandas as pd
 
-    from varshift.bnstats import time_distributed_layers
+    from varshift._graph import time_distributed_layers
 
     records, preds, source, method = layer_graph(model, input_shape)
     bn_calls, bn_inputs, calls_of = [], {}, collections.Counter()
@@ -411,7 +388,7 @@ def audit_result(model, *, input_shape=None):
         best = _search(records, preds, source, b)
         for i in sorted(best):
             rows.append(_pair_row(records, paths, b, i, best[i], extra))
-            routes.append(tuple(records[k].layer for k in best[i][2]))
+            routes.append(tuple(records[k].layer for k in best[i].route))
     if not rows:
         return AuditResult(_empty(
             f"Model {model.name!r}: no noise layer lies upstream of a BatchNormalization "

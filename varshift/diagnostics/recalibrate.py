@@ -216,9 +216,22 @@ def recalibrate_bn(model, data, *, mode="one_pass", noise=False, max_samples=Non
             (``"simultaneous"`` is refused with its reason: it compounds errors through the
             layers), ``noise=True`` with ``"sequential"``, no BN layer, or bad data.
 
-    Example:
+    Example: ``Dropout -> BN`` (case (a)); with Dropout off, BN's input is the data itself, so
+    the new moving statistics are its mean and biased variance. The model passed in is left
+    as it was (``inplace=False``).
+
+        >>> import numpy as np
+        >>> from varshift._keras import to_numpy
         >>> from varshift.models import dropout_bn_model, seed_data
-        >>> fixed = recalibrate_bn(dropout_bn_model(5, 0.5), seed_data(1000))
+        >>> model, x = dropout_bn_model(5, 0.5), seed_data(1000)
+        >>> fixed = recalibrate_bn(model, x)
+        >>> bn = fixed.get_layer("bn")
+        >>> bool(np.allclose(to_numpy(bn.moving_variance), x.var(axis=0), rtol=1e-5))
+        True
+        >>> bool(np.allclose(to_numpy(bn.moving_mean), x.mean(axis=0), rtol=1e-5))
+        True
+        >>> to_numpy(model.get_layer("bn").moving_variance).tolist()  # the original: untouched
+        [1.0, 1.0, 1.0, 1.0, 1.0]
     """
     data = _validate.model_and_data(model, data, batch_size=batch_size, max_samples=max_samples,
                                     seed=seed)

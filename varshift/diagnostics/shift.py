@@ -17,13 +17,13 @@ over all :math:`N` values of that channel in the pass (every sample, and every s
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
 moving variance is an average of biased batch variances.
 
-Numerics: per batch and channel, the sum and the sum of squares are accumulated in float32
-over each sample (e.g. the 1024 positions of a 32x32 map) and in float64 across the batch,
-in the same forward pass; batches are merged with Chan et al.'s parallel update of (count,
-mean, sum of squared deviations) in float64. Where that would cancel (a channel whose mean^2
-exceeds 64 times its variance, say 5 +- 0.01), the batch is first centred on its mean in a
-second float32 pass. Measured relative error of the variance against numpy in float64: below
-1e-6 (float32 activations themselves carry about 6e-8).
+Numerics: in the same forward pass, per batch and channel, the input is centred on the
+batch's float32 mean and the deviations and their squares are summed in float32 over each
+sample (e.g. the 1024 positions of a 32x32 map: short sums), then in float64 across the batch
+on the host; batches are merged with Chan et al.'s parallel update of (count, mean, sum of
+squared deviations) in float64. Centring first keeps a channel whose mean is large against
+its spread (say 5 +- 0.01) from cancelling. Measured relative error of the variance against
+numpy in float64: below 1e-6 (float32 activations themselves carry about 6e-8).
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
 the population variance, where :math:`m` is the number of values one channel averages per
@@ -64,7 +64,7 @@ def _ratio_both_ways(real, moving):
 def _stored_statistics_sound(model):
     """One line, before any pass, for a BN layer whose stored statistics are not a finite
     mean and a finite, non-negative variance (no ratio can be formed against them)."""
-    from varshift.bnstats import bn_layers
+    from varshift._graph import bn_layers
 
     for layer in bn_layers(model):
         mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)
@@ -130,12 +130,16 @@ def measure_shift(model, data, *, batch_size=256, per_channel=False, max_samples
         :math:`\mathrm{Var}^{Test}/\mathrm{Var}^{Train}`, comparable with
         :func:`varshift.theory.shift_ratio`) and ``ratio``.
 
-    Example:
+    Example: an untrained ``Dropout -> BN`` model stores a moving variance of 1; at inference
+    its BN sees the data itself, :math:`N(5, 2^2)`, whose variance is about 4.
+
         >>> from varshift.models import dropout_bn_model, seed_data
-        >>> model = dropout_bn_model(5, rate=0.5)
-        >>> df = measure_shift(model, seed_data(1000))
-        >>> list(df[["bn_layer", "ratio"]].columns)
-        ['bn_layer', 'ratio']
+        >>> model, x = dropout_bn_model(5, rate=0.5), seed_data(1000)
+        >>> df = measure_shift(model, x)
+        >>> df[["bn_layer", "channels", "count", "moving_var"]].values.tolist()
+        [['bn', 5, 1000, 1.0]]
+        >>> bool(abs(df["real_var"][0] - x.var(axis=0).mean()) < 1e-5), round(float(df["ratio"][0]), 1)
+        (True, 4.0)
     """
     data = _validate.model_and_data(model, data, batch_size=batch_size, max_samples=max_samples)
     per_channel = _validate.check_bool("per_channel", per_channel)

@@ -3,7 +3,7 @@ r"""The paper's four CIFAR networks, with noise layers in the paper's placements
 :func:`build` makes PreResNet, ResNeXt-29, Wide ResNet and DenseNet-BC at the paper's sizes
 (Table 2) or, with the size keywords, at small sizes that train on a CPU with the same code.
 Each network is one entry of :data:`NETWORKS` (``varshift/nets/registry.py``: builder, paper
-name, sizes, recipes, colour, cost); :data:`NAMES`, :data:`DEFAULT_SIZES` and
+name, sizes, recipes); :data:`NAMES`, :data:`DEFAULT_SIZES` and
 :data:`SMALL_SIZES` are views of it.
 
 Placements (paper Sec. 4; definitions in :mod:`varshift.nets._blocks`):
@@ -190,6 +190,6 @@ def trainable_params(model) -> int:
 
 def bn_count(model) -> int:
     """Number of BatchNormalization layers in ``model``."""
-    from varshift.bnstats import bn_layers
+    from varshift._graph import bn_layers
 
     return len(bn_layers(model))

@@ -1,9 +1,9 @@
 """The network registry: one entry per network, every fact about it written once.
 
 An entry (:class:`Network`) names the builder function and holds the paper's name, the paper's
-size (Table 2), a small CPU size, the paper's training recipe and a CPU recipe, the colour of
-its curves and its relative training cost. :func:`varshift.nets.build`, :mod:`varshift.train`
-and the reproduction (profiles, plan order, figures) all read :data:`NETWORKS`.
+size (Table 2), a small CPU size, the paper's training recipe and a CPU recipe: facts about the
+network, nothing about how a reproduction shows or schedules it. :func:`varshift.nets.build`,
+:mod:`varshift.train` and the reproduction all read :data:`NETWORKS`.
 
 Adding a network: write ``varshift/nets/<name>.py`` with a builder
 ``f(num_classes, placement, noise, rate, *, input_shape, seed, <size keywords>, name,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from varshift.train.recipes import RECIPE_KINDS, Recipe
+from varshift.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["Network", "NETWORKS"]
 
@@ -33,8 +33,6 @@ class Network:
         small_size: size keywords of a tiny variant for CPU runs and tests.
         paper_recipe: the paper's (bearpaw's) training recipe.
         cpu_recipe: a few-epoch CPU recipe with the same schedule shape.
-        color: its colour in the reproduction's figures.
-        cost: training cost relative to WRN at the small size on a CPU (plan order: cheap first).
     """
 
     name: str
@@ -44,8 +42,6 @@ class Network:
     small_size: dict = field(hash=False)
     paper_recipe: Recipe
     cpu_recipe: Recipe
-    color: str
-    cost: float
 
     def builder_function(self):
         """The builder function (imports its module)."""
@@ -64,30 +60,26 @@ NETWORKS = {n.name: n for n in (
         paper_size={"depth": 164},
         small_size={"depth": 20, "width": 8},  # bottleneck, 2 blocks per stage, 19 BN layers
         paper_recipe=Recipe(164, 128, 0.1, 0.9, (81, 122), 0.1, 1e-4),
-        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 1e-4),
-        color="#1f77b4", cost=2.0),
+        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 1e-4)),
     Network(
         "resnext29", "varshift.nets.resnext:resnext29", "ResNeXt",
         paper_size={"depth": 29, "cardinality": 8, "base_width": 64, "widen_factor": 4},
         small_size={"depth": 11, "cardinality": 2, "base_width": 4, "widen_factor": 2,
                     "stem_width": 16},  # 1 block per stage, 13 BN layers
         paper_recipe=Recipe(300, 128, 0.1, 0.9, (150, 225), 0.1, 5e-4),
-        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 5e-4),
-        color="#ff7f0e", cost=4.0),
+        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 5e-4)),
     Network(
         "wrn", "varshift.nets.wrn:wrn", "WRN",
         paper_size={"depth": 28, "widen_factor": 10},
         small_size={"depth": 10, "widen_factor": 2, "width": 8},  # WRN-10-2 at base 8, 7 BN
         paper_recipe=Recipe(200, 128, 0.1, 0.9, (60, 120, 160), 0.2, 5e-4),
-        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.2, 5e-4),
-        color="#2ca02c", cost=1.0),
+        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.2, 5e-4)),
     Network(
         "densenet_bc", "varshift.nets.densenet:densenet_bc", "DenseNet",
         paper_size={"depth": 100, "growth_rate": 12},
         small_size={"depth": 16, "growth_rate": 8},  # 2 layers per stage, 15 BN layers
         paper_recipe=Recipe(300, 64, 0.1, 0.9, (150, 225), 0.1, 1e-4),
-        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 1e-4),
-        color="#d62728", cost=2.3),
+        cpu_recipe=Recipe(12, 64, 0.05, 0.9, (6, 9), 0.1, 1e-4)),
 )}
 
 

@@ -30,6 +30,7 @@ import torch
 
 from varshift import theory
 from varshift._contracts import contract
+from varshift._routes import Walk, route_case, upstream_routes
 from varshift.noise import noise_variance
 from varshift.torch._core import EXAMPLE_INPUTS, MODEL, check_model, model_device
 from varshift.torch._trace import fx_graph, fx_shapes, recorded_graph
@@ -82,42 +83,23 @@ def _graph(model, inputs):
 
 
 def _search(calls, b):
-    """Breadth-first upstream from BN call ``b``: per noise call its best route, as
-    ``{noise: (n_weight, weight call, route, through call, channels)}``."""
-    best, visited = {}, set()
-    queue = collections.deque((p, 0, None, (b,), None, "all") for p in calls[b].preds)
-    while queue:
-        i, n_weight, weight_i, route, through, channels = queue.popleft()
-        call = calls[i]
-        if call.norm:
-            continue  # the previous normalisation ends the search
-        key = (i, min(n_weight, 2), through is not None, channels)
-        if key in visited:
-            continue
-        visited.add(key)
-        route = (i, *route)
-        if call.noise is not None:
-            rank = (n_weight, through is not None)
-            if i not in best or rank < (best[i][0], best[i][3] is not None):
-                best[i] = (n_weight, weight_i, route, through, channels)
-        if call.crossed:
-            weight_i = i if n_weight == 0 and call.crossed == 1 else None
-            n_weight += call.crossed
-        if call.role in ("merge", "pool") and through is None:
-            through = i
-        parts = dict(call.parts or ())
-        for p in call.preds:
-            ch = parts.get(p, "all") if call.role == "concat" and channels == "all" else channels
-            queue.append((p, n_weight, weight_i, route, through, ch))
-    return best
+    """Per noise call upstream of BN call ``b``, its best :class:`varshift._routes.Route`."""
+    return upstream_routes(_walk(calls), b)
+
+
+def _walk(calls):
+    """The :class:`varshift._routes.Walk` of fx's (or a recorded pass's) calls."""
+    return Walk(preds=lambda i: calls[i].preds, stops=lambda i: calls[i].norm,
+                is_noise=lambda i: calls[i].noise is not None,
+                crossed=lambda i: calls[i].crossed, role=lambda i: calls[i].role,
+                concat_channels=lambda i, p: dict(calls[i].parts or ()).get(p, "all"))
 
 
 def _row(calls, b, i, found, extra):
-    n_weight, weight_i, route, through, channels = found
+    n_weight, weight_i, route, through, channels = (found.n_weight, found.weight, found.route,
+                                                    found.through, found.channels)
     kind, rate = calls[i].noise
-    case = "a" if n_weight == 0 else ("b" if n_weight == 1 else "deeper")
-    if through is not None and case != "deeper":
-        case = calls[through].role
+    case = route_case(found, role=lambda k: calls[k].role)
     d = mean_cos2 = float("nan")
     kernel = calls[weight_i].kernel if case == "b" and weight_i is not None else None
     if kernel is not None:

@@ -2,8 +2,9 @@
 
 The package in parts:
 
-- ``varshift.train.recipes``: :class:`Recipe` and :func:`recipe_for` (each network's
-  ``"paper"`` and ``"cpu"`` recipes are written in its :data:`varshift.nets.NETWORKS` entry);
+- :class:`Recipe` (:mod:`varshift.recipes`, below the networks) and :func:`recipe_for`
+  (:mod:`varshift.nets`: each network's ``"paper"`` and ``"cpu"`` recipes are written in its
+  :data:`varshift.nets.NETWORKS` entry);
 - ``varshift.train.optim``: :class:`CoupledSGD` (PyTorch's SGD with coupled L2) and
   :func:`compile_model`;
 - ``varshift.train.config``: :class:`RunConfig`, everything that defines a run;
@@ -14,7 +15,7 @@ The package in parts:
   and their helpers (:func:`frozen_state`, :func:`reseed_noise`);
 - :func:`derive_seed` (:mod:`varshift.seeds`): every seed a run derives from its own.
 
-Importing this package does not import TensorFlow; :func:`run`, :class:`CoupledSGD`,
+Importing this package does not import Keras or any backend; :func:`run`, :class:`CoupledSGD`,
 :func:`compile_model` load it on first use.
 """
 
@@ -23,10 +24,10 @@ from __future__ import annotations
 import importlib
 
 from varshift._io import atomic_write_json
+from varshift.recipes import Recipe
 from varshift.seeds import derive_seed
 from varshift.train.config import RunConfig
 from varshift.train.evaluation import EvaluationContext, frozen_state, reseed_noise
-from varshift.train.recipes import Recipe
 
 __all__ = ["Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recipes", "run",
            "CoupledSGD", "compile_model", "derive_seed", "atomic_write_json",
@@ -34,7 +35,7 @@ __all__ = ["Recipe", "RunConfig", "RECIPES", "CPU_RECIPES", "recipe_for", "recip
 
 _LAZY = {"run": "varshift.train.trainer",
          "CoupledSGD": "varshift.train.optim", "compile_model": "varshift.train.optim",
-         # the recipe look-ups read the network registry, which imports this package's recipes
+         # the recipe look-ups read the network registry (imported on first use)
          "recipe_for": "varshift.nets.registry", "recipes": "varshift.nets.registry"}
 
 

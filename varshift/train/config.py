@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from varshift import _validate
 from varshift._contracts import Integer, Real, Shape
 from varshift._io import to_jsonable
-from varshift.train.recipes import RECIPE_KINDS, Recipe
+from varshift.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
            "thread_environment", "parse_xla_flags", "merge_xla_flags"]
@@ -215,9 +215,7 @@ class RunConfig:
             text = str(err)
             raise type(err)(f"Argument `size` of net {self.net!r}: {text[:1].lower()}"
                             f"{text[1:]}") from None
-        from varshift.nets.registry import recipe_for  # nets sit below train (train/__init__)
-
-        recipe = recipe_for(self.net, self.recipe, **self.overrides)
+        recipe = nets.recipe_for(self.net, self.recipe, **self.overrides)
         augment = DEFAULT_AUGMENT.get(self.data, False) if self.augment is None else self.augment
         return size, recipe, bool(augment)
 

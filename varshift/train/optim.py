@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from varshift._keras import keras as _load_keras
-from varshift.train.recipes import Recipe
+from varshift.recipes import Recipe
 
 keras = _load_keras()  # this module is imported on demand only (not by `import varshift`)
 
@@ -39,8 +39,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     Example:
 
     >>> sched = WarmupCosine(0.1, warmup_steps=10, total_steps=100)
-    >>> float(sched(9))
-    0.1
+    >>> [round(float(sched(step)), 6) for step in (0, 9, 55, 99)]  # float32 rates
+    [0.01, 0.1, 0.05, 3e-05]
     """
 
     def __init__(self, lr, warmup_steps, total_steps):

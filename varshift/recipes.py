@@ -3,8 +3,9 @@ momentum and L2 weight decay.
 
 Each network's ``"paper"`` recipe (bearpaw/pytorch-classification, the code the paper points
 to) and ``"cpu"`` recipe (the same schedule shape, a few epochs) are written in its entry of
-:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them (this module
-sits below the networks, so it does not import them).
+:data:`varshift.nets.NETWORKS`; :func:`varshift.nets.recipe_for` reads them. This module sits
+below both the networks and :mod:`varshift.train` (which re-exports :class:`Recipe`) and imports
+neither.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "RECIPE_KINDS", "SCHEDULES"]  # recipe_for/recipes: varshift.nets (they read NETWORKS)
+__all__ = ["Recipe", "RECIPE_KINDS", "SCHEDULES"]
 
 #: the recipe kinds every network entry has
 RECIPE_KINDS = ("paper", "cpu")
@@ -69,16 +70,17 @@ class Recipe:
         _validate.check_finite_positive("drop_factor", self.drop_factor)
         _validate.check_finite_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not isinstance(self.lr_drops, (tuple, list)):
-            raise TypeError("Argument `lr_drops` must be a tuple of epochs; received "
-                            f"lr_drops={self.lr_drops!r}.")
+            raise _validate.ArgumentTypeError("Argument `lr_drops` must be a tuple of epochs; "
+                                              f"received lr_drops={self.lr_drops!r}.")
         for i, epoch in enumerate(self.lr_drops):
             _validate.check_positive_int(f"lr_drops[{i}]", epoch, minimum=0)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Argument `schedule` must be one of {SCHEDULES}; received "
-                             f"schedule={self.schedule!r}.")
+        _validate.check_choice("schedule", self.schedule, SCHEDULES)
         w = self.warmup_epochs
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
-                or not 0 <= w < max(self.epochs, 1):
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise _validate.ArgumentTypeError(
+                "Argument `warmup_epochs` must be a finite number in [0, epochs="
+                f"{self.epochs}); received warmup_epochs={w!r} of type {type(w).__name__}.")
+        if not math.isfinite(w) or not 0 <= w < max(self.epochs, 1):
             raise ValueError("Argument `warmup_epochs` must be a finite number in [0, epochs="
                              f"{self.epochs}); received warmup_epochs={w!r}.")
 

@@ -1,0 +1,149 @@
+"""One compiled forward pass per backend: the engine's per-batch work
+(:mod:`varshift.bnstats._forward`) wrapped in ``tf.function`` on TensorFlow, ``jax.jit`` over
+``model.stateless_call`` on JAX, and eager calls under ``torch.no_grad()`` on PyTorch, made once
+per model and configuration (:func:`pass_for`) and reused by every later pass."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from varshift._graph import bn_layers
+from varshift._keras import backend as _backend
+from varshift._keras import keras as _load_keras
+from varshift._keras import to_numpy
+from varshift.bnstats._forward import Intercept, nonfinite_per_sample
+from varshift.noise import noise_layers
+
+__all__ = ["Pass", "pass_for"]
+
+
+def _tf_runner(model, step):
+    """``tf.function`` over the eager model call, traced once per kind of batch (structure,
+    dtypes and sample shapes) with the batch dimension left free: a smaller last batch, or a
+    later pass over other data of the same kind, runs the same trace."""
+    from varshift._keras import tf as _load_tf
+
+    tf = _load_tf()
+    traced = {}
+
+    def spec_of(a):
+        return tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype))
+
+    def run(x):
+        spec = tf.nest.map_structure(spec_of, x)
+        key = repr(spec)
+        if key not in traced:  # the concrete function: no dispatch on the arguments per batch
+            traced[key] = tf.function(lambda xx: step(lambda t: model(t, training=False), xx),
+                                      autograph=False).get_concrete_function(spec)
+        centres, sums = traced[key](tf.nest.map_structure(tf.convert_to_tensor, x))
+        return centres.numpy(), sums.numpy()
+
+    return run, lambda: None
+
+
+def _jax_runner(model, step):
+    """``jax.jit`` over ``model.stateless_call``: the variables are arguments (read afresh at
+    the start of each pass) and the non-trainable ones (noise layers' seed states) are carried
+    from batch to batch, so masks advance as in ``fit``; the model is not written."""
+    import jax
+
+    holder, state = {}, {}
+
+    def pure(trainable, non_trainable, x):
+        def forward(xx):
+            _, holder["ntv"] = model.stateless_call(trainable, non_trainable, xx, training=False)
+
+        centres, sums = step(forward, x)
+        return centres, sums, holder["ntv"]
+
+    jitted = jax.jit(pure)
+
+    def begin():
+        state["tv"] = [v.value for v in model.trainable_variables]
+        state["ntv"] = [v.value for v in model.non_trainable_variables]
+
+    def run(x):
+        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x))
+        return np.asarray(centres), np.asarray(sums)
+
+    return run, begin
+
+
+def _sharded(x):
+    """Under ``keras.distribution.DataParallel`` (or any distribution), the batch split over
+    the devices by the distribution's data layout: jit then computes every BN statistic over
+    the whole batch (XLA all-reduces the per-device sums), so the result is one device's. A
+    batch the devices do not divide stays whole (replicated)."""
+    keras = _load_keras()
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return x
+
+    def put(a):
+        try:
+            return keras.distribution.distribute_tensor(a, distribution.get_data_layout(a.shape))
+        except ValueError:
+            return a
+    return keras.tree.map_structure(put, x)
+
+
+def _eager_runner(model, step):
+    """Eager calls (PyTorch: under ``torch.no_grad()``; any other backend as is)."""
+    keras = _load_keras()
+    ops = keras.ops
+
+    def run(x):
+        context = contextlib.nullcontext()
+        if _backend() == "torch":
+            import torch
+
+            context = torch.no_grad()
+        with context:
+            x = keras.tree.map_structure(ops.convert_to_tensor, x)
+            centres, sums = step(lambda xx: model(xx, training=False), x)
+        return to_numpy(centres), to_numpy(sums)
+
+    return run, lambda: None
+
+
+_RUNNERS = {"tensorflow": _tf_runner, "jax": _jax_runner}
+
+
+class Pass:
+    """One model's forward pass under an :class:`~varshift.bnstats._forward.Intercept`,
+    compiled for the backend, made once per (model, BN mode, noise) and reused by every later
+    pass (no per-call tracing)."""
+
+    def __init__(self, model, bn_mode, noise):
+        self.intercept = Intercept(model, bn_mode, noise)
+        self.order = []  # (layer, input shape, channels) in call order
+        self.run, self.begin = _RUNNERS.get(_backend(), _eager_runner)(model, self._step)
+
+    def _step(self, forward, x):
+        ops = _load_keras().ops
+        self.intercept.records.clear()
+        forward(x)
+        order, centres, sums = [], [], [nonfinite_per_sample(ops, x)]
+        for layer, shape, (centre, s1, s2) in self.intercept.records:
+            order.append((layer, shape, int(centre.shape[0])))
+            centres.append(centre)
+            sums += [s1, s2]
+        self.order[:] = order
+        return ops.concatenate(centres, axis=0), ops.concatenate(sums, axis=1)
+
+
+def pass_for(model, bn_mode, noise):
+    """The cached :class:`Pass` of ``model`` (kept on the model object, outside Keras'
+    tracking), rebuilt if its BN or noise layers changed."""
+    cache = model.__dict__.get("_varshift_passes")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_varshift_passes", cache)
+    key = (_backend(), bn_mode, bool(noise), tuple(id(b) for b in bn_layers(model)),
+           tuple(id(n) for n in noise_layers(model)))
+    if key not in cache:
+        cache[key] = Pass(model, bn_mode, noise)
+    return cache[key]
+
