@@ -95,8 +95,8 @@ def _longer(spec, profile):
 
 def quick_specs(seeds=QUICK_SEEDS, profile_name="quick"):
     """``[(quick's spec, its reference spec)]`` of every setting and seed."""
-    from reproduce.profiles import get_profile
     from reproduce.plan import run_spec
+    from reproduce.profiles import get_profile
 
     profile = get_profile(profile_name)
     pairs = []
