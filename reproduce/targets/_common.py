@@ -102,6 +102,7 @@ def collect(ctx, specs):
             "mean_statistic": float(shift["statistic"].mean()) if len(shift) else np.nan,
             "max_statistic": float(shift["statistic"].max()) if len(shift) else np.nan,
             "stats_samples": final.get("stats_samples"),
+            "adjust_samples": final.get("adjust_samples"),
             "key": spec.key,
         })
     return pd.DataFrame(rows).drop_duplicates("key")

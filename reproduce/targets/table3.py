@@ -122,7 +122,8 @@ def _claims(profile, df):
 
 
 def _stats_images(df):
-    n = sorted(set(df["stats_samples"].dropna())) if "stats_samples" in df else []
+    """The training images Adjust BN re-estimated the statistics from (``adjust_samples``)."""
+    n = sorted(set(df["adjust_samples"].dropna())) if "adjust_samples" in df else []
     return "/".join(str(int(x)) for x in n) if n else "the profile's"
 
 
