@@ -36,8 +36,9 @@ ROOT = shown_results.ROOT
 
 __all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header",
            "verdicts", "checks", "verdict_line", "verdict_table", "verdict_sentences",
-           "verdict_counts", "family_counts", "check_counts", "reasons_in_words", "reason_kind",
-           "effect_text", "margin_text", "family_label", "missing_data", "REASON_WORDS"]
+           "verdict_counts", "count_text", "family_counts", "check_counts", "reasons_in_words",
+           "reason_kind", "effect_text", "margin_text", "family_label", "missing_data",
+           "REASON_WORDS"]
 
 
 def gnum(name: str, value, fmt: str = ".3f") -> str:
@@ -410,7 +411,8 @@ def verdict_table(target: str | None = None, link: bool = False) -> pd.DataFrame
                            "margin", "why"])
 
 
-def _counts(table: pd.DataFrame) -> str:
+def count_text(table: pd.DataFrame) -> str:
+    """``2 hold, 1 inconclusive`` for the verdicts of ``table``."""
     if not len(table):
         return "none"
     counts = table["verdict"].value_counts()
@@ -426,7 +428,7 @@ def _counts(table: pd.DataFrame) -> str:
 def verdict_counts(target: str | None = None) -> str:
     """"2 hold, 1 does not hold, 1 inconclusive" for a target's (or all) verdicts."""
     table = verdicts(target)
-    return _counts(table) if len(table) else "no verdicts"
+    return count_text(table) if len(table) else "no verdicts"
 
 
 def family_counts(target: str | None = None) -> str:
@@ -438,14 +440,14 @@ def family_counts(target: str | None = None) -> str:
         if len(sub):
             design = sub["design"].dropna().iloc[0] if "design" in sub and \
                 sub["design"].notna().any() else ""
-            parts.append(f"{family}{f' ({design})' if design else ''}: {_counts(sub)}")
-    return "; ".join(parts) or (_counts(table) if len(table) else "no claims")
+            parts.append(f"{family}{f' ({design})' if design else ''}: {count_text(sub)}")
+    return "; ".join(parts) or (count_text(table) if len(table) else "no claims")
 
 
 def check_counts(target: str | None = None) -> str:
     """``5 hold`` for a target's (or all) theory checks, ``""`` without any."""
     table = checks(target)
-    return _counts(table) if len(table) else ""
+    return count_text(table) if len(table) else ""
 
 
 def reasons_in_words(table: pd.DataFrame) -> str:
