@@ -165,6 +165,11 @@ def facts() -> dict[str, str]:
         out[f"pf_{name}_best_case"] = _join([_case(r, "error", "baseline", True) for r in
                                              best.nsmallest(1, "diff").to_dict("records")]) \
             if len(best) else "none"
+        out[f"pf_{name}_extremes"] = (
+            (f"The largest increases are {out[f'pf_{name}_worst_cases']}"
+             if len(worst) else "No setting's error is higher than the baseline's")
+            + (f"; the largest gain is {out[f'pf_{name}_best_case']}." if len(best) else
+               "; none is lower."))
     return out
 
 
