@@ -266,6 +266,34 @@ def _split(rows):
     return [r for r in rows if r.get("family") != CHECK], checks
 
 
+def _count(n):
+    return "all the" if n is None else f"{n:,}"
+
+
+def _networks_text(profile):
+    """Each network's size and recipe as the profile trains it."""
+    from reproduce.profiles import PAPER_NAMES
+
+    size = profile.size
+    parts = []
+    for net in profile.networks:
+        if isinstance(size, dict):
+            kw = size.get(net, size)
+            shape = ", ".join(f"{k} {v}" for k, v in kw.items()) or "the paper's size"
+        else:
+            shape = f"varshift.nets.{size.upper()}_SIZES" if size == "small" else f"size {size}"
+        recipe = {**profile.recipe, **profile.net_recipe.get(net, {})}
+        epochs = recipe.get("epochs", "?")
+        parts.append(f"{PAPER_NAMES.get(net, net)} ({shape}; {epochs} "
+                     f"epoch{'' if epochs == 1 else 's'})")
+    common = {k: v for k, v in profile.recipe.items()
+              if k not in ("epochs", "warmup_epochs") and v not in ([], (), None, "")}
+    return (", ".join(parts) + f", the {profile.recipe_kind!r} recipe with "
+            + ", ".join(f"{k} {v}" for k, v in common.items())
+            + (", a linear warm-up of an eighth of the epochs" if profile.net_recipe else
+               f", a warm-up of {profile.recipe.get('warmup_epochs', 0):g} epochs"))
+
+
 def setup_differences(profile):
     """One paragraph: how this profile's training setup differs from the paper's."""
     if profile.name == "paper":
@@ -279,8 +307,8 @@ def setup_differences(profile):
     sub = profile.subset or {}
     if sub.get("train_draw") == "per_seed":
         subset = (f" (class-stratified subsets: {sub['n_train']} training images drawn with each "
-                  f"run's own seed, and {sub.get('n_test') or 'all the'} test images outside the "
-                  f"{sub['test_exclude']['n_test']} an earlier design read)"
+                  f"run's own seed, and {_count(sub.get('n_test'))} test images outside the "
+                  f"{_count(sub['test_exclude']['n_test'])} an earlier design read)"
                   if sub.get("test_exclude") else
                   f" ({sub['n_train']} training images drawn with each run's own seed)")
     else:
@@ -288,11 +316,7 @@ def setup_differences(profile):
                   f"{sub['n_test']} test images)" if sub else "")
     return (f"Paper: CIFAR-10/100, full-size networks (PreResNet-164, ResNeXt-29 8x64d, WRN-28-10, "
             f"DenseNet-BC-100), 164-300 epochs, 5 seeds. Here: {data}{subset}, "
-            + ("the mid-size networks of reproduce.profiles.GPU_SIZES"
-               if isinstance(profile.size, dict) else
-               "the small networks of varshift.nets.SMALL_SIZES")
-            + f", the {profile.recipe_kind!r} recipe with overrides "
-            f"{profile.recipe}, " + (
+            + _networks_text(profile) + ", " + (
                 f"{profile.seeds} seed(s) for every setting (compared settings share them)"
                 if profile.seeded is None else
                 f"{profile.seeds} seed(s) for the no-dropout baseline and "

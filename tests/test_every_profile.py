@@ -15,7 +15,7 @@ import pytest
 
 from reproduce import report
 from reproduce.claims import EMPIRICAL, PRIMARY, UNTESTED, claims_hash
-from reproduce.profiles import PROFILES, get_profile
+from reproduce.profiles import PAPER_NAMES, PROFILES, get_profile
 from reproduce.registry import TARGETS, build_target, plan
 from reproduce.runs import RunStore, noise_value
 
@@ -26,6 +26,10 @@ THEORY = ("eq8", "eq14", "eq15")
 INIT_BUILDS = ("fig3", "table1")
 #: error factor per setting over the network's no-dropout error (dropout-(a) grows with rate)
 FACTOR = {"none": 1.0, "b": 1.25, "after_bn": 1.0, "uout": 1.0}
+
+
+#: the training images the synthetic Adjust BN runs read
+ADJUST_IMAGES = 77
 
 
 def _templates():
@@ -59,6 +63,8 @@ def _records(root, profile, targets, claims_sha=None):
         final["test_error_adjust_sequential"] = base + 0.3 * (err - base)
         final["test_error_adjust_one_pass"] = final["test_error_adjust_sequential"]
         final["test_error_adjust_one_pass_noise"] = err
+        if "adjust_samples" in final:
+            final["adjust_samples"] = ADJUST_IMAGES  # unlike stats_samples: the text must say it
         for row in final.get("shift", []):
             row["real_var"] = float(row["real_var"]) * (1.0 + rng.normal(0, 0.005))
         inner["config"] = {**inner.get("config", {}), "seed": c["seed"], "net": c["net"]}
@@ -97,8 +103,12 @@ def test_every_target_of_every_profile_decides_its_claims(tmp_path, name):
     decided = {r["id"]: r["verdict"] for r in claims if r["family"] == PRIMARY}
     assert decided["p2_error"] == "holds" and decided["p3_b_less"] == "holds", decided
     assert decided["p4_adjust"] == "holds", decided
-    assert (tmp_path / "report.md").read_text().index("## Primary claims") < \
-        (tmp_path / "report.md").read_text().index("## Secondary claims")
+    text = (tmp_path / "report.md").read_text()
+    assert text.index("## Primary claims") < text.index("## Secondary claims")
+    assert f"re-estimated from {ADJUST_IMAGES} training images" in text
+    for net in profile.networks if name != "paper" else ():  # each network's own epochs
+        epochs = {**profile.recipe, **profile.net_recipe.get(net, {})}["epochs"]
+        assert f"{PAPER_NAMES[net]} (" in text and f"; {epochs} epochs)" in text
 
 
 def test_a_report_on_records_of_another_claims_file_is_exploratory(tmp_path):

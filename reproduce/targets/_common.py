@@ -27,6 +27,12 @@ SMOKE_NOTE = ("smoke profile: tiny samples, tiny networks, 1 epoch; it tests the
 PAPER_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
+def size_words(profile):
+    """How a target's text names the profile's network sizes: ``"small"``, ``"paper"`` or,
+    for sizes given per network, where they are listed."""
+    return profile.size if isinstance(profile.size, str) else "per-network sizes (see setup)"
+
+
 def baseline_specs(profile, networks=None, save_model=False):
     """No-dropout runs, every seed, every data set."""
     return [run_spec(profile, net, "none", 0.0, data=data, seed=s, save_model=save_model)

@@ -15,6 +15,7 @@ from reproduce.targets._common import (
     paper_data_for,
     paper_table,
     seed_std,
+    size_words,
     write_csv,
 )
 
@@ -74,6 +75,6 @@ def build_grid_table(ctx, *, table, placement, noise, values, setting, value_nam
                                           {setting: by_seed(g, "test_error", value=float(v)),
                                            "none": base}, network=tag, value=f"{v:g}"))
     md = (f"Test error (%), paper's CIFAR numbers beside ours ({', '.join(profile.data)}, "
-          f"{profile.size} networks: {', '.join(profile.table_networks)}).\n\n"
+          f"{size_words(profile)} networks: {', '.join(profile.table_networks)}).\n\n"
           + md_table(pvo.drop(columns=["source", "paper_dataset"])))
     return {"verdicts": verdicts, "markdown": md}

@@ -210,12 +210,13 @@ def paper_vs_ours(summary):
     return pd.DataFrame(rows)
 
 
-#: Why PreResNet with dropout-(b) 0.5 was as bad as (a) 0.5 at the old quick scale (batch 64):
+#: Why PreResNet with dropout-(b) 0.5 was as bad as (a) 0.5 at the pilot's scale (batch 64):
 #: a one-off experiment whose script is not part of the package (test error %, 2,000 test
 #: images; seed 0 unless stated), summarised in the report; the recipe quick trains with is
 #: chosen by ``python -m reproduce.recipe_selection`` and ``python -m reproduce.regime_selection``.
 PRERESNET_B_NOTE = (
-    "**PreResNet, dropout-(b) 0.5 vs (a) 0.5: under-training, not width.** At 4 epochs on 4,000 "
+    "**PreResNet, dropout-(b) 0.5 vs (a) 0.5 in the pilot's design: under-training, not "
+    "width.** At 4 epochs on 4,000 "
     "images (width 8: the 1x1 convolution after the (b) dropout has a fan-in of 8/16/32) b and "
     "a were equally bad: b 61.8 / 58.9 %, a 72.2 / 58.0 % (seeds 0 / 1; the per-seed "
     "difference swings from -10 to +1 pp, so one seed decides nothing). Doubling the width "
@@ -225,8 +226,9 @@ PRERESNET_B_NOTE = (
     "statistic fell (1.56 -> 1.35 at 8 epochs) while a's error stayed where its shift puts it. "
     "Both settings reach only about 60 % training-mode accuracy after 250 steps: dropout 0.5 in "
     "every block of a small network underfits, and that underfitting, not the (b) noise's "
-    "fan-in, hid b's advantage. Seeds add noise on top. Hence quick trains at batch 32 with 5 "
-    "paired seeds.")
+    "fan-in, hid b's advantage. Seeds add noise on top. Hence the pilot trained at batch 32 "
+    "with 5 paired seeds; that batch was chosen on test errors, one more reason the pilot is "
+    "exploratory (quick's design was chosen on validation images).")
 
 
 def build(ctx):
@@ -243,13 +245,14 @@ def build(ctx):
     show = pvo[["placement", "network", "drop_ratio", "paper_error_pct_approx", "our_error_mean",
                 "our_error_std", "n_seeds", "our_mean_statistic"]]
     md = (f"Test error (%) beside the paper's Fig. 4 bars (read by eye, {pvo.paper_dataset.iloc[0]}); "
-          f"ours on {', '.join(ctx.profile.data)} with {ctx.profile.size} networks, so only the "
-          "trends are comparable. Shift statistic: mean over BN layers of max(real/moving, moving/real); "
+          f"ours on {', '.join(ctx.profile.data)} with the profile's networks (see the setup "
+          "differences), so only the trends are comparable. Shift statistic: mean over BN layers "
+          "of max(real/moving, moving/real); "
           "Keras stores biased batch variances, (m-1)/m of the population's with m the values per "
           "channel in a batch (batch x H x W for a convolution), so an unshifted layer reads about "
           "1. The WRN claim compares like with like: each network's excess statistic over its own "
-          "no-dropout run, layer by layer, averaged over its BN layers (normalised per BN layer; "
-          "WRN has 7 BN layers here, the others 13-19).\n\n"
-          + (PRERESNET_B_NOTE + "\n\n" if ctx.profile.name != "paper" else "")
+          "no-dropout run, layer by layer, averaged over its BN layers (normalised per BN layer, "
+          "since the networks have different numbers of BN layers).\n\n"
+          + (PRERESNET_B_NOTE + "\n\n" if ctx.profile.name == "pilot" else "")
           + md_table(show))
     return {"verdicts": claims(ctx.profile, df, curves), "markdown": md}

@@ -34,6 +34,7 @@ from reproduce.targets._common import (
     paper_data_for,
     paper_table,
     seed_std,
+    size_words,
     write_csv,
 )
 
@@ -122,7 +123,7 @@ def _claims(profile, df):
 
 
 def _stats_images(df):
-    """The training images Adjust BN re-estimated the statistics from (``adjust_samples``)."""
+    """The training images Adjust BN read (``adjust_samples`` of the records)."""
     n = sorted(set(df["adjust_samples"].dropna())) if "adjust_samples" in df else []
     return "/".join(str(int(x)) for x in n) if n else "the profile's"
 
@@ -144,7 +145,7 @@ def build(ctx):
     write_csv(pvo, ctx.dir / "paper_vs_ours.csv")
     show = table[["network", "data", "placement", "n_seeds", *[label for label, _ in COLS.values()]]]
     md = ("Test error (%) before and after adjusting BN, mean +- std over seeds "
-          f"({', '.join(profile.data)}, {profile.size} networks); the paper's CIFAR-10 numbers "
+          f"({', '.join(profile.data)}, {size_words(profile)} networks); the paper's CIFAR-10 numbers "
           "are in `paper_vs_ours.csv`. The paper does not say how it adjusted; `sequential` "
           "and `one_pass` (both noise off) are the two \"Adjust BN\" variants, `one_pass` with "
           "`noise=True` is what the common tools do (noise left on) and shows that re-measuring "
