@@ -37,7 +37,10 @@ except ImportError:  # a downloaded notebook run outside the site: nothing to gl
 ROOT = shown_results.ROOT
 
 __all__ = ["ROOT", "gnum", "style", "results", "show_artefact", "md_table", "header",
-           "verdict_table", "verdict_sentences", "verdict_counts", "missing_data"]
+           "verdicts", "checks", "verdict_line", "verdict_table", "verdict_sentences",
+           "verdict_counts", "count_text", "family_counts", "check_counts", "reasons_in_words",
+           "reason_kind", "effect_text", "margin_text", "family_label", "missing_data",
+           "REASON_WORDS"]
 
 
 def gnum(name: str, value, fmt: str = ".3f") -> str:
@@ -89,7 +92,8 @@ def results_fingerprint() -> str:
     digest = hashlib.sha1(f"{choice.origin}/{choice.profile}".encode())
     here = Path(__file__).resolve().parent  # the page helpers: a change re-executes the pages
     files = [here / "vsdocs.py", here / "shown_results.py", here / "paper_facts.py",
-             folder / "manifest.json", folder / "verdicts.csv", choice.source / "provenance.json",
+             folder / "manifest.json", folder / "verdicts.csv", folder / "checks.csv",
+             choice.source / "provenance.json",
              *sorted(folder.glob("*/result.json")), *sorted(folder.glob("*/*.csv"))]
     for path in files:
         if path.exists():
@@ -111,25 +115,6 @@ def target_result(target: str) -> dict:
     _, folder = results()
     path = folder / target / "result.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
-def verdicts(target: str | None = None) -> pd.DataFrame:
-    """``verdicts.csv`` (target, claim, verdict, evidence), optionally for one target.
-
-    Without a ``verdicts.csv`` (``reproduce report`` not run yet) the rows are collected from
-    the targets' ``result.json`` files.
-    """
-    _, folder = results()
-    if (folder / "verdicts.csv").exists():
-        table = pd.read_csv(folder / "verdicts.csv")
-    else:
-        rows = [dict(v, target=p.parent.name)
-                for p in sorted(folder.glob("*/result.json"))
-                for v in json.loads(p.read_text(encoding="utf-8")).get("verdicts", [])]
-        table = pd.DataFrame(rows, columns=["target", "claim", "verdict", "evidence"])
-    if target is not None:
-        table = table[table["target"] == target]
-    return table.reset_index(drop=True)
 
 
 def _describe(profile: str, data: dict) -> str:
@@ -227,32 +212,57 @@ def _mismatch(target: str, choice) -> str:
 
 
 # --- verdicts said in words -------------------------------------------------------------------
+#
+# Every sentence about a verdict is made here from the verdict's own fields (``verdicts.csv``
+# and ``checks.csv`` of ``reproduce report``): the verdict, the interval at the family level,
+# the margin and the ``reason`` generated from those numbers by ``reproduce.claims``. No page
+# explains a verdict in words of its own; ``site_text_checks`` checks the built pages for it.
 
-_WORDS = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "is inconclusive",
-          "not tested": "was not tested"}
+_WORDS = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "inconclusive",
+          "not tested": "not tested"}
+_SIDE = {"above": ">", "below": "<", "within": "±"}
+#: the reason codes of ``reproduce.claims.REASONS``, in a few words each (the summary's column)
+REASON_WORDS = {
+    "clears": "clears its margin at the family level",
+    "failing_side": "lies on the failing side of its margin at the family level",
+    "straddles": "its interval straddles the margin",
+    "stopped": "beyond its margin at its own Holm step, but Holm's step-down stopped at an "
+               "earlier claim",
+    "one_sample": "one seed gives no interval",
+    "no_samples": "no per-seed samples",
+    "untested": "not tested",
+    "inside": "inside its band",
+    "outside": "outside its band",
+    "overlaps": "its interval overlaps an edge of its band",
+    "unadjusted_clears": "its interval clears the margin",
+    "unadjusted_fails": "its interval lies on the failing side of the margin",
+    "every_holds": "every cell on the claimed side",
+    "every_fails": "a cell on the wrong side",
+    "every_inside": "every cell inside its band",
+    "every_outside": "a cell outside its band",
+}
 
 
-def _why(row) -> str:
-    """The verdict's own reason (``reason`` of ``verdicts.csv``, generated from its numbers)."""
+def _reason_patterns() -> dict:
+    from reproduce.claims import REASONS
+
+    out = {}
+    for code, template in REASONS.items():
+        pattern = re.sub(r"\\\{\w+\\\}", ".*?", re.escape(template))
+        out[code] = re.compile(pattern + r"\.?$")
+    return out
+
+
+def reason_kind(row) -> str:
+    """The code (a key of ``reproduce.claims.REASONS``) of the row's ``reason``; ``""`` when
+    the reason is none of them (a ``not tested`` row's own words)."""
     reason = row.get("reason")
-    if isinstance(reason, str) and reason.strip():
-        return f" ({reason.strip()})"
-    if row.get("verdict") == "not tested":
-        return " (the records shown lack what it needs)"
+    if not isinstance(reason, str) or not reason.strip():
+        return "untested" if row.get("verdict") == "not tested" else ""
+    for code, pattern in _reason_patterns().items():
+        if pattern.match(reason.strip()):
+            return code
     return ""
-
-
-def _decimals(margin) -> int:
-    """Decimals that resolve a tenth of ``margin`` (2 when there is no usable margin)."""
-    import math
-
-    try:
-        margin = abs(float(margin))
-    except (TypeError, ValueError):
-        return 2
-    if not math.isfinite(margin) or margin == 0:
-        return 2
-    return int(min(4, max(0, 1 - math.floor(math.log10(margin)))))
 
 
 def _finite(value) -> bool:
@@ -262,50 +272,143 @@ def _finite(value) -> bool:
         return False
 
 
-def effect_text(row) -> str:
-    """``effect [low, high] unit`` rounded to the claim's margin, or '' if there is none."""
-    if not _finite(row.get("effect")):
-        return ""
-    k = _decimals(row.get("margin"))
+def _decimals(margin) -> int:
+    """The decimals of the verdict's reason (``reproduce.claims``): a hundredth of the margin."""
+    import math
 
-    def num(value) -> str:
-        out = f"{float(value):.{k}f}"
-        return out.lstrip("-") if float(out) == 0 else out  # no "-0.000"
+    try:
+        margin = abs(float(margin))
+    except (TypeError, ValueError):
+        return 3
+    if not math.isfinite(margin) or margin == 0:
+        return 3
+    return int(min(5, max(0, 2 - math.floor(math.log10(margin)))))
 
-    text = num(row["effect"])
-    if _finite(row.get("ci_low")) and _finite(row.get("ci_high")):
-        text += f" [{num(row['ci_low'])}, {num(row['ci_high'])}]"
-    unit = row.get("unit")
-    if isinstance(unit, str) and unit.strip():
-        text += f" {unit.strip()}"
+
+def _num(value, k: int) -> str:
+    out = f"{float(value):.{k}f}"
+    return out.lstrip("-") if float(out) == 0 else out  # no "-0.000"
+
+
+def _minus(text: str) -> str:
+    text = text.replace("+-", "\u00b1")
     return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)  # a typographic minus
 
 
+def effect_text(row) -> str:
+    """``effect [low, high] unit`` rounded as the verdict's reason rounds, or '' if none."""
+    if not _finite(row.get("effect")):
+        return ""
+    k = _decimals(row.get("margin"))
+    text = _num(row["effect"], k)
+    if _finite(row.get("ci_low")) and _finite(row.get("ci_high")):
+        text += f" [{_num(row['ci_low'], k)}, {_num(row['ci_high'], k)}]"
+    unit = row.get("unit")
+    if isinstance(unit, str) and unit.strip():
+        text += f" {unit.strip()}"
+    return _minus(text)
+
+
+def margin_text(row) -> str:
+    """``> 0.0198 log ratio (an error ratio of 1.02)``: the side, the margin, its unit."""
+    import math
+
+    if not _finite(row.get("margin")):
+        return ""
+    m = float(row["margin"])
+    unit = row.get("unit") if isinstance(row.get("unit"), str) else ""
+    text = f"{_SIDE.get(row.get('direction'), '')} {_num(m, _decimals(m))} {unit}".strip()
+    if unit == "log ratio":
+        text += f" (an error ratio of {math.exp(m):.3g})"
+    return text
+
+
+def family_label(row) -> str:
+    """``primary claim``, ``secondary claim, exploratory``, ``theory check``..."""
+    family = row.get("family") if isinstance(row.get("family"), str) else ""
+    design = row.get("design") if isinstance(row.get("design"), str) else ""
+    if family == "theory check":
+        return "theory check"
+    if not family:
+        return "claim"
+    return f"{family} claim" + (f", {design}" if design else "")
+
+
+def verdicts(target: str | None = None) -> pd.DataFrame:
+    """``verdicts.csv`` (the primary and secondary claims), optionally for one target.
+
+    Without a ``verdicts.csv`` (``reproduce report`` not run yet) the rows are collected from
+    the targets' ``result.json`` files, theory checks left out.
+    """
+    _, folder = results()
+    if (folder / "verdicts.csv").exists():
+        table = pd.read_csv(folder / "verdicts.csv")
+    else:
+        rows = [dict(v, target=p.parent.name)
+                for p in sorted(folder.glob("*/result.json"))
+                for v in json.loads(p.read_text(encoding="utf-8")).get("verdicts", [])
+                if v.get("family") != "theory check"]
+        table = pd.DataFrame(rows, columns=["target", "claim", "verdict", "evidence"])
+    if target is not None:
+        table = table[table["target"] == target]
+    return table.reset_index(drop=True)
+
+
+def checks(target: str | None = None) -> pd.DataFrame:
+    """``checks.csv`` (the theory checks), optionally for one target; empty without one."""
+    _, folder = results()
+    path = folder / "checks.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(
+        columns=["target", "claim", "family", "verdict", "reason"])
+    if target is not None:
+        table = table[table["target"] == target]
+    return table.reset_index(drop=True)
+
+
+def verdict_line(row) -> str:
+    """One verdict in words, from its own fields: claim, family, verdict, effect [interval at
+    the verdict's level], margin and the reason.
+
+    ``“claim” (primary claim): **holds**. Effect 0.89 [0.46, 1.22] log ratio, margin > 0.0198
+    log ratio (an error ratio of 1.02): its lower bound ... clears the margin ...``
+    """
+    verdict = str(row.get("verdict", ""))
+    claim = str(row.get("claim", "")).rstrip(".")
+    head = f"“{claim}” ({family_label(row)}): **{_WORDS.get(verdict, verdict)}**"
+    reason = row.get("reason") if isinstance(row.get("reason"), str) else ""
+    reason = reason.strip() or ("the records shown lack what it needs" if verdict == "not tested"
+                                else "")
+    effect = effect_text(row)
+    if verdict == "not tested" or not effect:
+        return head + (f": {reason}." if reason else ".")
+    margin = margin_text(row)
+    return (head + f". Effect {effect}" + (f", margin {margin}" if margin else "")
+            + (f": {_minus(reason)}." if reason else "."))
+
+
 def verdict_table(target: str | None = None, link: bool = False) -> pd.DataFrame:
-    """The student's verdict table: claim / verdict / effect [interval], rounded."""
+    """The verdict table: claim / family / verdict / effect [interval] / margin / why."""
     table = verdicts(target)
     rows = []
     for row in table.to_dict("records"):
         out = {}
         if link:
             out["page"] = f"[{row['target']}]({row['target']}.md)"
-        family = row.get("family")
-        out |= {"claim": row.get("claim", ""),
-                "family": family if isinstance(family, str) else "",
+        out |= {"claim": row.get("claim", ""), "family": family_label(row),
                 "verdict": row.get("verdict", ""),
                 "effect [interval at the verdict's level]": effect_text(row) or "—",
-                "why": row.get("reason") if isinstance(row.get("reason"), str) else ""}
+                "margin": margin_text(row) or "—",
+                "why": _minus(row.get("reason")) if isinstance(row.get("reason"), str) else ""}
         rows.append(out)
     return pd.DataFrame(rows, columns=(["page"] if link else [])
                         + ["claim", "family", "verdict", "effect [interval at the verdict's level]",
-                           "why"])
+                           "margin", "why"])
 
 
-def verdict_counts(target: str | None = None) -> str:
-    """"2 hold, 1 does not hold, 1 inconclusive" for a target's (or all) verdicts."""
-    table = verdicts(target)
+def count_text(table: pd.DataFrame) -> str:
+    """``2 hold, 1 inconclusive`` for the verdicts of ``table``."""
     if not len(table):
-        return "no verdicts"
+        return "none"
     counts = table["verdict"].value_counts()
     plural = {"holds": "hold", "does not hold": "do not hold"}
     parts = []
@@ -316,29 +419,79 @@ def verdict_counts(target: str | None = None) -> str:
     return ", ".join(parts)
 
 
-def verdict_sentences(target: str) -> Markdown:
-    """The reproduction page's first paragraph: every verdict of ``target`` in words."""
-    profile, _ = results()
+def verdict_counts(target: str | None = None) -> str:
+    """"2 hold, 1 does not hold, 1 inconclusive" for a target's (or all) verdicts."""
     table = verdicts(target)
-    if not len(table):
-        return Markdown(f"The `{profile}` results shown hold no verdicts for this artefact.")
-    sentences = []
-    for row in table.to_dict("records"):
-        verdict = str(row.get("verdict", ""))
-        if str(row.get("claim", "")).startswith("(all claims"):
-            sentences.append("None of this artefact's claims could be tested from the records "
-                             "shown." if verdict == "not tested" else
-                             f"All of this artefact's claims: **{verdict}**.")
+    return count_text(table) if len(table) else "no verdicts"
+
+
+def family_counts(target: str | None = None) -> str:
+    """``primary: 1 holds; secondary (exploratory): 2 inconclusive`` for a target's claims."""
+    table = verdicts(target)
+    parts = []
+    for family in ("primary", "secondary"):
+        sub = table[table["family"] == family] if "family" in table else table.iloc[:0]
+        if len(sub):
+            design = sub["design"].dropna().iloc[0] if "design" in sub and \
+                sub["design"].notna().any() else ""
+            parts.append(f"{family}{f' ({design})' if design else ''}: {count_text(sub)}")
+    return "; ".join(parts) or (count_text(table) if len(table) else "no claims")
+
+
+def check_counts(target: str | None = None) -> str:
+    """``5 hold`` for a target's (or all) theory checks, ``""`` without any."""
+    table = checks(target)
+    return count_text(table) if len(table) else ""
+
+
+def reasons_in_words(table: pd.DataFrame) -> str:
+    """Why the verdicts of ``table`` are what they are, counted by reason:
+    ``2 inconclusive (its interval straddles the margin: 2)``."""
+    parts = []
+    for verdict in ("holds", "does not hold", "inconclusive", "not tested"):
+        sub = table[table["verdict"] == verdict]
+        if not len(sub):
             continue
-        effect = effect_text(row)
-        sentence = (f"“{str(row.get('claim', '')).rstrip('.')}” **{_WORDS.get(verdict, verdict)}**"
-                    + _why(row) + (f": {effect}" if effect and verdict != "not tested"
-                                   else "") + ".")
-        sentences.append(sentence[0].upper() + sentence[1:] if sentence[0] != "“" else sentence)
-    return Markdown(f"**What this site found at the `{profile}` scale.** " + " ".join(sentences)
-                    + f" These verdicts speak for the `{profile}` scale only, whether they hold "
-                    "or not; [Verdicts and budgets](../researchers.md) says how they are "
-                    "decided.")
+        kinds = pd.Series([reason_kind(r) for r in sub.to_dict("records")]).value_counts()
+        why = "; ".join(f"{REASON_WORDS.get(k, 'see its page')}: {n}" for k, n in kinds.items())
+        word = {"holds": "hold", "does not hold": "do not hold"}.get(verdict, verdict) \
+            if len(sub) != 1 else verdict
+        parts.append(f"{len(sub)} {word} ({why})")
+    return ", ".join(parts)
+
+
+def verdict_sentences(target: str) -> Markdown:
+    """The reproduction page's first paragraph: every verdict and theory check of ``target``,
+    each in words made from its own fields (:func:`verdict_line`)."""
+    profile, _ = results()
+    table, table_checks = verdicts(target), checks(target)
+    if not len(table) and not len(table_checks):
+        return Markdown(f"The `{profile}` results shown hold no verdicts and no theory checks "
+                        "for this artefact.")
+    lines = [f"**What this site found at the `{profile}` scale.**"
+             + ("" if len(table) else " This artefact's claims are formulas: they are checked "
+                "(below), not judged as findings.")]
+    if len(table):
+        lines.append("")
+        for row in table.to_dict("records"):
+            if str(row.get("claim", "")).startswith("(all claims"):
+                verdict = str(row.get("verdict", ""))
+                lines.append("- None of this artefact's claims could be tested from the records "
+                             "shown." if verdict == "not tested" else
+                             f"- All of this artefact's claims: **{verdict}**.")
+            else:
+                lines.append(f"- {verdict_line(row)}")
+        lines += ["", f"These verdicts speak for the `{profile}` scale only, whether they hold "
+                  "or not. Each interval is the one its verdict uses (each bound at the level of "
+                  "its Holm step within its family); [Verdicts and budgets](../researchers.md) "
+                  "says how verdicts are decided."]
+    if len(table_checks):
+        lines += ["", "**Theory checks** (formula against simulation and against what Keras "
+                  "stores; they guard the code and are checks, not verdicts on the paper's "
+                  "claims; each has a two-sided 95% interval, or is judged on its worst cell):",
+                  ""]
+        lines += [f"- {verdict_line(row)}" for row in table_checks.to_dict("records")]
+    return Markdown("\n".join(lines))
 
 
 def missing_data(target: str, profile: str) -> Markdown:

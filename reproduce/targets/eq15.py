@@ -139,7 +139,7 @@ def build(ctx):
     paper = pd.DataFrame({"beta": u.param, "paper_shift": [0.996678, 0.986842, 0.970874, 0.923077],
                           "shift_formula": u.shift_formula, "shift_mc": u.shift_mc,
                           "shift_keras_corrected": u.shift_keras_corrected})
-    write_csv(paper.assign(source="arXiv:1801.05134 Sec. 5 (Eq. 15 values, via shared/paper/README.md)"),
+    write_csv(paper.assign(source="Eq. 15 of arXiv:1801.05134 (Sec. 5), 3 / (3 + beta^2), evaluated"),
               ctx.dir / "paper_vs_ours.csv")
     md = ("Uout's shift at c = 0 (paper Sec. 5 values beside ours):\n\n" + md_table(paper)
           + "\n\nAt matched noise variance (right panel) all three noises give the same shift; "

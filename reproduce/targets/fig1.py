@@ -71,7 +71,7 @@ def build(ctx):
         frac = float((a > n).mean())
         rows.append({"data": data, "mean statistic, dropout-(a) 0.5": a.mean(),
                      "mean statistic, no dropout": n.mean(), "max, dropout-(a) 0.5": a.max(),
-                     "max, no dropout": n.max(), "layers where a > none": frac})
+                     "max, no dropout": n.max(), "share of BN layers where a > none": f"{frac:.0%}"})
         per_seed = df[df.data == data].groupby(["setting", "seed"]).statistic.mean()
         tag = PAPER_NAMES.get(_net(profile)) + (f", {data}" if len(profile.data) > 1 else "")
         row = network_claim(profile, "fig1_shift", {"a": per_seed[f"a {RATE:g}"].to_dict(),
