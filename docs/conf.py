@@ -110,6 +110,8 @@ html_theme = "sphinx_book_theme"
 html_title = "varshift"
 html_static_path = ["_static"]
 html_css_files = ["varshift.css"]
+# formulas and verdict tables fitted to the screen's width (see the script's header)
+html_js_files = [("varshift-fit.js", {"defer": "defer"})]
 html_last_updated_fmt = ""
 html_theme_options = {
     "show_toc_level": 2,
