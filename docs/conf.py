@@ -55,6 +55,7 @@ extensions = [
     "interactive",  # docs/_ext: plotly.js served by the site, on the pages with a Plotly figure
     "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
     "page_guard",  # docs/_ext: fail the build if a page shows a traceback or a machine path
+    "figures",  # docs/_ext: numbered, captioned, anchored figures with a "cite this figure" line
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
@@ -77,6 +78,11 @@ nb_output_stderr = "remove"  # no TensorFlow/absl start-up lines or progress bar
 nb_merge_streams = True
 nb_render_markdown_format = "myst"  # Markdown outputs may use directives (dropdown, admonitions)
 nb_kernel_rgx_aliases = {".*": "python3"}
+
+# Figures: a reproduced paper figure keeps the paper's number ("Fig. 6 (reproduced)"), the
+# site's own figures and tables are numbered with letters ("Figure A"), see docs/_ext/figures.py
+numfig = True
+numfig_format = {"figure": "Figure %s", "table": "Table %s"}
 
 # --- autodoc / napoleon -------------------------------------------------------------------
 autodoc_default_options = {"members": True, "show-inheritance": False, "member-order": "bysource"}
