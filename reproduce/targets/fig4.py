@@ -98,9 +98,8 @@ def figure(ctx, summary, curves):
             if j == 0:
                 ax.set_ylabel(f"test error (%)\n{plotting.DATA_LABELS.get(data, data)}")
                 ax.legend(loc="upper left")
-    fig.text(0.01, 0.005, "bars: mean over seeds; error bars: ± 1 standard deviation across "
-             "seeds", ha="left", va="bottom", fontsize=6, color="0.3")
-    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.03)
+    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.04,
+                    note="bars: mean over seeds; error bars: ± 1 standard deviation across seeds")
 
 
 def _tag(profile, net, data):
