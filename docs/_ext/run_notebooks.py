@@ -99,11 +99,23 @@ def clean_env(home: Path, venv: Path) -> dict:
             "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
 
 
+#: what pip needs to build varshift (copied, so that the build leaves nothing in the checkout)
+PACKAGE_FILES = ("pyproject.toml", "README.md", "LICENSE", "varshift", "reproduce")
+
+
 def make_venv(venv: Path, env: dict, extras: str) -> str | None:
     """Create the environment; the reason it could not be made, or ``None``."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    package = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    source = venv.parent / "varshift-source"
+    for name in PACKAGE_FILES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.is_file():
+            source.mkdir(exist_ok=True)
+            shutil.copy2(path, source / name)
+    package = f"{source}[{extras}]" if extras else str(source)
     done = subprocess.run([python, "-m", "pip", "install", "--quiet", package,
                            "ipykernel", "nbclient"], env=env, capture_output=True, text=True,
                           check=False)
