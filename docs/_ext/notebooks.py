@@ -6,9 +6,9 @@ the page's cells converted by MyST-NB's own reader, with
 
 - the cells tagged ``site-only`` left out: they set up the site itself (its helper modules
   ``vsdocs``, ``paper_facts``, ``interactive``, glued numbers), which a reader does not have;
-- the numbers the page glues into its text (``{glue:text}`name```, ``{glue:md}``, the
-  ``{glue:figure}`` directive) replaced by the values of the site's build, taken from MyST-NB's
-  glue store of the executed page;
+- the numbers the page glues into its text (``{glue:text}`name```, ``{glue:md}``) replaced by
+  the values of the site's build, taken from MyST-NB's glue store of the executed page, and a
+  ``{glue:figure}`` directive by its caption (the page's code draws the figure);
 - preceded by a Markdown cell (which page and version it comes from, that it runs after
   ``pip install varshift``) and a code cell installing the plotting libraries the page's code
   imports where they are missing.
@@ -83,16 +83,14 @@ def _plain(output: dict, key: str) -> str:
 
 
 def unglue(text: str, glue: dict) -> str:
-    """Markdown with the glued values of the site's build written in place of the glue roles
-    and ``{glue:figure}`` directives (the figure as an embedded image, then its caption)."""
+    """Markdown with the glued values of the site's build written in place of the glue roles;
+    a ``{glue:figure}`` directive becomes its caption (the page's code above it draws the
+    figure in the notebook)."""
 
     def figure(match):
-        output = glue.get(match["key"], {})
-        png = output.get("data", {}).get("image/png")
         body = "\n".join(line for line in match["body"].splitlines()
                          if not line.startswith(":")).strip()
-        image = f"![{match['key']}](data:image/png;base64,{png.strip()})\n\n" if png else ""
-        return f"{image}*{body}*" if body else image
+        return f"*{body}*" if body else ""
 
     def role(match):
         key = match.group(1)
