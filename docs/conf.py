@@ -56,6 +56,7 @@ extensions = [
     "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
     "page_guard",  # docs/_ext: fail the build if a page shows a traceback or a machine path
     "figures",  # docs/_ext: numbered, captioned, anchored figures with a "cite this figure" line
+    "raw_tables",  # docs/_ext: the reproduction pages' raw CSV tables with headers in words
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}

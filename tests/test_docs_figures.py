@@ -95,3 +95,25 @@ def test_site_figures_are_lettered_past_z():
     figures = pytest.importorskip("figures")
     assert [figures.letters(n) for n in (1, 2, 26, 27, 28, 52, 53)] == \
            ["A", "B", "Z", "AA", "AB", "AZ", "BA"]
+
+
+def test_raw_tables_of_reproduction_pages_show_headers_in_words(tmp_path):
+    pytest.importorskip("sphinx_design")
+    pytest.importorskip("myst_nb")
+    from sphinx.cmd.build import build_main
+
+    src = tmp_path / "src"
+    (src / "reproduction").mkdir(parents=True)
+    table = "| test_error_mean | seed |\n|---|---|\n| 4.5 | 1 |\n"
+    (src / "index.md").write_text(f"# Home\n\n{table}\n```{{toctree}}\nreproduction/t\n```\n")
+    (src / "reproduction" / "t.md").write_text(
+        f"# Table\n\n{table}\n:::{{dropdown}} Our measurements\n{table}:::\n")
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT / 'docs' / '_ext')!r})\n"
+        "extensions = ['myst_nb', 'sphinx_design', 'raw_tables']\n"
+        "myst_enable_extensions = ['colon_fence']\n")
+    assert build_main(["-q", "-b", "html", str(src), str(tmp_path / "html")]) == 0
+    page = (tmp_path / "html" / "reproduction" / "t.html").read_text(encoding="utf-8")
+    heads = re.findall(r"<th[^>]*>\s*<p>(.*?)</p>", page)
+    assert heads == ["test_error_mean", "seed", "test error mean", "seed"]  # dropdown's only
+    assert "test_error_mean" in (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
