@@ -163,7 +163,10 @@ def docs_check(session: nox.Session) -> None:
             session.skip("docs-check: no Chromium at /usr/bin/chromium and it cannot be installed "
                          "here (needs root and apt-get); set CHROMIUM to a Chromium binary.")
     # the Python driver only (never `playwright install`); nbformat validates the .ipynb downloads
-    session.install("playwright>=1.40", "nbformat>=5")
+    session.install("playwright>=1.40", "nbformat>=5", "pytest>=7")
+    # first the check itself: on tiny pages with one defect each, it finds that defect
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_check_site.py",
+                env={"CHROMIUM": chromium})
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
     session.run("python", "docs/_ext/run_notebooks.py", str(site))
