@@ -165,7 +165,7 @@ def docs_check(session: nox.Session) -> None:
     # the Python driver only (never `playwright install`); nbformat validates the .ipynb downloads
     session.install("playwright>=1.40", "nbformat>=5", "pytest>=7")
     # first the check itself: on tiny pages with one defect each, it finds that defect
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_check_site.py",
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_check_site.py",
                 env={"CHROMIUM": chromium})
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
