@@ -84,9 +84,9 @@ def test_paper_figures_keep_the_papers_number_and_site_figures_get_letters(tmp_p
 
     fig6, raw = _figure((out / "reproduction" / "fig6.html").read_text(encoding="utf-8"))
     assert 'id="figure-fig6"' in raw and "caption-number" not in raw  # not in Sphinx's count
-    assert "Fig. 6 (reproduced). Pre-softmax outputs, training vs. inference mode. Drawn from " \
+    assert "Fig. 6, reproduced. Pre-softmax outputs, training vs. inference mode. Drawn from " \
            "the quick records shown on this page." in fig6
-    assert "Cite this figure: varshift 9.9 documentation, Fig. 6 (reproduced), " \
+    assert "Cite this figure: varshift 9.9 documentation, Fig. 6, reproduced, " \
            "https://example.org/docs/reproduction/fig6.html#figure-fig6; drawn from the " \
            "records of commit 0123456." in fig6
 

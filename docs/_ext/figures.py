@@ -3,7 +3,7 @@
 Two numbering schemes, so that a figure of this site is never mistaken for one of the paper's:
 
 - the reproduction of a paper figure keeps the paper's number: the figure of
-  ``reproduction/fig6`` is "Fig. 6 (reproduced)", anchored at ``#figure-fig6``; Sphinx does not
+  ``reproduction/fig6`` is "Fig. 6, reproduced", anchored at ``#figure-fig6``; Sphinx does not
   number it (it is a :class:`paper_figure`, which ``numfig`` does not count);
 - every other captioned figure (the explainer pages', the checks of Eq. 8, 14 and 15, the
   forest plot of the verdicts) is numbered by Sphinx in the order of the table of contents,
@@ -42,7 +42,8 @@ LETTERED = ("figure", "table")
 
 
 class paper_figure(nodes.figure):  # noqa: N801 - a docutils node class
-    """A figure numbered as in the paper (its caption says the number); ``numfig`` skips it."""
+    """A figure numbered as in the paper (its caption says the number, ``vs_label``); ``numfig``
+    skips it."""
 
 
 def letters(number: int) -> str:
@@ -131,9 +132,12 @@ def on_doctree_read(app, doctree) -> None:
     title = pretty(_title(folder, target)) if folder is not None else ""
     number, _, what = title.partition(": ")
     if target in PAPER_FIGURES:
-        figure = paper_figure(ids=[f"figure-{target}"], classes=["paper-figure"])
+        # the paper's number as the target's title gives it ("Fig. 1 (bottom)")
+        number = number if number.startswith(f"Fig. {target[3:]}") else f"Fig. {target[3:]}"
+        figure = paper_figure(ids=[f"figure-{target}"], classes=["paper-figure"],
+                              vs_label=f"{number}, reproduced")
         _wrap(bundle, figure, (f"{what[:1].upper() + what[1:]}." if what else "") + drawn,
-              label=f"Fig. {target[3:]} (reproduced).")
+              label=f"{number}, reproduced.")
     else:  # the theory targets compute their numbers themselves, at every build
         text = f"{number} checked by simulation: {what}." if what else f"{target}."
         computed = f" Computed by this build (profile {profile})." if profile else ""
@@ -153,7 +157,7 @@ def on_env_get_updated(app, env) -> list[str]:
 
 def _number(app, docname: str, figure) -> str | None:
     if isinstance(figure, paper_figure):
-        return f"Fig. {figure['ids'][0].rsplit('fig', 1)[-1]} (reproduced)"
+        return figure.get("vs_label")
     numbers = app.env.toc_fignumbers.get(docname, {}).get("figure", {})
     ids = [i for i in figure["ids"] if i in numbers]
     if not ids:
