@@ -3,8 +3,9 @@
 // - a displayed formula wider than its column is set smaller, down to 70 %, and scrolls in its
 //   own box if it is still too wide (on a phone);
 // - an inline formula wider than its line scrolls in its own box instead of being cut;
-// - every cell of a verdict table is labelled with its column's name, so that on a phone the
-//   table's rows can be shown as cards (varshift.css, class vs-stack).
+// - every cell of a table about verdicts (a column header that speaks of the verdict) is
+//   labelled with its column's name, so that on a phone the table's rows can be shown as cards
+//   (varshift.css, class vs-stack).
 // window.varshiftFitted resolves when this is done (the browser check waits for it).
 (function () {
   "use strict";
@@ -37,7 +38,7 @@
       var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
         return th.textContent.trim();
       });
-      if (!heads.some(function (h) { return /^verdict$/i.test(h); })) { return; }
+      if (!heads.some(function (h) { return /\bverdict/i.test(h); })) { return; }
       table.classList.add("vs-stack");
       table.querySelectorAll("tbody tr").forEach(function (tr) {
         Array.prototype.forEach.call(tr.children, function (td, i) {
