@@ -141,7 +141,7 @@ def docs_check(session: nox.Session) -> None:
     viewport, no MathJax error, no cut formula, no raw ``$...$``, every figure numbered and
     captioned, no console errors, every image loaded, every internal link and anchor resolving,
     every notebook download free of the site's own cells. Screenshots of the pages a reviewer
-    reads first, at both widths, go to ``docs/_build/screenshots/``. Then every explainer page's
+    reads first, at both widths, go to ``docs/_build/screenshots/``. Then every page's
     downloaded notebook is executed in a fresh virtual environment with only varshift installed
     (``docs/_ext/run_notebooks.py``; skipped, with one line, where pip cannot install it). Needs
     ``nox -s docs`` first. Uses Debian's ``chromium`` (installed with apt-get when missing and

@@ -14,8 +14,8 @@ the page's cells converted by MyST-NB's own reader, with
   imports where they are missing.
 
 So a downloaded notebook needs nothing of the repository: ``run_notebooks.py`` executes every
-explainer page's download in a fresh virtual environment with only varshift installed
-(``nox -s docs-check``). Nothing is stored in the repository: the notebooks are built with the
+page's download (but the PyTorch page's) in a fresh virtual environment with only varshift
+installed (``nox -s docs-check``). Nothing is stored in the repository: the notebooks are built with the
 site. Launch buttons (Binder, Colab) are configured in ``conf.py`` only when
 ``pyproject.toml`` names a repository.
 """

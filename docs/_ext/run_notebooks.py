@@ -1,4 +1,4 @@
-"""Run the downloaded notebook of every explainer page with only varshift installed.
+"""Run the downloaded notebook of every page with only varshift installed.
 
 Usage: ``python docs/_ext/run_notebooks.py docs/_build/html [--pages theory dropout ...]
 [--keep DIR]`` (``nox -s docs-check`` runs it after the browser check).
@@ -8,7 +8,7 @@ Usage: ``python docs/_ext/run_notebooks.py docs/_build/html [--pages theory drop
    documentation) and the two packages that execute a notebook, ``ipykernel`` and ``nbclient``.
    Where pip cannot install them (no network and nothing in pip's cache), the script says so
    in one line and exits 0: it skips, it does not fail.
-2. Each explainer page's download, ``_sources/<page>.ipynb`` of the built site, is copied alone
+2. Each page's download, ``_sources/<page>.ipynb`` of the built site, is copied alone
    into an empty folder and executed there by that environment's kernel, with an environment
    that names neither the repository nor the documentation's helpers (no ``PYTHONPATH``). The
    notebook's own first cell installs what else the page imports (matplotlib, ...), as it would
@@ -16,10 +16,10 @@ Usage: ``python docs/_ext/run_notebooks.py docs/_build/html [--pages theory drop
 3. One line per notebook: ``ok`` with its time, or the cell that failed and its error. Exit
    status 1 if any notebook failed.
 
-Pages left out, each with its reason (:data:`EXCLUDED`): the reproduction pages, the summary
-and the researchers' page show the repository's run records (``docs/results``) and its
-reproduction code; the PyTorch page needs ``varshift[torch]`` (PyTorch, a download of several
-GB) and runs with ``--with-torch``.
+Every page's download is run: the cells that read the repository's run records
+(``docs/results``) are tagged ``site-only`` and are not in the downloads, so the reproduction
+pages' notebooks hold only their exercises. Left out, with its reason: the PyTorch page needs
+``varshift[torch]`` (PyTorch, a download of several GB) and runs with ``--with-torch``.
 """
 
 from __future__ import annotations
@@ -34,13 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-#: page (or folder/) -> why its download is not run here
-EXCLUDED = {
-    "reproduction/": "shows the repository's published run records (docs/results), rebuilt by "
-                     "the site's build",
-    "summary": "quotes the verdicts of the repository's run records",
-    "researchers": "reads the reproduction's registry, profiles and run records of the repository",
-}
+#: page (or folder/) -> why its download is not run here (the cells that read the repository's
+#: run records are tagged ``site-only`` and left out of the downloads, so none is excluded)
+EXCLUDED: dict[str, str] = {}
 TORCH_PAGES = {"diagnose_torch": "needs PyTorch (varshift[torch], several GB): run with --with-torch"}
 #: per cell, seconds (a page that trains a small network takes a minute or two on a laptop)
 CELL_TIMEOUT = 1200
