@@ -556,15 +556,88 @@ def _reference(path=None):
     return {(r.net, r.data): (int(r.epochs), float(r.test_error)) for r in ref.itertuples()}
 
 
-def regime_lines(out_dir, profile, reference=None):
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _log_ratio(row, base, column):
+    return math.log(float(row[column]) / float(base[column]))
+
+
+def _longer_lines(profile, rows=None):
+    """``[gap sentence, table lines...]`` of quick's runs trained :data:`converged.FACTOR` times
+    longer (``reproduce/data/converged_quick.csv``), or ``[]`` where there are none."""
+    from reproduce import converged
+    from reproduce.profiles import PAPER_NAMES
+
+    if profile.name != "quick":
+        return []
+    rows = [r for r in (converged.read_quick() if rows is None else rows)
+            if r.get("quick_test_error") not in ("", None)]
+    if not rows:
+        return []
+    by = {}
+    for r in rows:
+        by.setdefault((r["net"], r["placement"], r["noise"], float(r["value"])), []).append(r)
+    names = {"none": "no dropout", "a": "dropout-(a) {v:g}", "after_bn": "dropout {v:g} after "
+             "the last BN", "b": "Uout (b) beta {v:g}"}
+    lines = ["", f"The same runs trained {converged.FACTOR} times longer (the first "
+             f"{len(by[next(iter(by))])} seeds; only the epochs differ; "
+             "`reproduce/data/converged_quick.csv`, `python -m reproduce.converged`). Log ratio: "
+             "log(error of the setting / the same seed's no-dropout error), mean over seeds.", "",
+             "| network | setting | seeds | test error (%) | same, trained longer (%) | training "
+             "error, inference mode, longer (%) | log ratio | same, longer |",
+             "|---|---|---|---|---|---|---|---|"]
+    gaps = []
+    for (net, placement, _noise, value), rs in by.items():
+        base = {r["seed"]: r for r in by.get((net, "none", "dropout", 0.0), [])}
+        q = [float(r["quick_test_error"]) for r in rs]
+        t = [float(r["test_error"]) for r in rs]
+        fit = [float(r["train_error_inference"]) for r in rs]
+        if placement == "none":
+            gaps.append(_mean(q) - _mean(t))
+            lr_q = lr_t = ""
+        else:
+            pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
+            lr_q, lr_t = (f"{_mean([_log_ratio(r, b, col) for r, b in pairs]):+.3f}"
+                          for col in ("quick_test_error", "test_error"))
+        lines.append(f"| {PAPER_NAMES.get(net, net)} | {names[placement].format(v=value)} | "
+                     f"{len(rs)} | {_mean(q):.1f} | {_mean(t):.1f} | {_mean(fit):.1f} | {lr_q} | "
+                     f"{lr_t} |")
+    sentence = (f"{profile.name}'s no-dropout test errors are {min(gaps):+.1f} to "
+                f"{max(gaps):+.1f} pp from the same networks trained {converged.FACTOR} times "
+                "longer on the same images (the convergence target: within 2 pp)")
+    return [sentence, *lines, ""]
+
+
+def _reference_table(base, ref, profile, recipes):
+    """The table of each baseline beside its converged reference, and the gaps in pp."""
+    import pandas as pd
+
+    from reproduce.profiles import PAPER_NAMES
+
+    epochs = "/".join(sorted({str(r.get("epochs", "?")) for r in recipes.values()})) or "?"
+    lines = [f"| network | data | {profile.name}: no-dropout test error (%), {epochs} epochs | "
+             "converged reference (%) | reference epochs |", "|---|---|---|---|---|"]
+    gaps = []
+    for r in base.itertuples(index=False):
+        e, err = ref.get((r.net, r.data), (None, None))
+        std = "" if pd.isna(r.test_error_std) else f" +- {r.test_error_std:.1f}"
+        lines.append(f"| {PAPER_NAMES.get(r.net, r.net)} | {r.data} | {r.test_error_mean:.1f}"
+                     f"{std} ({int(r.n_seeds)} seeds) | "
+                     + (f"{err:.1f} | {e} |" if err is not None else "not measured | |"))
+        if err is not None:
+            gaps.append(r.test_error_mean - err)
+    return lines, gaps
+
+
+def regime_lines(out_dir, profile, reference=None, quick_reference=None):
     """Per network: the profile's no-dropout test error beside the converged reference of the
     same network on the same images (``reproduce/data/converged_reference.csv``), and what the
     regime means for comparing magnitudes with the paper."""
     if profile.name == "smoke":
         return []
     import pandas as pd
-
-    from reproduce.profiles import PAPER_NAMES
 
     table = Path(out_dir) / "fig4" / "table.csv"
     if not table.is_file():
@@ -578,21 +651,13 @@ def regime_lines(out_dir, profile, reference=None):
     recipes = {net: {**(getattr(profile, "recipe", None) or {}),
                      **(getattr(profile, "net_recipe", None) or {}).get(net, {})}
                for net in getattr(profile, "networks", ())}
-    epochs = "/".join(sorted({str(r.get("epochs", "?")) for r in recipes.values()})) or "?"
-    lines = ["## Regime: how far the networks are from convergence", "",
-             f"| network | data | {profile.name}: no-dropout test error (%), {epochs} epochs | "
-             "converged reference (%) | reference epochs |", "|---|---|---|---|---|"]
-    gaps = []
-    for r in base.itertuples(index=False):
-        e, err = ref.get((r.net, r.data), (None, None))
-        std = "" if pd.isna(r.test_error_std) else f" +- {r.test_error_std:.1f}"
-        lines.append(f"| {PAPER_NAMES.get(r.net, r.net)} | {r.data} | {r.test_error_mean:.1f}"
-                     f"{std} ({int(r.n_seeds)} seeds) | "
-                     + (f"{err:.1f} | {e} |" if err is not None else "not measured | |"))
-        if err is not None:
-            gaps.append(r.test_error_mean - err)
+    longer = _longer_lines(profile, quick_reference)
+    lines, gaps = ["## Regime: how far the networks are from convergence", ""], []
+    if not longer:
+        table, gaps = _reference_table(base, ref, profile, recipes)
+        lines += table
     gap = (f"{profile.name}'s baselines are {min(gaps):.1f}-{max(gaps):.1f} pp above the "
-           "converged reference" if gaps else
+           "converged reference" if gaps else longer[0] if longer else
            "the converged reference of these networks on these images has not been measured "
            "(reproduce/data/converged_reference.csv holds the pilot's); on validation images "
            "they fit their training images and are within 2 pp of the same networks trained 4x "
@@ -606,7 +671,7 @@ def regime_lines(out_dir, profile, reference=None):
               "paper's scale, and a claim that cannot fail at this scale (a large harm) or can "
               "hardly hold (no harm at all) is weaker evidence than the same verdict at "
               "convergence.", ""]
-    return lines
+    return lines + longer[1:]
 
 
 def _target_section(out_dir, profile, name, res, rows=()):
