@@ -144,6 +144,21 @@ def _repository_url() -> str | None:
     return None
 
 
+def _documentation_url() -> str:
+    """``[project.urls] Documentation`` of ``pyproject.toml`` ('' when it names none)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return ""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get(
+        "urls", {})
+    return urls.get("Documentation", "").rstrip("/")
+
+
+# where the site is hosted: the "cite this figure" lines give full addresses (figures.py); none
+# is invented when pyproject.toml does not name one (the lines then give the page's path)
+html_baseurl = _documentation_url()
+
 # Launch buttons (Binder, Colab) need the repository; none is invented when pyproject.toml
 # does not name one.
 if _repository_url():
