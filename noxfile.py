@@ -137,11 +137,16 @@ def docs(session: nox.Session) -> None:
 def docs_check(session: nox.Session) -> None:
     """Open every page of the built site in headless Chromium and check it.
 
-    Checks: no console errors, formulas rendered by MathJax, every image loaded, every internal
-    link and anchor resolving. Screenshots of the home and theory pages go to
-    ``docs/_build/screenshots/``. Needs ``nox -s docs`` first. Uses Debian's ``chromium``
-    (installed with apt-get when missing and running as root) driven by Playwright; skips, with
-    a message, only where no browser can be installed.
+    Every page at 1280 px and 390 px (``docs/_ext/check_site.py``): nothing wider than the
+    viewport, no MathJax error, no cut formula, no raw ``$...$``, every figure numbered and
+    captioned, no console errors, every image loaded, every internal link and anchor resolving,
+    every notebook download free of the site's own cells. Screenshots of the pages a reviewer
+    reads first, at both widths, go to ``docs/_build/screenshots/``. Then every page's
+    downloaded notebook is executed in a fresh virtual environment with only varshift installed
+    (``docs/_ext/run_notebooks.py``; skipped, with one line, where pip cannot install it). Needs
+    ``nox -s docs`` first. Uses Debian's ``chromium`` (installed with apt-get when missing and
+    running as root) driven by Playwright; skips, with a message, only where no browser can be
+    installed. Extra arguments go to ``check_site.py`` (e.g. ``-- --pages summary.html``).
     """
     import shutil
 
@@ -158,9 +163,13 @@ def docs_check(session: nox.Session) -> None:
             session.skip("docs-check: no Chromium at /usr/bin/chromium and it cannot be installed "
                          "here (needs root and apt-get); set CHROMIUM to a Chromium binary.")
     # the Python driver only (never `playwright install`); nbformat validates the .ipynb downloads
-    session.install("playwright>=1.40", "nbformat>=5")
+    session.install("playwright>=1.40", "nbformat>=5", "pytest>=7")
+    # first the check itself: on tiny pages with one defect each, it finds that defect
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_check_site.py",
+                env={"CHROMIUM": chromium})
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
+    session.run("python", "docs/_ext/run_notebooks.py", str(site))
 
 
 @nox.session

@@ -55,6 +55,8 @@ extensions = [
     "interactive",  # docs/_ext: plotly.js served by the site, on the pages with a Plotly figure
     "notebooks",  # docs/_ext: every executed page as a downloadable .ipynb
     "page_guard",  # docs/_ext: fail the build if a page shows a traceback or a machine path
+    "figures",  # docs/_ext: numbered, captioned, anchored figures with a "cite this figure" line
+    "raw_tables",  # docs/_ext: the reproduction pages' raw CSV tables with headers in words
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
@@ -77,6 +79,11 @@ nb_output_stderr = "remove"  # no TensorFlow/absl start-up lines or progress bar
 nb_merge_streams = True
 nb_render_markdown_format = "myst"  # Markdown outputs may use directives (dropdown, admonitions)
 nb_kernel_rgx_aliases = {".*": "python3"}
+
+# Figures: a reproduced paper figure keeps the paper's number ("Fig. 6 (reproduced)"), the
+# site's own figures and tables are numbered with letters ("Figure A"), see docs/_ext/figures.py
+numfig = True
+numfig_format = {"figure": "Figure %s", "table": "Table %s"}
 
 # --- autodoc / napoleon -------------------------------------------------------------------
 autodoc_default_options = {"members": True, "show-inheritance": False, "member-order": "bysource"}
@@ -110,6 +117,8 @@ html_theme = "sphinx_book_theme"
 html_title = "varshift"
 html_static_path = ["_static"]
 html_css_files = ["varshift.css"]
+# formulas and verdict tables fitted to the screen's width (see the script's header)
+html_js_files = [("varshift-fit.js", {"defer": "defer"})]
 html_last_updated_fmt = ""
 html_theme_options = {
     "show_toc_level": 2,
@@ -134,6 +143,21 @@ def _repository_url() -> str | None:
             return url.rstrip("/")
     return None
 
+
+def _documentation_url() -> str:
+    """``[project.urls] Documentation`` of ``pyproject.toml`` ('' when it names none)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return ""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get(
+        "urls", {})
+    return urls.get("Documentation", "").rstrip("/")
+
+
+# where the site is hosted: the "cite this figure" lines give full addresses (figures.py); none
+# is invented when pyproject.toml does not name one (the lines then give the page's path)
+html_baseurl = _documentation_url()
 
 # Launch buttons (Binder, Colab) need the repository; none is invented when pyproject.toml
 # does not name one.

@@ -421,21 +421,6 @@ def _power_lines(power, profile):
             + f". At the paper profile's {paper} seeds the power would be: {text}.", ""]
 
 
-def _forest_rows(rows):
-    """Rows with a claim label that fits the forest plot (cut at a word, the network kept)."""
-    out = []
-    for r in rows:
-        text = r["claim"]
-        m = re.search(r"\s\(([^()]*)\)$", text)
-        tail = f" ({m.group(1)})" if m else ""
-        body = text[: m.start()] if m else text
-        room = 70 - len(tail)
-        if len(body) > room:
-            body = body[: room - 3].rsplit(" ", 1)[0] + "..."
-        out.append({**r, "claim": body + tail})
-    return out
-
-
 def _write_csv(path, rows, columns):
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
@@ -505,7 +490,7 @@ def write_report(out_dir, profile, targets=TARGETS, pilot=None):
     secondary = [r for r in claims if r.get("family") != PRIMARY]
     _write_csv(out_dir / "verdicts.csv", claims, VERDICT_COLUMNS)
     _write_csv(out_dir / "checks.csv", checks, CHECK_COLUMNS)
-    plotting.forest(_forest_rows(claims), out_dir, profile.name, list(profile.data))
+    plotting.forest(claims, out_dir, profile.name, list(profile.data))
     deltas = load_deltas()
     lines = _family_lines(profile, design, why, primary, secondary, power)
     if pilot and profile.name not in ("pilot", "smoke"):

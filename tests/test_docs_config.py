@@ -154,26 +154,62 @@ def test_classic_bibtex_apa_and_ieee_are_generated_from_citation_cff(tmp_path):
         tmp_path / "gen" / "citation-apa.txt").read_text(encoding="utf-8")
 
 
-def test_every_executed_page_becomes_a_valid_notebook_that_says_how_to_run_it():
+PAGE = """---
+file_format: mystnb
+kernelspec:
+  name: python3
+  display_name: Python 3
+---
+
+# A page
+
+```{code-cell} ipython3
+:tags: [site-only, remove-cell]
+from vsdocs import gnum  # results: RESULTS_FINGERPRINT
+```
+
+The shift is {glue:text}`shift` ({glue:text}`ratio:.2f` of it), {glue:md}`sentence`
+
+```{code-cell} ipython3
+import matplotlib.pyplot as plt
+import numpy as np
+```
+
+```{glue:figure} fig
+:name: fig-x
+
+The caption.
+```
+"""
+
+
+def test_downloaded_notebook_leaves_out_site_only_cells_and_writes_glued_values():
     pytest.importorskip("myst_nb")
     import nbformat
     import notebooks
 
-    theory = (DOCS / "theory.md").read_text(encoding="utf-8")
-    nb = notebooks.page_notebook(theory, "theory", "0.1.0")
+    glue = {"shift": {"data": {"text/plain": "'0.356'"}},
+            "ratio": {"data": {"text/plain": "0.59661"}},
+            "sentence": {"data": {"text/markdown": "It **holds**."}},
+            "fig": {"data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}}
+    nb = notebooks.page_notebook(PAGE, "page", "0.1.0", glue)
     nbformat.validate(nb)
     assert "pip install varshift" in nb.cells[0].source
-    assert "'plotly': 'plotly'" in nb.cells[1].source  # the first code cell installs what is missing
-    written = [c.source.splitlines()[0] for c in nb.cells if c.source.startswith("%%writefile")]
-    assert written == ["%%writefile shown_results.py", "%%writefile vsdocs.py",
-                       "%%writefile interactive.py"]
-    page_code = [c.source for c in nb.cells if c.cell_type == "code"][-1]
-    assert page_code in theory  # the page's own cells follow, unchanged
-    fig4 = notebooks.page_notebook((DOCS / "reproduction" / "fig4.md").read_text(encoding="utf-8"),
-                                   "reproduction/fig4", "0.1.0")
-    assert "RESULTS_FINGERPRINT" not in "".join(c.source for c in fig4.cells)
-    assert notebooks.is_executed(theory)
-    assert notebooks.helpers_of("import numpy as np") == []
+    sources = [c.source for c in nb.cells]
+    assert not any("vsdocs" in s or "RESULTS_FINGERPRINT" in s for s in sources)
+    assert not any(notebooks.SITE_ONLY in c.metadata.get("tags", []) for c in nb.cells)
+    assert "The shift is 0.356 (0.60 of it), It **holds**." in sources
+    assert "*The caption.*" in sources  # the code above draws the figure
+    # the first code cell installs what the remaining code imports, nothing of the site
+    install = nb.cells[1].source
+    assert "'matplotlib': 'matplotlib'" in install and "'varshift': 'varshift'" in install
+    assert "vsdocs" not in install and "'pandas'" not in install
+    assert sources[-2] == "import matplotlib.pyplot as plt\nimport numpy as np"  # unchanged
+    # without the glue store, the roles stay as written
+    assert "{glue:text}`shift`" in "".join(
+        c.source for c in notebooks.page_notebook(PAGE, "page", "0.1.0").cells)
+    theory = (DOCS / "theory.md").read_text(encoding="utf-8")
+    assert notebooks.is_executed(theory) and not notebooks.is_executed("# text only")
 
 
 def test_interactive_figure_precomputes_every_slider_combination():

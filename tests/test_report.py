@@ -52,13 +52,21 @@ def test_regime_prints_each_baseline_beside_its_reference(tmp_path):
     assert "has not been measured" in missing
 
 
-def test_forest_labels_keep_the_network_and_whole_words():
+def test_forest_labels_are_whole_claims_and_the_axis_holds_every_interval():
+    from reproduce import plotting
+
     long = ("with dropout-(a) 0.5 the same training images are classified worse in inference "
             "mode than in training mode, by more than without dropout (DenseNet)")
-    (row,) = report._forest_rows([{"claim": long}])
-    assert row["claim"].endswith("... (DenseNet)") and len(row["claim"]) <= 70
-    assert row["claim"][: -len("... (DenseNet)")] in long
-    assert long[len(row["claim"]) - len("... (DenseNet)")] == " "  # cut between words
+    label = plotting.forest_label({"target": "fig5", "claim": long})
+    assert " ".join(label.split("\n")) == f"fig5: {long}"  # nothing cut, only wrapped
+    assert max(len(line) for line in label.split("\n")) <= plotting.FOREST_LABEL_WIDTH
+    rows = [{"effect": 30.0, "ci_low": -4.0, "ci_high": 500.0, "margin": 2.0},
+            {"effect": 0.5, "ci_low": 0.2, "ci_high": math.inf, "margin": 0.0}]
+    low, high = plotting.forest_limits(rows)
+    assert high > 250.0 and low < -2.0  # 500 / 2 and -4 / 2 both on the axis
+    assert low > -4.0  # only as far left as the data and the margin reach
+    assert plotting.forest_limits([{"effect": 3.0, "ci_low": 2.0, "ci_high": 4.0,
+                                    "margin": 1.0}])[0] > -2.0  # the margin at -1 stays in view
 
 
 def test_the_claim_table_shows_power_verdict_and_reason_in_words():

@@ -51,11 +51,17 @@ def build(ctx):
             axes[1, j].plot(tr.d, tr.mean_d_cos2, plotting.MARKERS[k], color=color,
                             label=PAPER_NAMES[net])
             axes[1, j].plot(init.d, init.mean_d_cos2, plotting.MARKERS[k], color=color, mfc="none")
-        axes[0, j].set(xlabel="conv layer index", ylabel="mean cos^2(theta) (trained)", yscale="log",
-                       title=plotting.DATA_LABELS.get(data, data))
+        axes[0, j].set(xlabel="conv layer index", ylabel=r"mean $\cos^2\theta$ (trained)",
+                       yscale="log", title=plotting.DATA_LABELS.get(data, data))
         d = np.logspace(np.log10(max(1, sub.d.min())), np.log10(sub.d.max()), 20)
-        axes[1, j].plot(d, np.ones_like(d), "k--", lw=0.8, label="random init (E = 1); open: init")
-        axes[1, j].set(xscale="log", yscale="log", xlabel="fan-in d", ylabel="mean d cos^2(theta)")
+        axes[1, j].plot(d, np.ones_like(d), "k--", lw=0.8,
+                        label=r"random init: $E[d\cos^2\theta] = 1$")
+        axes[1, j].plot([], [], "o", color="0.4", mfc="none", label="open: at initialisation")
+        axes[1, j].set(xscale="log", yscale="log", xlabel="fan-in $d$",
+                       ylabel=r"mean $d\cos^2\theta$")
+        plotting.plain_log_ticks(axes[0, j], "y")
+        plotting.plain_log_ticks(axes[1, j], "y")
+        plotting.plain_log_ticks(axes[1, j], "x")
         axes[0, j].legend(loc="upper right")
         axes[1, j].legend(loc="lower right", ncol=2)
     plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.02)

@@ -61,6 +61,8 @@ def _with_baseline(summary):
 
 
 def figure(ctx, summary, curves):
+    from matplotlib.ticker import MaxNLocator
+
     profile = ctx.profile
     plt = plotting.style()
     nets = list(profile.networks)
@@ -77,14 +79,15 @@ def figure(ctx, summary, curves):
                 for k, rate in enumerate(rates):
                     sel = curves[(curves.net == net) & (curves.data == data) & (curves.rate == rate)
                                  & (curves.placement == ("none" if rate == 0 else placement))]
-                    ax.plot(sel.layer, sel.statistic, color=cmap(k / max(1, len(rates) - 1)),
-                            lw=0.9, label=f"{rate:g}")
+                    # viridis short of its pale yellow end, which a white page washes out
+                    ax.plot(sel.layer, sel.statistic, lw=0.9, label=f"{rate:g}",
+                            color=cmap(0.85 * k / max(1, len(rates) - 1)))
                 ax.set_title(f"{PAPER_NAMES[net]}, dropout-({placement})")
                 if j == 0:  # one short name: the shift statistic max(real/moving, moving/real)
                     ax.set_ylabel(f"shift statistic ({placement})")
                 ax.set_xlabel("BN layer index")
-                if j == 0 and pi == 0:
-                    ax.legend(title="drop ratio", loc="upper left")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
             ax = axes[3 * di + 2, j]
             width = 0.38
             for pi, placement in enumerate(("a", "b")):
@@ -98,9 +101,11 @@ def figure(ctx, summary, curves):
             if j == 0:
                 ax.set_ylabel(f"test error (%)\n{plotting.DATA_LABELS.get(data, data)}")
                 ax.legend(loc="upper left")
-    fig.text(0.01, 0.005, "bars: mean over seeds; error bars: ± 1 standard deviation across "
-             "seeds", ha="left", va="bottom", fontsize=6, color="0.3")
-    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.03)
+    # the drop ratios' legend above the panels, where it hides no curve
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), title="drop ratio", loc="upper center",
+               ncol=len(rates), bbox_to_anchor=(0.5, 1.0))
+    plotting.finish(fig, profile.name, datas, ctx.dir, bottom=0.04, top=0.95,
+                    note="bars: mean over seeds; error bars: ± 1 standard deviation across seeds")
 
 
 def _tag(profile, net, data):

@@ -72,31 +72,49 @@ def flip_rates(block):
 
 
 def _figure(ctx, block, summary):
+    """Four example images (flipped ones first) as a 2 x 2 grid of their ten outputs in both
+    modes, class names on the axis, and the flip rates per seed under them."""
     tr = np.asarray(block["logits"]["shifted_train"], dtype=float)
     inf = np.asarray(block["logits"]["shifted_inference"], dtype=float)
     yb = np.asarray(block["labels"])[: len(tr)]
     pt, pi = tr.argmax(1), inf.argmax(1)
     order = np.argsort(-((pt != pi) * 2 + (pt == yb)), kind="stable")  # flipped first
-    plt = plotting.style()
-    fig, axes = plt.subplots(1, 5, figsize=(11, 2.4))
-    classes = np.arange(tr.shape[1])
-    for ax, i in zip(axes[:4], order[:4], strict=False):
-        ax.bar(classes - 0.2, tr[i], 0.4, label="training mode")
-        ax.bar(classes + 0.2, inf[i], 0.4, label="inference mode")
-        ax.set(title=f"label {yb[i]}: train {pt[i]}, inference {pi[i]}", xlabel="class",
-               xticks=classes)
-        ax.tick_params(axis="x", labelsize=6)
     profile = ctx.profile
-    axes[0].set_ylabel(f"pre-softmax output\n{PAPER_NAMES.get(_net(profile))}, dropout-(a) {RATE:g}")
-    axes[0].legend(loc="lower left")
-    ax = axes[4]
+    names = plotting.class_names(profile.data[0], tr.shape[1])
+    plt = plotting.style()
+    fig = plt.figure(figsize=(7.0, 8.2))
+    grid = fig.add_gridspec(3, 2, height_ratios=(1.0, 1.0, 0.7), hspace=0.45, wspace=0.08)
+    classes = np.arange(tr.shape[1])
+    shown = order[:4]
+    low = min(tr[shown].min(), inf[shown].min(), 0.0)
+    high = max(tr[shown].max(), inf[shown].max(), 0.0)
+    pad = 0.05 * (high - low)
+    for n, i in enumerate(shown):
+        ax = fig.add_subplot(grid[n // 2, n % 2])
+        ax.barh(classes - 0.2, tr[i], 0.4, label="training mode")
+        ax.barh(classes + 0.2, inf[i], 0.4, label="inference mode")
+        ax.axvline(0.0, color="0.3", lw=0.6)
+        flip = "flipped" if pt[i] != pi[i] else "not flipped"
+        ax.set_title(f"{names[yb[i]]} image ({flip})\ntraining: {names[pt[i]]}, "
+                     f"inference: {names[pi[i]]}", fontsize=8)
+        ax.set_yticks(classes, names)
+        ax.tick_params(axis="y", labelleft=n % 2 == 0, labelsize=8)
+        ax.set(ylim=(len(classes) - 0.5, -0.5), xlim=(low - pad, high + pad))
+        if n >= 2:
+            ax.set_xlabel("pre-softmax output")
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", ncol=2,
+               bbox_to_anchor=(0.5, 1.0), title="pre-softmax outputs of four training images "
+               "(flipped ones first) in")
+    ax = fig.add_subplot(grid[2, :])
     x = np.arange(len(summary))
-    ax.bar(x - 0.2, summary["flipped, trained"], 0.4, label="trained (shifted)")
-    ax.bar(x + 0.2, summary["flipped, control"], 0.4, label="control (no shift)")
-    ax.set(xticks=x, xticklabels=[str(s) for s in summary.seed], xlabel="seed", ylabel="flipped (%)",
-           title=f"{int(block['n_images'])} training images")
-    ax.legend(loc="upper right", fontsize=6)
-    plotting.finish(fig, profile.name, profile.data[0], ctx.dir, bottom=0.04)
+    ax.bar(x - 0.2, summary["flipped, trained"], 0.4, label="trained network (with the shift)")
+    ax.bar(x + 0.2, summary["flipped, control"], 0.4, label="control (no shift, same noise)")
+    ax.set(xticks=x, xticklabels=[str(s) for s in summary.seed], xlabel="seed",
+           ylabel="flipped (%)")
+    ax.set_title(f"share of {int(block['n_images'])} training images whose prediction flips, "
+                 f"{PAPER_NAMES.get(_net(profile))}, dropout-(a) {RATE:g}")
+    ax.legend(loc="upper right")
+    plotting.finish(fig, profile.name, profile.data[0], ctx.dir, bottom=0.03, top=0.93)
 
 
 def build(ctx):
