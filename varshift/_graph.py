@@ -298,7 +298,7 @@ def shared_bn_layers(model) -> set:
     weights: one layer applied to two tensors). Their stored statistics mix the calls, so no
     per-call closed form applies to them (:func:`varshift.correct_direct` leaves them alone).
 
-    Counted on Keras' own graph (:func:`graph_calls`, nested models expanded), and from each
+    Counted on Keras' own graph (``varshift._graph.graph_calls``, nested models expanded), and from each
     layer's inbound nodes for layers inside custom layers.
     """
     counts = {}

@@ -199,7 +199,7 @@ def noise_variance(kind, value) -> float:
 
 
 def noise_kind(layer) -> str | None:
-    """The name of a noise layer's kind (a key of :data:`NOISES`: ``dropout``,
+    """The name of a noise layer's kind (a key of :data:`varshift.noise.NOISES`: ``dropout``,
     ``spatial_dropout``, ``gaussian_dropout``, ``alpha_dropout``, ``gaussian_noise``,
     ``uout``) or ``None`` for any other layer."""
     kind = kind_of(layer)
@@ -207,6 +207,6 @@ def noise_kind(layer) -> str | None:
 
 
 def noise_layers(model) -> list:
-    """Every noise layer (:func:`kind_of` is not ``None``) reachable from ``model`` (nested
+    """Every noise layer (:func:`varshift.noise.kind_of` is not ``None``) reachable from ``model`` (nested
     models and custom layers included), depth first."""
     return [layer for layer in all_layers(model) if kind_of(layer) is not None]

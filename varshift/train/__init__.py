@@ -2,7 +2,7 @@
 
 The package in parts:
 
-- :class:`Recipe` (:mod:`varshift.recipes`, below the networks) and :func:`recipe_for`
+- :class:`Recipe` (``varshift.recipes``, below the networks) and :func:`recipe_for`
   (:mod:`varshift.nets`: each network's ``"paper"`` and ``"cpu"`` recipes are written in its
   :data:`varshift.nets.NETWORKS` entry);
 - ``varshift.train.optim``: :class:`CoupledSGD` (PyTorch's SGD with coupled L2) and
