@@ -614,26 +614,48 @@ def _longer_lines(profile, rows=None):
              "| network | setting | seeds | test error (%) | same, trained longer (%) | training "
              "error, inference mode, longer (%) | log ratio | same, longer |",
              "|---|---|---|---|---|---|---|---|"]
-    gaps = []
+    gaps, shifts = [], []
     for (net, placement, _noise, value), rs in by.items():
         base = {r["seed"]: r for r in by.get((net, "none", "dropout", 0.0), [])}
-        q = [float(r["quick_test_error"]) for r in rs]
-        t = [float(r["test_error"]) for r in rs]
-        fit = [float(r["train_error_inference"]) for r in rs]
+        q, t, fit = ([float(r[c]) for r in rs]
+                     for c in ("quick_test_error", "test_error", "train_error_inference"))
+        lr_q = lr_t = ""
+        label = names[placement].format(v=value)
         if placement == "none":
             gaps.append(_mean(q) - _mean(t))
-            lr_q = lr_t = ""
         else:
             pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
-            lr_q, lr_t = (f"{_mean([_log_ratio(r, b, col) for r, b in pairs]):+.3f}"
+            lr_q, lr_t = (_mean([_log_ratio(r, b, col) for r, b in pairs])
                           for col in ("quick_test_error", "test_error"))
-        lines.append(f"| {PAPER_NAMES.get(net, net)} | {names[placement].format(v=value)} | "
-                     f"{len(rs)} | {_mean(q):.1f} | {_mean(t):.1f} | {_mean(fit):.1f} | {lr_q} | "
-                     f"{lr_t} |")
+            if placement in ("after_bn", "b"):  # the non-inferiority settings (P5, P6)
+                shifts.append((f"{label} on {PAPER_NAMES.get(net, net)}", lr_q, lr_t))
+            lr_q, lr_t = f"{lr_q:+.3f}", f"{lr_t:+.3f}"
+        lines.append(f"| {PAPER_NAMES.get(net, net)} | {label} | {len(rs)} | {_mean(q):.1f} | "
+                     f"{_mean(t):.1f} | {_mean(fit):.1f} | {lr_q} | {lr_t} |")
     sentence = (f"{profile.name}'s no-dropout test errors are {min(gaps):+.1f} to "
                 f"{max(gaps):+.1f} pp from the same networks trained {converged.FACTOR} times "
                 "longer on the same images (the convergence target: within 2 pp)")
-    return [sentence, *lines, ""]
+    return [sentence, *lines, "", *_non_inferiority_lines(shifts, profile.name)]
+
+
+def _non_inferiority_lines(shifts, name):
+    """One sentence per non-inferiority setting: its log ratio at both lengths beside the
+    non-inferiority margin (descriptive: a mean of a few seeds, not a verdict)."""
+    if not shifts:
+        return []
+    margin = math.log1p(load_deltas()["non_inferiority"][0])
+    parts = [f"{label}: {q:+.3f} at {name}'s length, {t:+.3f} trained longer"
+             for label, q, t in shifts]
+
+    def side(x):
+        return "below" if x < margin else "above"
+
+    return [f"Non-inferiority settings against the margin log(1 + delta) = {margin:.4f} "
+            f"(means of the seeds above, descriptive, not verdicts): " + "; ".join(parts)
+            + ". Trained longer, their means lie "
+            + ", ".join(f"{side(t)} the margin ({label})" for label, _, t in shifts)
+            + f"; at {name}'s length "
+            + ", ".join(f"{side(q)} ({label})" for label, q, _ in shifts) + ".", ""]
 
 
 def _reference_table(base, ref, profile, recipes):

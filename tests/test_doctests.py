@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: modules whose examples need no Keras backend
 PURE = ("varshift._inputs", "varshift._routes", "varshift.noise", "varshift.seeds",
-        "varshift.theory", "varshift.data", "varshift.data.digits", "varshift.data.subset")
+        "varshift.theory", "varshift.data", "varshift.data.digits", "varshift.data.subset",
+        "varshift.files")
 #: modules whose examples build or run Keras models
 KERAS = ("varshift.nets", "varshift.layers", "varshift.callbacks", "varshift.train.optim",
          "varshift.diagnostics.audit", "varshift.diagnostics.correct",
