@@ -43,11 +43,12 @@ def test_regime_prints_each_baseline_beside_its_reference(tmp_path):
     ref = tmp_path / "converged_reference.csv"
     pd.DataFrame({"net": ["wrn"], "data": ["fashion_mnist"], "epochs": [40],
                   "test_error": [9.5]}).to_csv(ref, index=False)
-    text = "\n".join(report.regime_lines(tmp_path, get_profile("quick"), reference=ref))
+    # the pilot's reference: one no-dropout run per network, trained longer
+    text = "\n".join(report.regime_lines(tmp_path, get_profile("pilot"), reference=ref))
     assert "| WRN | fashion_mnist | 19.5 +- 0.5 (5 seeds) | 9.5 | 40 |" in text
     assert "| PreResNet | fashion_mnist | 22.0 +- 0.7 (5 seeds) | not measured | |" in text
-    assert "10.0-10.0 pp above the converged reference" in text
-    missing = "\n".join(report.regime_lines(tmp_path, get_profile("quick"),
+    assert "pilot's baselines are 10.0-10.0 pp above the converged reference" in text
+    missing = "\n".join(report.regime_lines(tmp_path, get_profile("pilot"),
                                             reference=tmp_path / "absent.csv"))
     assert "has not been measured" in missing
 
