@@ -142,8 +142,9 @@ def docs_check(session: nox.Session) -> None:
     captioned, no console errors, every image loaded, every internal link and anchor resolving,
     every notebook download free of the site's own cells. Screenshots of the pages a reviewer
     reads first, at both widths, go to ``docs/_build/screenshots/``. Then every page's
-    downloaded notebook is executed in a fresh virtual environment with only varshift installed
-    (``docs/_ext/run_notebooks.py``; skipped, with one line, where pip cannot install it). Needs
+    downloaded notebook is executed in a fresh virtual environment with only
+    ``varshift[tensorflow,torch]`` installed (``docs/_ext/run_notebooks.py --with-torch``;
+    skipped, with one line, where pip cannot install it). Needs
     ``nox -s docs`` first. Uses Debian's ``chromium`` (installed with apt-get when missing and
     running as root) driven by Playwright; skips, with a message, only where no browser can be
     installed. Extra arguments go to ``check_site.py`` (e.g. ``-- --pages summary.html``).
@@ -169,7 +170,7 @@ def docs_check(session: nox.Session) -> None:
                 env={"CHROMIUM": chromium})
     session.run("python", "docs/_ext/check_site.py", str(site), "--chromium", chromium,
                 "--screenshots", str(ROOT / "docs" / "_build" / "screenshots"), *session.posargs)
-    session.run("python", "docs/_ext/run_notebooks.py", str(site))
+    session.run("python", "docs/_ext/run_notebooks.py", str(site), "--with-torch")
 
 
 @nox.session

@@ -18,8 +18,9 @@ Usage: ``python docs/_ext/run_notebooks.py docs/_build/html [--pages theory drop
 
 Every page's download is run: the cells that read the repository's run records
 (``docs/results``) are tagged ``site-only`` and are not in the downloads, so the reproduction
-pages' notebooks hold only their exercises. Left out, with its reason: the PyTorch page needs
-``varshift[torch]`` (PyTorch, a download of several GB) and runs with ``--with-torch``.
+pages' notebooks hold only their exercises. The PyTorch page needs ``varshift[torch]``
+(PyTorch, a download of several GB): it runs with ``--with-torch`` (as ``nox -s docs-check``
+runs it) and is left out, with that reason, without.
 """
 
 from __future__ import annotations
