@@ -383,8 +383,10 @@ def test_two_ctrl_c_still_leave_a_manifest(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err
+    # 130 from main(); or, when the second Ctrl-C lands after main() returned, while the
+    # interpreter shuts down with the default SIGINT disposition restored, killed by it
+    assert proc.returncode in (130, -signal.SIGINT), err[-2000:]
+    assert "Traceback" not in err and "reproduce: interrupted" in err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["interrupted"] is True
     assert not (out / ".lock.holder").exists()  # released: the next run takes the lock
