@@ -681,8 +681,10 @@ def _reference_table(base, ref, profile, recipes):
 
 def regime_lines(out_dir, profile, reference=None, quick_reference=None):
     """Per network: the profile's no-dropout test error beside the converged reference of the
-    same network on the same images (``reproduce/data/converged_reference.csv``), and what the
-    regime means for comparing magnitudes with the paper."""
+    same network on the same images, and what the regime means for comparing magnitudes with
+    the paper. For ``quick``: its primary settings trained longer on its first seeds
+    (``reproduce/data/converged_quick.csv``, or ``quick_reference`` rows); otherwise the
+    pilot's reference (``reproduce/data/converged_reference.csv``, or ``reference``)."""
     if profile.name == "smoke":
         return []
     import pandas as pd
