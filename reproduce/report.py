@@ -658,12 +658,15 @@ def _non_inferiority_lines(shifts, name):
             + ", ".join(f"{side(q)} ({label})" for label, q, _ in shifts) + ".", ""]
 
 
-def _reference_table(base, ref, profile, recipes):
+def _reference_table(base, ref, profile):
     """The table of each baseline beside its converged reference, and the gaps in pp."""
     import pandas as pd
 
     from reproduce.profiles import PAPER_NAMES
 
+    recipes = {net: {**(getattr(profile, "recipe", None) or {}),
+                     **(getattr(profile, "net_recipe", None) or {}).get(net, {})}
+               for net in getattr(profile, "networks", ())}
     epochs = "/".join(sorted({str(r.get("epochs", "?")) for r in recipes.values()})) or "?"
     lines = [f"| network | data | {profile.name}: no-dropout test error (%), {epochs} epochs | "
              "converged reference (%) | reference epochs |", "|---|---|---|---|---|"]
@@ -694,18 +697,16 @@ def regime_lines(out_dir, profile, reference=None, quick_reference=None):
         return []
     t = pd.read_csv(table)
     base = t[t.rate == 0.0].drop_duplicates(["net", "data"])  # the shared no-dropout runs
-    from reproduce.converged import PROFILE as REFERENCE_PROFILE
-
-    # the reference trains the reference profile's networks on its images: no other profile's
-    ref = _reference(reference) if reference is not None or profile.name == REFERENCE_PROFILE else {}
-    recipes = {net: {**(getattr(profile, "recipe", None) or {}),
-                     **(getattr(profile, "net_recipe", None) or {}).get(net, {})}
-               for net in getattr(profile, "networks", ())}
     longer = _longer_lines(profile, quick_reference)
     lines, gaps = ["## Regime: how far the networks are from convergence", ""], []
     if not longer:
-        table, gaps = _reference_table(base, ref, profile, recipes)
-        lines += table
+        from reproduce.converged import PROFILE as REFERENCE_PROFILE
+
+        # the reference trains the reference profile's networks on its images: no other's
+        ref = (_reference(reference) if reference is not None
+               or profile.name == REFERENCE_PROFILE else {})
+        rows, gaps = _reference_table(base, ref, profile)
+        lines += rows
     gap = (f"{profile.name}'s baselines are {min(gaps):.1f}-{max(gaps):.1f} pp above the "
            "converged reference" if gaps else longer[0] if longer else
            "the converged reference of these networks on these images has not been measured "
