@@ -155,3 +155,20 @@ def test_force_noise_switches_dropout_whatever_the_call_says(keras, rng):
     with bnstats.force_noise(model, False):
         np.testing.assert_array_equal(to_numpy(model(x, training=True)), x)
     assert "call" not in model.layers[-1].__dict__  # restored
+
+
+def test_batch_mode_with_a_short_last_batch_uses_each_batch_alone(keras, rng):
+    """Batches of 15, 15 and 10 samples: each is normalised with its own moments, as Keras'
+    training-mode BN would do for it alone."""
+    model = _conv_bn(keras)
+    x = _images(rng, 40)
+    saved = bnstats.save_statistics(bnstats.bn_layers(model))
+    _, m2 = bnstats.collect_moments(model, x, bn="batch", batch_size=15)
+    hidden = keras.Model(model.inputs[0], model.get_layer("conv").output)
+    parts = [to_numpy(hidden(x[a:a + 15], training=True)).astype("float64")
+             for a in (0, 15, 30)]
+    bnstats.assign_statistics(bnstats.bn_layers(model), saved)  # undo Keras' EMA update
+    assert m2.n_batches == 3 and m2.count == 40 * 4 * 5
+    np.testing.assert_allclose(m2.batch_var, np.mean([p.var(axis=(0, 1, 2)) for p in parts],
+                                                      axis=0), rtol=1e-4)
+    np.testing.assert_allclose(m2.var, np.concatenate(parts).var(axis=(0, 1, 2)), rtol=1e-4)

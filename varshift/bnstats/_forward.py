@@ -41,29 +41,50 @@ def _channel_count(layer, shape):
     return int(np.prod([int(shape[a]) for a in range(1, len(shape)) if a not in axes]))
 
 
-def _sample_sums(ops, layer, x):
+def _sample_sums(ops, layer, x, mask=None):
     """``(centre (C,), per-sample sums of x - centre (B, C), of (x - centre)^2 (B, C), batch
     mean, batch variance)`` of BN ``layer``'s input ``x``, computed in float32.
 
-    The centre is the batch mean in float32; deviations from it are summed within each sample
-    (e.g. the 1024 positions of a 32x32 map: short sums, little float32 loss) and the sums are
-    combined across the batch in float64 on the host (:mod:`varshift.bnstats._moments`), so
-    neither a large mean nor a long batch costs precision. Relative error of the variance
-    against float64 numpy: below 1e-6.
+    Deviations from a centre are summed within each sample (e.g. the 1024 positions of a
+    32x32 map: short sums, little float32 loss) and the sums are combined across the batch in
+    float64 on the host (:mod:`varshift.bnstats._moments`), so neither a large mean nor a long
+    batch costs precision. Relative error of the variance against float64 numpy: below 1e-6.
+
+    Two ways, one result up to float32 rounding:
+
+    - ``mask=None`` (TensorFlow, PyTorch): the centre is the batch mean, a reduction of its
+      own before the sums.
+    - ``mask`` given (JAX: ``(B,)``, 1 for a sample of the data, 0 for padding): the centre is
+      the first sample's mean, so XLA fuses the deviations and both sums into one read of the
+      input; the batch moments come from the per-sample sums of the data's samples only. A
+      short last batch padded to the compiled batch size (:mod:`varshift.bnstats._runners`)
+      is thus normalised and measured as if unpadded; the padding's per-sample sums are
+      dropped on the host. A layer whose input has another batch size than the mask
+      (``TimeDistributed``'s samples x steps) uses the first way (the runner never pads such
+      a model).
     """
     t = ops.cast(x, "float32")
     axes = reduce_axes(layer, len(t.shape))
     inner = [a for a in axes if a != 0]
     channels = _channel_count(layer, t.shape)
-    centre = ops.mean(t, axis=axes, keepdims=True)
+    fused = mask is not None and 0 in axes and t.shape[0] == mask.shape[0]
+    centre = ops.mean(t[:1] if fused else t, axis=axes, keepdims=True)
     dev = t - centre
     s1 = ops.sum(dev, axis=inner, keepdims=True) if inner else dev
     s2 = ops.sum(ops.square(dev), axis=inner, keepdims=True) if inner else ops.square(dev)
-    mean_dev = ops.mean(dev, axis=axes, keepdims=True)
-    var = ops.maximum(ops.mean(ops.square(dev), axis=axes, keepdims=True)
-                      - ops.square(mean_dev), 0.0)
-    return (ops.reshape(centre, (channels,)), ops.reshape(s1, (-1, channels)),
-            ops.reshape(s2, (-1, channels)), centre + mean_dev, var)
+    s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
+    if fused:
+        w = ops.reshape(ops.cast(mask, "float32"), (-1, 1))
+        count = ops.sum(w) * float(np.prod([int(t.shape[a]) for a in inner]))
+        shape = [1 if i in axes else int(t.shape[i]) for i in range(len(t.shape))]
+        mean_dev = ops.reshape(ops.sum(s1 * w, axis=0) / count, shape)
+        var = ops.maximum(ops.reshape(ops.sum(s2 * w, axis=0) / count, shape)
+                          - ops.square(mean_dev), 0.0)
+    else:
+        mean_dev = ops.mean(dev, axis=axes, keepdims=True)
+        var = ops.maximum(ops.mean(ops.square(dev), axis=axes, keepdims=True)
+                          - ops.square(mean_dev), 0.0)
+    return ops.reshape(centre, (channels,)), s1, s2, centre + mean_dev, var
 
 
 def _normalize_with(ops, layer, x, mean, var):
@@ -97,6 +118,7 @@ class Intercept:
         self.bn_mode, self.noise = bn_mode, noise
         self.bn, self.noise_list = bn_layers(model), noise_layers(model)
         self.records = []
+        self.mask = None  # (B,) 1 for data, 0 for padding; None: every sample is data
         self._patches = CallPatches()
 
     def _bn_call(self, layer, original):
@@ -104,7 +126,7 @@ class Intercept:
 
         def call(*args, **kwargs):
             x = args[0] if args else kwargs["inputs"]
-            centre, s1, s2, mean, var = _sample_sums(ops, layer, x)
+            centre, s1, s2, mean, var = _sample_sums(ops, layer, x, self.mask)
             records.append((layer, tuple(x.shape), (centre, s1, s2)))
             if not batch:
                 return original(*args, **kwargs)

@@ -19,7 +19,7 @@ from varshift.noise import noise_layers
 __all__ = ["Pass", "pass_for"]
 
 
-def _tf_runner(model, step):
+def _tf_runner(model, step, input_shapes):
     """``tf.function`` over the eager model call, traced once per kind of batch (structure,
     dtypes and sample shapes) with the batch dimension left free: a smaller last batch, or a
     later pass over other data of the same kind, runs the same trace."""
@@ -43,19 +43,25 @@ def _tf_runner(model, step):
     return run, lambda: None
 
 
-def _jax_runner(model, step):
+def _jax_runner(model, step, input_shapes):
     """``jax.jit`` over ``model.stateless_call``: the variables are arguments (read afresh at
     the start of each pass) and the non-trainable ones (noise layers' seed states) are carried
-    from batch to batch, so masks advance as in ``fit``; the model is not written."""
+    from batch to batch, so masks advance as in ``fit``; the model is not written.
+
+    Compiled once per kind of batch at the largest batch size met: a smaller batch (the short
+    last batch of a pass) is padded with zeros to that size, and a mask of its samples keeps
+    the padding out of every BN statistic (``_forward._sample_sums``) and out of the per-sample
+    sums returned. Not where a BN layer sees another batch size than the model's input
+    (``TimeDistributed``): such batches are compiled at their own size."""
     import jax
 
-    holder, state = {}, {}
+    holder, state, sizes = {}, {}, {}
 
-    def pure(trainable, non_trainable, x):
+    def pure(trainable, non_trainable, x, mask):
         def forward(xx):
             _, holder["ntv"] = model.stateless_call(trainable, non_trainable, xx, training=False)
 
-        centres, sums = step(forward, x)
+        centres, sums = step(forward, x, mask)
         return centres, sums, holder["ntv"]
 
     jitted = jax.jit(pure)
@@ -65,8 +71,21 @@ def _jax_runner(model, step):
         state["ntv"] = [v.value for v in model.non_trainable_variables]
 
     def run(x):
-        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x))
-        return np.asarray(centres), np.asarray(sums)
+        leaves = jax.tree_util.tree_leaves(x)
+        n = int(leaves[0].shape[0])
+        kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
+        size = sizes.get(kind, 0)
+        if n > size:
+            sizes[kind] = size = n
+        elif n < size and any(shape[0] != size for shape in input_shapes()):
+            size = n
+        if n < size:
+            x = jax.tree_util.tree_map(
+                lambda a: np.concatenate([a, np.zeros((size - n, *a.shape[1:]), a.dtype)]), x)
+        mask = np.arange(size) < n
+        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x),
+                                             mask.astype("float32"))
+        return np.asarray(centres), np.asarray(sums)[:n]
 
     return run, begin
 
@@ -89,7 +108,7 @@ def _sharded(x):
     return keras.tree.map_structure(put, x)
 
 
-def _eager_runner(model, step):
+def _eager_runner(model, step, input_shapes):
     """Eager calls (PyTorch: under ``torch.no_grad()``; any other backend as is)."""
     keras = _load_keras()
     ops = keras.ops
@@ -119,12 +138,19 @@ class Pass:
     def __init__(self, model, bn_mode, noise):
         self.intercept = Intercept(model, bn_mode, noise)
         self.order = []  # (layer, input shape, channels) in call order
-        self.run, self.begin = _RUNNERS.get(_backend(), _eager_runner)(model, self._step)
+        self.run, self.begin = _RUNNERS.get(_backend(), _eager_runner)(
+            model, self._step, lambda: [shape for _, shape, _ in self.order])
 
-    def _step(self, forward, x):
+    def _step(self, forward, x, mask=None):
+        """One batch through ``forward`` under the intercept; ``mask`` (``(B,)``: 1 for data,
+        0 for padding) limits BN statistics to the data's samples."""
         ops = _load_keras().ops
         self.intercept.records.clear()
-        forward(x)
+        self.intercept.mask = mask
+        try:
+            forward(x)
+        finally:
+            self.intercept.mask = None
         order, centres, sums = [], [], [nonfinite_per_sample(ops, x)]
         for layer, shape, (centre, s1, s2) in self.intercept.records:
             order.append((layer, shape, int(centre.shape[0])))
