@@ -29,8 +29,9 @@ One engine serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
 
 Backends. The per-batch work is written with ``keras.ops`` and runs on every Keras backend,
 compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
-TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, eager calls under
-``torch.no_grad()`` on PyTorch) and reused by later calls. Inside the pass everything is
+TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, where a short last batch is padded
+and masked so that one compilation serves every batch, eager calls under ``torch.no_grad()`` on
+PyTorch) and reused by later calls. Inside the pass everything is
 float32 and per sample (sums over a sample's positions); the sums are combined across the batch
 and across batches in float64 on the host (numpy), so JAX's default float32 costs nothing.
 
