@@ -737,6 +737,7 @@ def _public_name(qualname):
              "varshift.", "varshift.diagnostics.recalibrate.": "varshift.",
              "varshift.diagnostics.correct.": "varshift.", "varshift.callbacks.": "varshift.",
              "varshift.layers.": "varshift.", "varshift.data.pipeline.": "varshift.data.",
+             "varshift.nets._blocks.": "varshift.nets.",
              "varshift.torch.audit.": "varshift.torch.", "varshift.torch.shift.":
              "varshift.torch.", "varshift.torch.recalibrate.": "varshift.torch.",
              "varshift.cli.": "varshift "}
