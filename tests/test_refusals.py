@@ -125,6 +125,24 @@ def test_measure_shift_of_infinite_moving_variance_is_one_line():
     one_line(err)
 
 
+def test_measure_shift_reads_a_stored_zero_variance_and_refuses_a_negative_one():
+    """A channel that was constant in training stores variance 0: measured against, not refused
+    (only what varshift writes must be > 0); a negative stored variance is one line."""
+    m = case_a()
+    var = np.full(5, 11.0, "float32")
+    var[2] = 0.0
+    m.layers[-1].moving_variance.assign(var)
+    x = np.random.default_rng(0).normal(5.0, 2.0, (64, 5)).astype("float32")
+    df = varshift.measure_shift(m, x, per_channel=True)
+    np.testing.assert_array_equal(df["moving_var_channels"][0], var)
+    assert df["moving_var"][0] == pytest.approx(44.0 / 5)
+    var[2] = -1.0
+    m.layers[-1].moving_variance.assign(var)
+    with pytest.raises(ValueError, match=r"'bn' stores statistics.*>= 0.*channel 2") as err:
+        varshift.measure_shift(m, x)
+    one_line(err)
+
+
 @needs_tensorflow
 def test_an_infinite_dataset_needs_max_samples():
     import tensorflow as tf
