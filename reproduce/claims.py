@@ -58,7 +58,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,7 +68,7 @@ __all__ = ["Claim", "HOLDS", "FAILS", "INCONCLUSIVE", "UNTESTED", "VERDICTS", "L
            "PRIMARY", "SECONDARY", "CHECK", "FAMILIES", "EMPIRICAL", "CLAIMS_FILE", "t_interval",
            "paired", "decide", "judge", "untested", "paper_passes", "p_values", "agree",
            "adjust_families", "apply_holm", "load_claims", "load_deltas", "get_claim",
-           "evaluate", "over_networks", "with_margin", "ClaimSpec", "claims_hash", "margin_kind",
+           "evaluate", "over_networks", "ClaimSpec", "claims_hash", "margin_kind",
            "power", "seeds_for_power", "reason_text", "REASONS", "POWER_TARGET",
            "POWER_ALPHA"]
 
@@ -703,8 +703,3 @@ def paper_passes(claim, paper_effect, source):
     return (f"the paper's own numbers give {paper_effect:+.3g} {claim.unit}, which "
             f"{'would pass' if ok else 'would not pass'} the same margin on its point estimate "
             f"(the paper publishes no interval; {source})")
-
-
-def with_margin(claim, margin):
-    """A copy of ``claim`` with another margin (the paper test judges at ``paper``'s)."""
-    return replace(claim, margin=float(margin))

@@ -31,9 +31,9 @@ def rng():
 @pytest.fixture
 def keras():
     """Keras, imported quietly, with the global seeds fixed for the test."""
-    from varshift._keras import keras as load
+    import varshift
 
-    k = load()
+    k = varshift.load_keras()
     k.utils.set_random_seed(1234)
     return k
 
@@ -55,6 +55,13 @@ def case_a_model(keras):
         return model, x
 
     return make
+
+
+def to_numpy(x):
+    """A Keras tensor or variable as a numpy array (``keras.ops.convert_to_numpy``)."""
+    import varshift
+
+    return varshift.load_keras().ops.convert_to_numpy(x)
 
 
 def _tensorflow_backend() -> bool:

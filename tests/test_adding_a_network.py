@@ -25,8 +25,8 @@ NETWORK_FILE = '''"""Tiny: a stem and one pre-activation residual block (the dev
 
 from __future__ import annotations
 
-from varshift._keras import keras as _keras
-from varshift.nets._blocks import Builder
+from varshift import load_keras
+from varshift.nets import Builder
 
 
 def check_size(width=4, **_):
@@ -36,7 +36,7 @@ def check_size(width=4, **_):
 
 def tiny(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
          input_shape=(32, 32, 3), seed=None, width=4, name=None, **builder_kwargs):
-    keras = _keras()
+    keras = load_keras()
     check_size(width=width)
     b = Builder(placement, noise, rate, seed, **builder_kwargs)
     inputs = keras.Input(input_shape, name="image")
@@ -65,7 +65,7 @@ import pandas as pd
 
 from reproduce.claims import get_claim, judge
 from reproduce.markdown import md_table
-from reproduce.targets._common import baseline_specs, test_error
+from reproduce.targets import baseline_specs, test_error
 
 TITLE = "Dummy: the no-dropout test error of every network"
 ARTEFACTS = ("errors.csv",)

@@ -4,10 +4,10 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 import varshift
 from varshift import theory
-from varshift._keras import to_numpy
 
 COLUMNS = ["bn_layer", "noise_layer", "noise_kind", "param", "param_value", "case", "d",
            "mean_cos2"]

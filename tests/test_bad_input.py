@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import to_numpy
 
 import varshift
 from varshift import theory
@@ -65,10 +66,9 @@ def assert_cli_error(code, stderr, *, exception=None, match=None):
 @pytest.fixture(scope="module")
 def model():
     """Input(5) -> Dropout(0.2) -> BN, with moving statistics that are not the initial ones."""
-    from varshift._keras import keras as load
     from varshift.models import dropout_bn_model
 
-    load().utils.set_random_seed(7)
+    varshift.load_keras().utils.set_random_seed(7)
     m = dropout_bn_model(5, 0.2, seed=1)
     bn = m.layers[-1]
     bn.moving_mean.assign(np.full(5, 5.0, "float32"))
@@ -77,8 +77,6 @@ def model():
 
 
 def bn_state(m):
-    from varshift._keras import to_numpy
-
     return [to_numpy(w).copy() for w in m.weights]
 
 
@@ -166,8 +164,7 @@ def mode(path):
 
 
 def test_atomic_writes_get_the_umask_permissions(tmp_path):
-    from reproduce._io import atomic_write_json
-    from varshift._io import atomic_path, atomic_write_text
+    from varshift.files import atomic_path, atomic_write_json, atomic_write_text
 
     with umask(0o022):
         atomic_write_text(tmp_path / "a.txt", "x")
@@ -235,8 +232,8 @@ def test_unregistered_custom_layer_cause_is_shown_in_full(tmp_path):
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from varshift._keras import keras as load
-keras = load()
+import varshift
+keras = varshift.load_keras()
 
 @keras.saving.register_keras_serializable(package="user")
 class MyScale(keras.layers.Layer):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 from varshift import bnstats, theory
-from varshift._keras import to_numpy
 
 
 def _conv_bn(keras, rate=None):

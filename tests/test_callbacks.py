@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 import varshift
-from varshift._keras import to_numpy
 
 
 def _model(keras):

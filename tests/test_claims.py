@@ -146,7 +146,7 @@ def test_paper_claims_hold_on_the_papers_own_numbers():
     against the margin) under the paper profile's margins, holds: a perfect reproduction
     passes. A paper claim without numbers says why (a figure) instead."""
     from reproduce.claims import load_claims
-    from reproduce.targets._common import paper_effects
+    from reproduce.targets import paper_effects
 
     judged = 0
     for cid, spec in load_claims().items():
@@ -167,7 +167,7 @@ def test_paper_claims_hold_on_the_papers_own_numbers():
 
 def test_paper_fraction_of_the_harm_is_the_issue_s_number():
     from reproduce.claims import load_claims
-    from reproduce.targets._common import paper_effects
+    from reproduce.targets import paper_effects
 
     fr = paper_effects(load_claims()["table3_recovers_a"])
     assert fr["PreResNet, cifar10"] == pytest.approx((8.42 - 6.42) / (8.42 - 5.02))  # 59%
@@ -220,17 +220,22 @@ def test_statsmodels_holm_matches_the_step_down_by_hand():
 
 
 def test_one_sided_bounds_and_p_values_are_students_by_hand():
-    from reproduce.claims import _one_sided
+    """The p-values of "holds" and "does not hold", and the one-sided bounds a claim alone in
+    its family gets at level ``1 - alpha``, are Student's t by hand."""
+    from reproduce.claims import adjust_families, p_values
 
     x = np.array([1.0, 2.0, 4.0, 3.5])
     se = np.std(x, ddof=1) / 2.0
     t = (x.mean() - 1.0) / se
-    p, low = _one_sided(x, 1.0, "greater", confidence=0.99)
-    assert p == pytest.approx(stats.t.sf(t, 3))
-    assert low == pytest.approx(x.mean() - stats.t.ppf(0.99, 3) * se)
-    p, high = _one_sided(x, 1.0, "less", confidence=0.9)
-    assert p == pytest.approx(stats.t.cdf(t, 3))
-    assert high == pytest.approx(x.mean() + stats.t.ppf(0.9, 3) * se)
+    p_holds, p_fails = p_values("above", 1.0, x)
+    assert p_holds == pytest.approx(stats.t.sf(t, 3))
+    assert p_fails == pytest.approx(stats.t.cdf(t, 3))
+    row = judge(Claim("c", "above", 1.0, "u", id="c", family="secondary"), dict(enumerate(x)))
+    for alpha in (0.01, 0.1):
+        out = adjust_families([row], alpha=alpha)[0]
+        assert out["level_low"] == out["level_high"] == pytest.approx(1.0 - alpha)
+        assert out["ci_low"] == pytest.approx(x.mean() - stats.t.ppf(1.0 - alpha, 3) * se)
+        assert out["ci_high"] == pytest.approx(x.mean() + stats.t.ppf(1.0 - alpha, 3) * se)
 
 
 def _with_p(p, n=5, margin=0.0, cid="c"):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 import varshift
 from varshift import theory
-from varshift._keras import to_numpy
 
 BATCH = 32
 

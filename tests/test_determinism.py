@@ -124,8 +124,8 @@ def test_records_are_identical_on_1_2_and_8_cores_and_any_jobs(tmp_path):
 
 def test_a_thread_count_that_cannot_be_applied_is_refused_not_ignored():
     code = (
-        "from varshift._keras import tf\n"
-        "tf().constant(1.0) + 1  # TensorFlow starts with its machine-sized default pools\n"
+        "import tensorflow as tf\n"
+        "tf.constant(1.0) + 1  # TensorFlow starts with its machine-sized default pools\n"
         "from varshift.train.trainer import apply_threads\n"
         "for args in ((1,), (None, 'jax')):\n"
         "    try:\n"

@@ -19,7 +19,8 @@ PURE = ("varshift._inputs", "varshift._routes", "varshift.noise", "varshift.seed
         "varshift.theory", "varshift.data", "varshift.data.digits", "varshift.data.subset",
         "varshift.files")
 #: modules whose examples build or run Keras models
-KERAS = ("varshift.nets", "varshift.layers", "varshift.callbacks", "varshift.train.optim",
+KERAS = ("varshift.nets", "varshift.nets._blocks", "varshift.layers", "varshift.callbacks",
+         "varshift.train.optim",
          "varshift.diagnostics.audit", "varshift.diagnostics.correct",
          "varshift.diagnostics.recalibrate", "varshift.diagnostics.shift")
 #: modules whose examples use PyTorch models

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 import varshift
 from varshift import theory
-from varshift._keras import to_numpy
 
 BATCH = 32  # the "training" batch size m of converged_bn_statistics
 
@@ -197,8 +197,7 @@ def test_subclassed_model_without_inputs(keras, rng):
 _CROSS = r'''
 import sys, json, numpy as np
 import varshift
-from varshift._keras import keras as load
-keras = load()
+keras = varshift.load_keras()
 layers = keras.layers
 inputs = keras.Input((8, 8, 3))
 h = layers.Conv2D(6, 3, padding="same", name="c1")(inputs)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import to_numpy
 
 import varshift
-from varshift._keras import to_numpy
 from varshift.bnstats import bn_layers
 
 
@@ -46,9 +46,7 @@ def _conv_net(keras, rate=0.5, seed=0):
 
 @pytest.fixture(scope="module")
 def trained():
-    from varshift._keras import keras as load
-
-    keras = load()
+    keras = varshift.load_keras()
     keras.utils.set_random_seed(0)
     x, y = _images(512, seed=0)
     model = _conv_net(keras)

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import needs_tensorflow
+from conftest import needs_tensorflow, to_numpy
 
 import varshift
-from varshift import _contracts as C
 from varshift import theory
 
 
@@ -28,8 +27,6 @@ def one_line(err) -> str:
 
 
 def moving(layer):
-    from varshift._keras import to_numpy
-
     return to_numpy(layer.moving_mean).copy(), to_numpy(layer.moving_variance).copy()
 
 
@@ -128,12 +125,30 @@ def test_measure_shift_of_infinite_moving_variance_is_one_line():
     one_line(err)
 
 
+def test_measure_shift_reads_a_stored_zero_variance_and_refuses_a_negative_one():
+    """A channel that was constant in training stores variance 0: measured against, not refused
+    (only what varshift writes must be > 0); a negative stored variance is one line."""
+    m = case_a()
+    var = np.full(5, 11.0, "float32")
+    var[2] = 0.0
+    m.layers[-1].moving_variance.assign(var)
+    x = np.random.default_rng(0).normal(5.0, 2.0, (64, 5)).astype("float32")
+    df = varshift.measure_shift(m, x, per_channel=True)
+    np.testing.assert_array_equal(df["moving_var_channels"][0], var)
+    assert df["moving_var"][0] == pytest.approx(44.0 / 5)
+    var[2] = -1.0
+    m.layers[-1].moving_variance.assign(var)
+    with pytest.raises(ValueError, match=r"'bn' stores statistics.*>= 0.*channel 2") as err:
+        varshift.measure_shift(m, x)
+    one_line(err)
+
+
 @needs_tensorflow
 def test_an_infinite_dataset_needs_max_samples():
-    from varshift._keras import tf as load_tf
+    import tensorflow as tf
+
     from varshift.callbacks import RecalibrateBN
 
-    tf = load_tf()
     m = case_a()
     endless = tf.data.Dataset.from_tensor_slices(np.ones((8, 5), "float32")).batch(4).repeat()
     for call in (lambda: varshift.measure_shift(m, endless),
@@ -176,10 +191,10 @@ def test_numbers_of_every_kind_where_numbers_are_taken():
         theory.shift_ratio(0.0, 1.0, True)
     m = dropout_bn_model(np.int64(5), np.float32(0.5))
     assert varshift.audit(m)["case"].tolist() == ["a"]
-    assert C.Shape(unknown=True).check("input_shape", (np.int64(5),)) == (5,)
     net = nets.build("wrn", num_classes=np.int64(3), placement="a", rate=np.float32(0.2),
-                     input_shape=(8, 8, 1), **nets.SMALL_SIZES["wrn"])
-    assert net.output_shape == (None, 3)
+                     input_shape=(np.int64(8), 8, np.int32(1)), **nets.SMALL_SIZES["wrn"])
+    assert net.output_shape == (None, 3) and net.input_shape == (None, 8, 8, 1)
+    assert all(type(size) is int for size in net.input_shape[1:])
 
 
 def test_nets_build_arguments():
@@ -410,7 +425,5 @@ def test_recalibrating_on_constant_data_prints_no_nan_and_keeps_the_statistics(f
     assert "max ratio now nan" not in result.stdout.lower()
     assert "received constant input" in result.stdout
     assert "max ratio now undefined (every BN layer's input is constant" in result.stdout
-    from varshift._keras import keras as load
-
-    fixed = load().models.load_model(out, compile=False)
+    fixed = varshift.load_keras().models.load_model(out, compile=False)
     assert (moving(fixed.layers[-1])[1] > 0).all()

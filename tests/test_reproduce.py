@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 
 from reproduce import cost, profiles, registry
-from reproduce._io import atomic_path, atomic_write_json
 from reproduce.budget import budget_note
 from reproduce.executors import execute_plan
 from reproduce.plan import noise_value, run_key, run_spec
 from reproduce.registry import TARGETS, get_target, plan
 from reproduce.store import RunStore
+from varshift.files import atomic_path, atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAPER = ROOT.parent / "shared" / "paper"

@@ -270,9 +270,9 @@ def test_workers_get_the_backend_before_anything_imports_keras():
 
 def _import_keras():
     loaded = "keras" in sys.modules
-    from varshift._keras import keras
+    import varshift
 
-    keras()
+    varshift.load_keras()
     return os.getpid(), loaded
 
 
@@ -301,19 +301,21 @@ def test_the_thread_flags_are_merged_into_the_users_xla_flags(monkeypatch):
 
 
 def test_the_parent_of_a_jax_run_does_not_import_tensorflow(tmp_path):
+    """With the runs' environment set in the parent (``worker_environment``, as ``python -m
+    reproduce run`` does before anything imports Keras), planning and the manifest import no
+    TensorFlow."""
     code = (
-        "import sys, dataclasses\n"
-        "from reproduce.__main__ import _set_backend_environment\n"
+        "import os, sys, dataclasses\n"
+        "from reproduce.executors import worker_environment\n"
         "from reproduce.manifest import write_manifest\n"
         "from reproduce.profiles import get_profile\n"
         "from reproduce.registry import TARGETS, plan\n"
         "from reproduce.store import RunStore\n"
         "p = dataclasses.replace(get_profile('smoke'), backend='jax')\n"
-        "_set_backend_environment(p)\n"
+        "os.environ.update(worker_environment({'backend': p.backend, 'threads': p.threads}))\n"
         "specs = plan(p, TARGETS)\n"
         f"write_manifest({str(tmp_path)!r}, p, targets=[], specs=specs, store=RunStore({str(tmp_path)!r}),"
         " started=0.0, wall_time_s=0.0)\n"
-        "import os\n"
         "print(os.environ['KERAS_BACKEND'], 'tensorflow' in sys.modules)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)

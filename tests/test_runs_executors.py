@@ -215,9 +215,11 @@ def test_plan_prints_runs_epochs_and_marked_gpu_hour_estimate(capsys):
 def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch):
     import socket
 
+    import tensorflow as tf
+
     from reproduce.manifest import write_manifest
     from varshift import train
-    from varshift._keras import tf
+
 
     def fake_run(config, evaluations=None, out_dir=None, progress=False, resume=True,
                  checkpoint_seconds=60.0):
@@ -230,12 +232,12 @@ def test_manifest_records_host_device_and_tensorflow_build(tmp_path, monkeypatch
                               store=RunStore(tmp_path), started=0.0, wall_time_s=1.0,
                               executor="local")
     where = manifest["runs"][spec.key]["where"]
-    gpus = tf().config.list_physical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")
     assert where["host"] == socket.gethostname()
     assert (where["device"] == "CPU") == (not gpus)
     assert manifest["executor"] == "local"
     build = manifest["platform"]["tensorflow_build"]
-    assert build["is_cuda_build"] == tf().sysconfig.get_build_info()["is_cuda_build"]
+    assert build["is_cuda_build"] == tf.sysconfig.get_build_info()["is_cuda_build"]
     assert isinstance(manifest["platform"]["gpus"], list)
 
 

@@ -91,6 +91,16 @@ def _is_real(value) -> bool:
         not isinstance(value, (bool, np.bool_))
 
 
+def _is_boolean_array(value) -> bool:
+    """Whether ``value`` (an array, or a list of booleans ``numpy.asarray`` reads) is boolean."""
+    if isinstance(value, (str, bytes)) or value is None:
+        return False
+    try:
+        return np.asarray(value).dtype == np.bool_
+    except (TypeError, ValueError):
+        return False
+
+
 class Constraint:
     """One argument's contract. Subclasses implement :meth:`check`, :meth:`describe` and
     :meth:`violations`; :meth:`example` gives a valid value where one can be made alone."""
@@ -186,11 +196,12 @@ class Real(Constraint):
         return f"finite {what}{where}{extra}"
 
     def check(self, name, value):
-        if isinstance(value, (bool, np.bool_)) or (
-                self.array and isinstance(value, np.ndarray) and value.dtype == np.bool_):
+        if isinstance(value, (bool, np.bool_)) or (self.array and _is_boolean_array(value)):
+            shown = f"{name}={value!r}" if isinstance(value, (bool, np.bool_)) else \
+                _validate.describe(value)
             raise ArgumentTypeError(f"Argument `{name}` must be a real number"
                                     f"{' or an array of real numbers' if self.array else ''}, "
-                                    f"not a boolean; received {name}={value!r}.")
+                                    f"not a boolean; received {shown}.")
         scalar = _is_real(value)
         if not scalar and not self.array:
             what = "missing (received None)" if value is None else \
@@ -214,6 +225,8 @@ class Real(Constraint):
     def violations(self, tmp=None):
         out = [_kind("five"), _kind(True), _kind(None), _bad(float("nan"), "NaN"),
                _bad(float("inf"), "infinite")]
+        if self.array:
+            out.append(_kind([True, False], "booleans"))
         if self.low is not None:
             below = self.low if self.closed in ("right", "neither") else self.low - 1
             out.append(_bad(below, f"below the interval {self._interval()}"))
@@ -550,16 +563,23 @@ class Function(Constraint):
 
 class Array(Constraint):
     """A numeric array (anything ``numpy.asarray`` reads) of rank ``ndim`` (an int, a tuple of
-    ranks, or ``None``), with at least one element along the first axis; ``what`` names it."""
+    ranks, or ``None``), with at least one element along the first axis; ``what`` names it.
+    ``True``/``False`` are refused; a boolean array only where ``boolean=False`` (numbers such
+    as a kernel's weights, where data such as images may be boolean)."""
 
-    def __init__(self, ndim=None, *, what="a numeric array"):
+    def __init__(self, ndim=None, *, what="a numeric array", boolean=True):
         self.ndim = (ndim,) if isinstance(ndim, int) else ndim
-        self.what = what
+        self.what, self.boolean = what, boolean
 
     def check(self, name, value):
         if value is None or isinstance(value, (str, bytes)):
             raise ArgumentTypeError(f"Argument `{name}` must be {self.what}; received "
                                     f"{_validate.describe(value)}.")
+        if isinstance(value, (bool, np.bool_)) or (not self.boolean and _is_boolean_array(value)):
+            shown = f"{name}={value!r}" if isinstance(value, (bool, np.bool_)) else \
+                _validate.describe(value)
+            raise ArgumentTypeError(f"Argument `{name}` must be {self.what} of numbers, not "
+                                    f"booleans; received {shown}.")
         try:
             arr = np.asarray(value)
         except (TypeError, ValueError):
@@ -578,12 +598,15 @@ class Array(Constraint):
 
     def describe(self):
         rank = "" if self.ndim is None else f" ({' or '.join(map(str, self.ndim))}-D)"
-        return f"{self.what}{rank}, numeric, not empty"
+        return f"{self.what}{rank}, numeric{'' if self.boolean else ' (not boolean)'}, not empty"
 
     def violations(self, tmp=None):
         rank = 2 if self.ndim is None else self.ndim[0]
-        out = [_kind("images"), _kind(None), _kind(np.full((2,) * rank, "a"), "strings"),
+        out = [_kind("images"), _kind(None), _kind(True, "a boolean"),
+               _kind(np.full((2,) * rank, "a"), "strings"),
                _bad(np.zeros((0,) + (2,) * (rank - 1)), "empty")]
+        if not self.boolean:
+            out.append(_kind(np.ones((2,) * rank, bool), "booleans"))
         if self.ndim is not None:
             out.append(_bad(np.zeros((2,) * (max(self.ndim) + 1)), "one axis too many"))
         return out
@@ -737,6 +760,7 @@ def _public_name(qualname):
              "varshift.", "varshift.diagnostics.recalibrate.": "varshift.",
              "varshift.diagnostics.correct.": "varshift.", "varshift.callbacks.": "varshift.",
              "varshift.layers.": "varshift.", "varshift.data.pipeline.": "varshift.data.",
+             "varshift.nets._blocks.": "varshift.nets.",
              "varshift.torch.audit.": "varshift.torch.", "varshift.torch.shift.":
              "varshift.torch.", "varshift.torch.recalibrate.": "varshift.torch.",
              "varshift.cli.": "varshift "}

@@ -219,7 +219,7 @@ def shift_ratio_linear(mean, var, rate, rho, d_cos2):
     return _variance_ratio(v + correlated, dropout_train_variance(mean, var, rate) + correlated)  # Eq. 14
 
 
-@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel", boolean=False))
 def fan_in(kernel) -> int:
     """The number of inputs :math:`d` of one output unit of a Dense or Conv kernel.
 
@@ -236,7 +236,7 @@ def fan_in(kernel) -> int:
     return int(np.prod(w.shape[:-1]))
 
 
-@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel"))
+@contract(kernel=Array((2, 3, 4, 5), what="a Dense or Conv kernel", boolean=False))
 def cos2_theta(kernel):
     r"""Eq. 13's :math:`\cos^2\theta` for each output unit of a Dense or Conv kernel.
 

@@ -20,16 +20,23 @@ def save_statistics(layers):
             for bn in layers]
 
 
-def unsound_channels(mean, var):
-    """Boolean mask of the channels whose statistics may not be stored: a mean that is not
+def unsound_channels(mean, var, *, zero_variance=False):
+    r"""Boolean mask of the channels whose statistics may not be stored: a mean that is not
     finite, or a variance that is zero, negative or not finite (also after rounding to
-    float32, the dtype BN stores)."""
+    float32, the dtype BN stores).
+
+    ``zero_variance=True`` lets a variance of exactly 0 pass: the rule for statistics a model
+    already holds and is measured against (:func:`varshift.measure_shift`), where a channel
+    whose input was constant in training stores 0 and BN divides by
+    :math:`\sqrt{0 + \epsilon}`; nothing varshift writes may be 0.
+    """
     mean = np.asarray(mean, np.float64).reshape(-1)
     var = np.asarray(var, np.float64).reshape(-1)
     with np.errstate(over="ignore"):
         var32 = var.astype(np.float32)
         mean32 = mean.astype(np.float32)
-    return ~np.isfinite(mean32) | ~np.isfinite(var32) | ~(var32 > 0)
+    positive = var32 >= 0 if zero_variance else var32 > 0
+    return ~np.isfinite(mean32) | ~np.isfinite(var32) | ~positive
 
 
 def sound_statistics(layers, statistics):

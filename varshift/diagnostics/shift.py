@@ -47,7 +47,7 @@ from varshift import _validate
 from varshift._contracts import COUNT, MODEL, Boolean, Data, Optional, contract
 from varshift._graph import layer_paths
 from varshift._keras import to_numpy
-from varshift.bnstats import collect_moments
+from varshift.bnstats import collect_moments, unsound_channels
 
 __all__ = ["measure_shift"]
 
@@ -63,13 +63,15 @@ def _ratio_both_ways(real, moving):
 
 def _stored_statistics_sound(model):
     """One line, before any pass, for a BN layer whose stored statistics are not a finite
-    mean and a finite, non-negative variance (no ratio can be formed against them)."""
+    mean and a finite, non-negative variance (no ratio can be formed against them): the rule
+    of :func:`varshift.bnstats.unsound_channels` for statistics a model holds, under which a
+    variance of 0 (a channel that was constant in training) is measured, not refused."""
     from varshift._graph import bn_layers
 
     for layer in bn_layers(model):
         mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)
         var = to_numpy(layer.moving_variance).astype("float64").reshape(-1)
-        bad = ~np.isfinite(mean) | ~np.isfinite(var) | (var < 0)
+        bad = unsound_channels(mean, var, zero_variance=True)
         if bad.any():
             k = int(np.argmax(bad))
             raise ValueError(

@@ -48,22 +48,19 @@ True
 from __future__ import annotations
 
 from varshift._contracts import (
-    BETA_SCALAR,
     COUNT,
-    RATE_SCALAR,
-    SEED,
     Optional,
     Options,
     Real,
     Shape,
     contract,
 )
-from varshift.nets._blocks import NOISES, PLACEMENTS, _aliases
+from varshift.nets._blocks import BUILDER_ARGUMENTS, NOISES, PLACEMENTS, Builder
 from varshift.nets.registry import NETWORKS, Network, recipe_for, recipes
 
 __all__ = ["build", "small", "NETWORKS", "Network", "NAMES", "SMALL_SIZES", "DEFAULT_SIZES",
-           "PLACEMENTS", "NOISES", "SIZE_KEYWORDS", "check_size", "trainable_params", "bn_count",
-           "recipe_for", "recipes"]
+           "PLACEMENTS", "NOISES", "Builder", "SIZE_KEYWORDS", "check_size", "trainable_params",
+           "bn_count", "recipe_for", "recipes"]
 
 #: the networks' names, in the paper's order (the keys of :data:`NETWORKS`)
 NAMES = tuple(NETWORKS)
@@ -73,17 +70,19 @@ DEFAULT_SIZES = {name: dict(net.paper_size) for name, net in NETWORKS.items()}
 SMALL_SIZES = {name: dict(net.small_size) for name, net in NETWORKS.items()}
 
 
-#: the declared arguments of :func:`build` and :func:`small` (size keywords included)
+#: the declared arguments of :func:`build` and :func:`small` (size keywords included; those
+#: :class:`Builder` takes are its own declarations)
 _ARGUMENTS = {
-    "name": Options(*NAMES), "num_classes": COUNT, "placement": Options(*PLACEMENTS),
-    "noise": Options(*NOISES, *_aliases()), "rate": RATE_SCALAR, "beta": BETA_SCALAR,
-    "input_shape": Shape(3, what="the shape of one image (H, W, C)"), "seed": SEED,
+    "name": Options(*NAMES), "num_classes": COUNT, "placement": BUILDER_ARGUMENTS["placement"],
+    "noise": BUILDER_ARGUMENTS["noise"], "rate": BUILDER_ARGUMENTS["rate"],
+    "beta": BUILDER_ARGUMENTS["beta"],
+    "input_shape": Shape(3, what="the shape of one image (H, W, C)"),
+    "seed": BUILDER_ARGUMENTS["seed"],
     "depth": COUNT, "width": COUNT, "widen_factor": COUNT, "cardinality": COUNT,
     "base_width": COUNT, "stem_width": COUNT, "growth_rate": COUNT,
     "compression": Real(0.0, 1.0, closed="right", meaning="DenseNet-BC's transition ratio"),
     "block": Optional(Options("bottleneck", "basic")),
-    "bn_momentum": Real(0.0, 1.0, closed="left", meaning="BN's moving-average momentum"),
-    "bn_epsilon": Real(0.0, None, closed="neither", meaning="BN's variance offset"),
+    "bn_momentum": BUILDER_ARGUMENTS["bn_momentum"], "bn_epsilon": BUILDER_ARGUMENTS["bn_epsilon"],
 }
 
 

@@ -21,10 +21,11 @@ Noise kinds: the kinds of :data:`varshift.noise.NOISES` with a factory: ``"dropo
 from __future__ import annotations
 
 from varshift import noise as noise_registry
+from varshift._contracts import BETA_SCALAR, RATE_SCALAR, SEED, Options, Real, contract
 from varshift._keras import keras as _keras
 from varshift._validate import check_choice
 
-__all__ = ["PLACEMENTS", "NOISES", "Builder", "resolve_noise"]
+__all__ = ["PLACEMENTS", "NOISES", "BUILDER_ARGUMENTS", "Builder", "resolve_noise"]
 
 PLACEMENTS = ("none", "a", "b", "after_bn")
 #: the noise kinds a network can place (those of :data:`varshift.noise.NOISES` with a factory)
@@ -60,8 +61,20 @@ def _aliases():
     return tuple(a for name in NOISES for a in noise_registry.NOISES[name].aliases)
 
 
+#: the declared arguments of :class:`Builder` (and of :func:`varshift.nets.build`, which passes
+#: them on)
+BUILDER_ARGUMENTS = {
+    "placement": Options(*PLACEMENTS), "noise": Options(*NOISES, *_aliases()),
+    "rate": RATE_SCALAR, "beta": BETA_SCALAR, "seed": SEED,
+    "bn_momentum": Real(0.0, 1.0, closed="left", meaning="BN's moving-average momentum"),
+    "bn_epsilon": Real(0.0, None, closed="neither", meaning="BN's variance offset"),
+}
+
+
+@contract(**BUILDER_ARGUMENTS)
 class Builder:
-    """Creates named layers for one network and places the noise layers.
+    """Creates named layers for one network and places the noise layers: what a network's
+    builder function uses (``docs/developers.md``, "Adding a fifth network").
 
     Args:
         placement: one of :data:`PLACEMENTS`.
@@ -71,14 +84,26 @@ class Builder:
             noise is reproducible, and each layer draws independent masks.
         beta: Uout's half-width (``uout``).
         bn_momentum, bn_epsilon: BatchNormalization settings (PyTorch-equivalent defaults).
+
+    Raises:
+        TypeError, ValueError: one line naming the argument, the value and what is expected.
+
+    Example:
+        >>> from varshift import load_keras
+        >>> from varshift.nets import Builder
+        >>> keras = load_keras()
+        >>> b = Builder("a", "dropout", 0.3, seed=0)
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = b.maybe_noise(b.conv(inputs, 4, 3, "block1_conv1"), "a", "block1")
+        >>> model = keras.Model(inputs, b.head(b.relu(b.bn(x, "block1_bn2"), "relu"), 10))
+        >>> [layer.name for layer in model.layers if "noise" in layer.name]
+        ['block1_noise']
     """
 
     def __init__(self, placement="none", noise="dropout", rate=0.0, seed=None, *, beta=0.0,
                  bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON):
-        self.placement = check_choice("placement", placement, PLACEMENTS)
+        self.placement = placement
         self.noise, self.value = resolve_noise(noise, rate, beta)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"Argument `seed` must be an integer or None; received seed={seed!r}.")
         self.seed = seed
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon

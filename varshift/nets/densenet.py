@@ -38,7 +38,7 @@ def densenet_bc(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         growth_rate: ``k``, channels each dense layer adds (12).
         compression: transition output = ``floor(channels x compression)`` (0.5).
         Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
-            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets.Builder`.
     """
     keras = _keras()
     n = check_size(depth=depth)

@@ -55,7 +55,7 @@ def preresnet(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         width: channels of the first stage (16); the stages use ``width``, ``2 width``,
             ``4 width`` (times 4 at the bottleneck output).
         Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
-            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets.Builder`.
     """
     keras = _keras()
     n, block = check_size(depth=depth, block=block)

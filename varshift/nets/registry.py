@@ -7,7 +7,7 @@ network, nothing about how a reproduction shows or schedules it. :func:`varshift
 
 Adding a network: write ``varshift/nets/<name>.py`` with a builder
 ``f(num_classes, placement, noise, rate, *, input_shape, seed, <size keywords>, name,
-**builder_kwargs)`` that places its noise layers with :class:`varshift.nets._blocks.Builder`,
+**builder_kwargs)`` that places its noise layers with :class:`varshift.nets.Builder`,
 and add its :class:`Network` line below (see ``docs/developers.md``).
 """
 

@@ -42,7 +42,7 @@ def resnext29(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         widen_factor: stage output channels are ``widen_factor x stem_width x 2^s`` (4).
         stem_width: channels of the first convolution (64).
         Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
-            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets.Builder`.
     """
     keras = _keras()
     n = check_size(depth=depth)

@@ -39,7 +39,7 @@ def wrn(num_classes=10, placement="none", noise="dropout", rate=0.0, *,
         width: channels of the stem, and the base that ``widen_factor`` multiplies (16; the
             small CPU size uses 8).
         Other arguments: see :func:`varshift.nets.build`; ``builder_kwargs`` (``beta``,
-            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets._blocks.Builder`.
+            ``bn_momentum``, ``bn_epsilon``) go to :class:`varshift.nets.Builder`.
     """
     keras = _keras()
     n = check_size(depth=depth)
