@@ -67,7 +67,7 @@ import numpy as np
 __all__ = ["Claim", "HOLDS", "FAILS", "INCONCLUSIVE", "UNTESTED", "VERDICTS", "LEVEL", "ALPHA",
            "PRIMARY", "SECONDARY", "CHECK", "FAMILIES", "EMPIRICAL", "CLAIMS_FILE", "t_interval",
            "paired", "decide", "judge", "untested", "paper_passes", "p_values", "agree",
-           "adjust_families", "apply_holm", "load_claims", "load_deltas", "get_claim",
+           "adjust_families", "load_claims", "load_deltas", "get_claim",
            "evaluate", "over_networks", "ClaimSpec", "claims_hash", "margin_kind",
            "power", "seeds_for_power", "reason_text", "REASONS", "POWER_TARGET",
            "POWER_ALPHA"]
@@ -662,10 +662,6 @@ def adjust_families(rows, alpha=ALPHA):
                 r["verdict"], r["why"] = INCONCLUSIVE, "straddles"
             r["reason"] = reason_text(r)
     return rows
-
-
-#: the earlier name of :func:`adjust_families`
-apply_holm = adjust_families
 
 
 def power(distance, sd, n, alpha=POWER_ALPHA):

@@ -39,7 +39,7 @@ __all__ = ["RUN_COST", "run_seconds", "cpu_plan_minutes", "size_factor", "relati
 #: the CPU-seconds of each phase of a quick run measured alone (``time.process_time``; PreResNet
 #: and WRN dropout-(a) 0.5 with per-epoch evaluation and Adjust BN, PreResNet's with Fig. 6),
 #: times 1.15 for two runs side by side (each holds a core of its own: with tf.data's autotuning
-#: off the training passes no longer idle, and two runs use about the CPU per epoch of one). CPU
+#: off the training passes do not idle, and two runs use about the CPU per epoch of one). CPU
 #: seconds rather than wall because the CPU they were measured on was shared with other work. Per network:
 #:
 #: - ``train``: s per 1,000 training images per epoch (history ``seconds``; the first epoch's

@@ -262,7 +262,7 @@ def _family(rng, m, fam="primary"):
     return rows
 
 
-def test_apply_holm_decides_at_the_adjusted_level_and_leaves_checks_alone():
+def test_adjust_families_decides_at_the_adjusted_level_and_leaves_checks_alone():
     from reproduce.claims import adjust_families
 
     claim = Claim("x", "above", 0.0, "pp", family="secondary")
