@@ -32,11 +32,15 @@ def _tf_runner(model, step, input_shapes):
         return tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype))
 
     def run(x):
-        spec = tf.nest.map_structure(spec_of, x)
-        key = repr(spec)
-        if key not in traced:  # the concrete function: no dispatch on the arguments per batch
-            traced[key] = tf.function(lambda xx: step(lambda t: model(t, training=False), xx),
-                                      autograph=False).get_concrete_function(spec)
+        # a numpy batch (the common case) is keyed without building a spec for every batch
+        key = (x.shape[1:], x.dtype.str) if isinstance(x, np.ndarray) else None
+        if key not in traced:
+            spec = tf.nest.map_structure(spec_of, x)
+            key = key or repr(spec)
+            if key not in traced:  # the concrete function: no dispatch on the arguments
+                traced[key] = tf.function(
+                    lambda xx: step(lambda t: model(t, training=False), xx),
+                    autograph=False).get_concrete_function(spec)
         centres, sums = traced[key](tf.nest.map_structure(tf.convert_to_tensor, x))
         return centres.numpy(), sums.numpy()
 
