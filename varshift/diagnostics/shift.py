@@ -46,7 +46,7 @@ import numpy as np
 
 from varshift import _validate
 from varshift._contracts import COUNT, MODEL, Boolean, Data, Optional, contract
-from varshift._graph import layer_paths
+from varshift._graph import bn_layers, layer_paths
 from varshift._keras import to_numpy
 from varshift.bnstats import collect_moments, unsound_channels
 
@@ -67,8 +67,6 @@ def _stored_statistics_sound(model):
     mean and a finite, non-negative variance (no ratio can be formed against them): the rule
     of :func:`varshift.bnstats.unsound_channels` for statistics a model holds, under which a
     variance of 0 (a channel that was constant in training) is measured, not refused."""
-    from varshift._graph import bn_layers
-
     for layer in bn_layers(model):
         mean = to_numpy(layer.moving_mean).astype("float64").reshape(-1)
         var = to_numpy(layer.moving_variance).astype("float64").reshape(-1)
