@@ -1,4 +1,4 @@
-"""The declared argument contracts (``varshift._contracts``), tried automatically.
+"""The declared argument contracts (``varshift.contracts``), tried automatically.
 
 For every declared function, class and command, and every constraint of every argument, the
 constraint's own violating values are passed (all other arguments valid): the call raises
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from varshift import _contracts as C
+from varshift import contracts as C
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = C.contracts()

@@ -209,6 +209,30 @@ def test_inplace_returns_the_model_itself(keras, rng):
                                rtol=1e-5)
 
 
+def test_copy_of_a_trained_model_is_compiled_alike_and_trains_on_its_own(keras, rng):
+    from varshift.models import dropout_bn_model
+
+    model = dropout_bn_model(4, 0.5, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse",
+                  metrics=["mae"])
+    x = rng.normal(2.0, 3.0, (256, 4)).astype("float32")
+    model.fit(x, x, epochs=1, batch_size=64, verbose=0)
+    before = [to_numpy(w).copy() for w in model.weights]
+
+    copy = varshift.recalibrate_bn(model, x)
+    assert copy is not model and copy.compiled
+    assert type(copy.optimizer) is type(model.optimizer)
+    assert copy.optimizer.get_config() == model.optimizer.get_config()
+    assert copy.get_compile_config()["loss"] == model.get_compile_config()["loss"]
+    np.testing.assert_allclose(to_numpy(copy.layers[-1].moving_variance), x.var(axis=0),
+                               rtol=1e-5)
+    # the copy trains (its optimizer state starts afresh) and the original stays as it was
+    copy.fit(x, x, epochs=1, batch_size=64, verbose=0)
+    assert int(to_numpy(copy.optimizer.iterations)) == 4
+    for w0, w in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(w0, to_numpy(w))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"mode": "layerwise"}, "`mode`"),
     ({"mode": "sequential", "noise": True}, "`noise`"),

@@ -7,7 +7,7 @@ element's index and value) and says what was expected, in the style of Keras' ow
 object (wrong type, non-numeric dtype, a missing value, a boolean where a number is expected),
 ``ValueError`` for a right kind with a wrong value (range, shape, NaN/inf, empty, an output
 destination that cannot be written). The arguments of the public API are declared once, with
-the constraints of :mod:`varshift._contracts`, which use these checks.
+the constraints of :mod:`varshift.contracts`, which use these checks.
 
 Keras (and with it its backend) is imported only by the checks that need a Keras object; the
 data contract (where the inputs are in the data, and their shape check) is

@@ -5,8 +5,8 @@ Importing this module imports Keras and its backend (TensorFlow, JAX or PyTorch;
 
 from __future__ import annotations
 
-from varshift._contracts import COUNT, AnyOf, Boolean, Data, Integer, Optional, Options, contract
 from varshift._keras import keras as _load_keras
+from varshift.contracts import COUNT, AnyOf, Boolean, Data, Integer, Optional, Options, contract
 from varshift.diagnostics.recalibrate import MODES
 
 keras = _load_keras()

@@ -12,7 +12,8 @@ import sys
 import click
 
 from varshift import __version__, theory
-from varshift._contracts import (
+from varshift._validate import MAX_SEED
+from varshift.contracts import (
     BETA_SCALAR,
     COUNT,
     RATE_SCALAR,
@@ -27,7 +28,6 @@ from varshift._contracts import (
     Real,
     contract,
 )
-from varshift._validate import MAX_SEED
 
 __all__ = ["main", "cli"]
 
@@ -83,7 +83,7 @@ class _Once(click.Command):
 
 
 def _declared(**params):
-    """The command's arguments declared once (:func:`varshift._contracts.contract`), checked
+    """The command's arguments declared once (:func:`varshift.contracts.contract`), checked
     before its body runs; a violation is one line and exit 2."""
 
     def decorate(fn):

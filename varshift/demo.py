@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from varshift._contracts import COUNT, RATE_SCALAR, Function, Integer, Optional, Real, contract
 from varshift._validate import MAX_SEED
+from varshift.contracts import COUNT, RATE_SCALAR, Function, Integer, Optional, Real, contract
 
 __all__ = ["DemoResult", "run_demo"]
 

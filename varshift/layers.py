@@ -6,8 +6,8 @@ or PyTorch; quietly, see :mod:`varshift._keras`).
 
 from __future__ import annotations
 
-from varshift._contracts import ANY_SEED, BETA_SCALAR, contract
 from varshift._keras import keras as _load_keras
+from varshift.contracts import ANY_SEED, BETA_SCALAR, contract
 
 keras = _load_keras()
 

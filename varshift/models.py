@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
-from varshift._contracts import (
+from varshift._keras import keras as _load_keras
+from varshift._validate import check_positive_int, check_rate
+from varshift.bnstats import assign_statistics, collect_moments
+from varshift.contracts import (
     COUNT,
     FINITE,
     MODEL,
@@ -27,9 +30,6 @@ from varshift._contracts import (
     Real,
     contract,
 )
-from varshift._keras import keras as _load_keras
-from varshift._validate import check_positive_int, check_rate
-from varshift.bnstats import assign_statistics, collect_moments
 
 keras = _load_keras()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift._contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, contract
 from varshift._validate import (
     as_float_array,
     check_beta,
@@ -30,6 +29,7 @@ from varshift._validate import (
     check_var,
 )
 from varshift._validate import broadcastable as _broadcastable
+from varshift.contracts import BETA, FINITE, RATE, VARIANCE, Array, Integer, Optional, Real, contract
 from varshift.noise import NOISES
 
 __all__ = [

@@ -87,12 +87,12 @@ class AutoModules(SphinxDirective):
 
 class Contracts(SphinxDirective):
     """``varshift-contracts``: the table of every declared argument, generated from the
-    declarations (:func:`varshift._contracts.contract_table`)."""
+    declarations (:func:`varshift.contracts.contract_table`)."""
 
     has_content = False
 
     def run(self):
-        from varshift._contracts import contract_table
+        from varshift.contracts import contract_table
 
         container = nodes.container()
         nested_parse_with_titles(

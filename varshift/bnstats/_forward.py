@@ -55,13 +55,13 @@ def _sample_sums(ops, layer, x, mask=None):
     - ``mask=None`` (TensorFlow, PyTorch): the centre is the batch mean, a reduction of its
       own before the sums.
     - ``mask`` given (JAX: ``(B,)``, 1 for a sample of the data, 0 for padding): the centre is
-      the first sample's mean, so XLA fuses the deviations and both sums into one read of the
-      input; the batch moments come from the per-sample sums of the data's samples only. A
-      short last batch padded to the compiled batch size (:mod:`varshift.bnstats._runners`)
-      is thus normalised and measured as if unpadded; the padding's per-sample sums are
-      dropped on the host. A layer whose input has another batch size than the mask
-      (``TimeDistributed``'s samples x steps) uses the first way (the runner never pads such
-      a model).
+      the first sample's mean, so the deviations and both sums are one variadic reduction,
+      one read of the input; the batch moments come from the per-sample sums of the data's
+      samples only. A short last batch padded to the compiled batch size
+      (:mod:`varshift.bnstats._runners`) is thus normalised and measured as if unpadded; the
+      padding's per-sample sums are dropped on the host. A layer whose input has another
+      batch size than the mask (``TimeDistributed``'s samples x steps) uses the first way (the
+      runner never pads such a model).
     """
     t = ops.cast(x, "float32")
     axes = reduce_axes(layer, len(t.shape))
@@ -70,8 +70,11 @@ def _sample_sums(ops, layer, x, mask=None):
     fused = mask is not None and 0 in axes and t.shape[0] == mask.shape[0]
     centre = ops.mean(t[:1] if fused else t, axis=axes, keepdims=True)
     dev = t - centre
-    s1 = ops.sum(dev, axis=inner, keepdims=True) if inner else dev
-    s2 = ops.sum(ops.square(dev), axis=inner, keepdims=True) if inner else ops.square(dev)
+    if fused and inner:
+        s1, s2 = _sum_and_square_sum(dev, inner)
+    else:
+        s1 = ops.sum(dev, axis=inner, keepdims=True) if inner else dev
+        s2 = ops.sum(ops.square(dev), axis=inner, keepdims=True) if inner else ops.square(dev)
     s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
     if fused:
         w = ops.reshape(ops.cast(mask, "float32"), (-1, 1))
@@ -85,6 +88,16 @@ def _sample_sums(ops, layer, x, mask=None):
         var = ops.maximum(ops.mean(ops.square(dev), axis=axes, keepdims=True)
                           - ops.square(mean_dev), 0.0)
     return ops.reshape(centre, (channels,)), s1, s2, centre + mean_dev, var
+
+
+def _sum_and_square_sum(dev, axes):
+    """``(sum of dev, sum of dev^2)`` over ``axes`` (JAX) as one variadic reduction: XLA reads
+    ``dev`` once for both sums."""
+    import jax
+
+    zero = jax.numpy.zeros((), dev.dtype)
+    return jax.lax.reduce((dev, dev * dev), (zero, zero),
+                          lambda a, b: (a[0] + b[0], a[1] + b[1]), tuple(axes))
 
 
 def _normalize_with(ops, layer, x, mean, var):

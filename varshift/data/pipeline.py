@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift._contracts import COUNT, Array, Boolean, Integer, Optional, Real, contract
+from varshift.contracts import COUNT, Array, Boolean, Integer, Optional, Real, contract
 from varshift.seeds import derive_seed, rng
 
 __all__ = ["make_dataset", "channel_stats", "augment_batch"]

@@ -33,7 +33,6 @@ import numpy as np
 
 from varshift import _validate, theory
 from varshift import noise as noise_registry
-from varshift._contracts import MODEL, Optional, Shape, contract
 from varshift._graph import (
     all_layers,
     graph_calls,
@@ -47,6 +46,7 @@ from varshift._keras import is_backend, to_numpy
 from varshift._keras import keras as _load_keras
 from varshift._keras import tf as _load_tf
 from varshift._routes import Walk, route_case, upstream_routes
+from varshift.contracts import MODEL, Optional, Shape, contract
 from varshift.noise import noise_kind
 
 __all__ = ["audit", "audit_result", "AuditResult", "noise_kind", "AUDIT_COLUMNS", "CASES"]

@@ -25,11 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate, noise, theory
-from varshift._contracts import MODEL, Boolean, Integer, Optional, contract
 from varshift._graph import shared_bn_layers
 from varshift._keras import to_numpy
 from varshift._validate import check_positive_int
 from varshift.bnstats import values_per_channel
+from varshift.contracts import MODEL, Boolean, Integer, Optional, contract
 from varshift.diagnostics.audit import audit_result
 
 __all__ = ["correct_direct"]

@@ -39,7 +39,6 @@ import tempfile
 import warnings
 
 from varshift import _validate
-from varshift._contracts import COUNT, MODEL, SEED, Boolean, Data, Optional, Options, contract
 from varshift._keras import keras as _load_keras
 from varshift.bnstats import (
     assign_statistics,
@@ -50,6 +49,7 @@ from varshift.bnstats import (
     save_statistics,
     sound_statistics,
 )
+from varshift.contracts import COUNT, MODEL, SEED, Boolean, Data, Optional, Options, contract
 
 __all__ = ["recalibrate_bn", "copy_model", "MODES", "ConstantInputWarning"]
 
@@ -87,10 +87,21 @@ def copy_model(model):
                 ) from err
     if getattr(model, "compiled", False):
         try:
-            clone.compile_from_config(model.get_compile_config())
+            _compile_like(keras, clone, model)
         except Exception:  # noqa: BLE001 - compile state is a convenience, not required
             pass
     return clone
+
+
+def _compile_like(keras, clone, model):
+    """Compile ``clone`` as ``model`` was (optimizer, loss, metrics), as ``compile`` leaves a
+    model: the optimizer's slot variables are made by the first ``fit``, not now (a copy's
+    optimizer starts afresh either way; ``compile_from_config`` would build them)."""
+    config = model.get_compile_config()
+    if type(clone).compile is not keras.Model.compile:  # a custom compile: Keras' own route
+        clone.compile_from_config(config)
+    else:
+        clone.compile(**keras.saving.deserialize_keras_object(config))
 
 
 class ConstantInputWarning(RuntimeWarning):

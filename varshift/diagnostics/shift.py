@@ -45,10 +45,10 @@ from __future__ import annotations
 import numpy as np
 
 from varshift import _validate
-from varshift._contracts import COUNT, MODEL, Boolean, Data, Optional, contract
 from varshift._graph import bn_layers, layer_paths
 from varshift._keras import to_numpy
 from varshift.bnstats import collect_moments, unsound_channels
+from varshift.contracts import COUNT, MODEL, Boolean, Data, Optional, contract
 
 __all__ = ["measure_shift"]
 

@@ -47,7 +47,7 @@ True
 
 from __future__ import annotations
 
-from varshift._contracts import (
+from varshift.contracts import (
     COUNT,
     Optional,
     Options,

@@ -21,9 +21,9 @@ Noise kinds: the kinds of :data:`varshift.noise.NOISES` with a factory: ``"dropo
 from __future__ import annotations
 
 from varshift import noise as noise_registry
-from varshift._contracts import BETA_SCALAR, RATE_SCALAR, SEED, Options, Real, contract
 from varshift._keras import keras as _keras
 from varshift._validate import check_choice
+from varshift.contracts import BETA_SCALAR, RATE_SCALAR, SEED, Options, Real, contract
 
 __all__ = ["PLACEMENTS", "NOISES", "BUILDER_ARGUMENTS", "Builder", "resolve_noise"]
 

@@ -19,8 +19,8 @@ from torch.nn import functional as F  # noqa: N812
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from varshift import _validate
-from varshift._contracts import Constraint, Function, Instance, Optional, Violation
 from varshift._validate import ArgumentTypeError
+from varshift.contracts import Constraint, Function, Instance, Optional, Violation
 
 __all__ = ["bn_modules", "noise_of", "is_bn", "is_normalization", "check_model", "check_data",
            "check_example_inputs", "MODEL", "DATA", "EXAMPLE_INPUTS", "FORWARD_FN", "batches",

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from varshift import theory
-from varshift._contracts import contract
 from varshift._routes import Walk, route_case, upstream_routes
+from varshift.contracts import contract
 from varshift.noise import noise_variance
 from varshift.torch._core import EXAMPLE_INPUTS, MODEL, check_model, model_device
 from varshift.torch._trace import fx_graph, fx_shapes, recorded_graph

@@ -26,7 +26,7 @@ import copy
 
 import torch
 
-from varshift._contracts import COUNT, Boolean, Instance, Integer, Optional, Options, contract
+from varshift.contracts import COUNT, Boolean, Instance, Integer, Optional, Options, contract
 from varshift.torch._core import (
     DATA,
     FORWARD_FN,

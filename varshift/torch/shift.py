@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varshift._contracts import COUNT, Boolean, Optional, contract
+from varshift.contracts import COUNT, Boolean, Optional, contract
 from varshift.torch._core import (
     DATA,
     FORWARD_FN,

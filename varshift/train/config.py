@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 
 from varshift import _validate
-from varshift._contracts import Integer, Real, Shape
 from varshift._io import to_jsonable
+from varshift.contracts import Integer, Real, Shape
 from varshift.recipes import RECIPE_KINDS, Recipe
 
 __all__ = ["RunConfig", "FIELD_CHECKS", "check_fields", "check_out_dir", "BACKENDS",
