@@ -157,6 +157,35 @@ def test_force_noise_switches_dropout_whatever_the_call_says(keras, rng):
     assert "call" not in model.layers[-1].__dict__  # restored
 
 
+@pytest.mark.parametrize("case", ["channels last", "channels first", "dense", "tiny epsilon",
+                                  "no scale or centre"])
+def test_batch_mode_normalises_as_keras_training_mode(keras, rng, case):
+    """Every way the engine normalises with a batch's moments (one fused kernel where the
+    backend has one, the element-wise formula elsewhere) gives Keras' own training-mode BN
+    output, as the next BN layer measures it."""
+    kwargs = {"channels first": {"axis": 1}, "tiny epsilon": {"epsilon": 1e-6},
+              "no scale or centre": {"scale": False, "center": False}}.get(case, {})
+    shape = (6,) if case == "dense" else (3, 4, 5)
+    axis = kwargs.get("axis", -1)  # of the batch: 1 is the first axis of a sample
+    channels = shape[axis - 1] if axis > 0 else shape[axis]
+    inputs = keras.Input(shape)
+    bn = keras.layers.BatchNormalization(name="bn1", **kwargs)
+    outputs = keras.layers.BatchNormalization(name="bn2", axis=axis)(bn(inputs))
+    model = keras.Model(inputs, outputs)
+    if bn.scale:
+        bn.gamma.assign(rng.uniform(0.5, 2.0, channels).astype("float32"))
+    if bn.center:
+        bn.beta.assign(rng.normal(0.0, 1.0, channels).astype("float32"))
+    scales = np.linspace(0.5, 4.0, channels).reshape([-1 if i == axis % (len(shape) + 1) else 1
+                                                      for i in range(len(shape) + 1)])
+    x = (rng.normal(2.0, 3.0, (32, *shape)) * scales).astype("float32")
+    _, measured = bnstats.collect_moments(model, x, bn="batch", batch_size=32)
+    out = to_numpy(bn(x, training=True)).astype("float64")  # Keras' training-mode output
+    axes = tuple(i for i in range(out.ndim) if i != axis % out.ndim)
+    np.testing.assert_allclose(measured.mean, out.mean(axis=axes), atol=1e-5)
+    np.testing.assert_allclose(measured.var, out.var(axis=axes), rtol=1e-4)
+
+
 def test_batch_mode_with_a_short_last_batch_uses_each_batch_alone(keras, rng):
     """Batches of 15, 15 and 10 samples: each is normalised with its own moments, as Keras'
     training-mode BN would do for it alone."""

@@ -12,6 +12,7 @@ import numpy as np
 from varshift._graph import CallPatches, bn_layers
 from varshift._keras import backend as _backend
 from varshift._keras import keras as _load_keras
+from varshift._keras import tf as _load_tf
 from varshift._keras import to_numpy
 from varshift.noise import noise_layers
 
@@ -42,52 +43,71 @@ def _channel_count(layer, shape):
 
 
 def _sample_sums(ops, layer, x, mask=None):
-    """``(centre (C,), per-sample sums of x - centre (B, C), of (x - centre)^2 (B, C), batch
-    mean, batch variance)`` of BN ``layer``'s input ``x``, computed in float32.
+    """``(centres (R, C), per-row sums of x - centre (R, C), of (x - centre)^2 (R, C), batch
+    mean, batch variance)`` of BN ``layer``'s input ``x``, computed in float32; a row is one
+    sample (one sample x step under ``TimeDistributed``), the moments are shaped to broadcast
+    against ``x``.
 
-    Deviations from a centre are summed within each sample (e.g. the 1024 positions of a
-    32x32 map: short sums, little float32 loss) and the sums are combined across the batch in
-    float64 on the host (:mod:`varshift.bnstats._moments`), so neither a large mean nor a long
-    batch costs precision. Relative error of the variance against float64 numpy: below 1e-6.
+    Deviations from a centre are summed within each sample (e.g. the 784 positions of a
+    28x28 map: short sums, little float32 loss) and the sums are combined across samples and
+    batches in float64 on the host (:mod:`varshift.bnstats._moments`), so neither a large
+    mean nor a long batch costs precision. Relative error of the variance against float64
+    numpy: below 1e-6.
 
     Two ways, one result up to float32 rounding:
 
-    - ``mask=None`` (TensorFlow, PyTorch): the centre is the batch mean, a reduction of its
-      own before the sums.
+    - ``mask=None`` (TensorFlow, PyTorch): each sample's own mean is its centre, so the sums
+      of deviations are 0 and the sums of squares are the sample's :math:`M_2`: the mean, the
+      squared deviations (one ``SquaredDifference`` kernel on TensorFlow) and their sum read
+      the input three times. The batch moments come from the per-sample ones, with no further
+      read.
     - ``mask`` given (JAX: ``(B,)``, 1 for a sample of the data, 0 for padding): the centre is
       the first sample's mean, so the deviations and both sums are one variadic reduction,
       one read of the input; the batch moments come from the per-sample sums of the data's
       samples only. A short last batch padded to the compiled batch size
       (:mod:`varshift.bnstats._runners`) is thus normalised and measured as if unpadded; the
-      padding's per-sample sums are dropped on the host. A layer whose input has another
-      batch size than the mask (``TimeDistributed``'s samples x steps) uses the first way (the
-      runner never pads such a model).
+      padding's rows are dropped on the host. A layer whose input has another batch size
+      than the mask (``TimeDistributed``'s samples x steps) uses the first way (the runner
+      never pads such a model).
     """
     t = ops.cast(x, "float32")
     axes = reduce_axes(layer, len(t.shape))
     inner = [a for a in axes if a != 0]
     channels = _channel_count(layer, t.shape)
-    fused = mask is not None and 0 in axes and t.shape[0] == mask.shape[0]
-    centre = ops.mean(t[:1] if fused else t, axis=axes, keepdims=True)
-    dev = t - centre
-    if fused and inner:
-        s1, s2 = _sum_and_square_sum(dev, inner)
-    else:
-        s1 = ops.sum(dev, axis=inner, keepdims=True) if inner else dev
-        s2 = ops.sum(ops.square(dev), axis=inner, keepdims=True) if inner else ops.square(dev)
-    s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
-    if fused:
+    per_row = float(np.prod([int(t.shape[a]) for a in inner]))  # values per row and channel
+    shape = [1 if i in axes else int(t.shape[i]) for i in range(len(t.shape))]
+    if mask is not None and 0 in axes and t.shape[0] == mask.shape[0]:
+        centre = ops.mean(t[:1], axis=axes, keepdims=True)
+        dev = t - centre
+        if inner:
+            s1, s2 = _sum_and_square_sum(dev, inner)
+        else:
+            s1, s2 = dev, ops.square(dev)
+        s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
         w = ops.reshape(ops.cast(mask, "float32"), (-1, 1))
-        count = ops.sum(w) * float(np.prod([int(t.shape[a]) for a in inner]))
-        shape = [1 if i in axes else int(t.shape[i]) for i in range(len(t.shape))]
-        mean_dev = ops.reshape(ops.sum(s1 * w, axis=0) / count, shape)
-        var = ops.maximum(ops.reshape(ops.sum(s2 * w, axis=0) / count, shape)
-                          - ops.square(mean_dev), 0.0)
+        count = ops.sum(w) * per_row
+        mean_dev = ops.sum(s1 * w, axis=0) / count
+        var = ops.maximum(ops.sum(s2 * w, axis=0) / count - ops.square(mean_dev), 0.0)
+        centres = ops.broadcast_to(ops.reshape(centre, (1, channels)), ops.shape(s1))
+        mean = ops.reshape(centre, (channels,)) + mean_dev
     else:
-        mean_dev = ops.mean(dev, axis=axes, keepdims=True)
-        var = ops.maximum(ops.mean(ops.square(dev), axis=axes, keepdims=True)
-                          - ops.square(mean_dev), 0.0)
-    return ops.reshape(centre, (channels,)), s1, s2, centre + mean_dev, var
+        centres = ops.mean(t, axis=inner, keepdims=True) if inner else t
+        s2 = ops.sum(_squared_deviation(ops, t, centres), axis=inner, keepdims=True) \
+            if inner else ops.zeros_like(t)
+        centres, s2 = ops.reshape(centres, (-1, channels)), ops.reshape(s2, (-1, channels))
+        s1 = ops.zeros_like(s2)
+        mean = ops.mean(centres, axis=0)
+        var = ops.mean(s2, axis=0) / per_row + ops.mean(ops.square(centres - mean), axis=0)
+    return centres, s1, s2, ops.reshape(mean, shape), ops.reshape(var, shape)
+
+
+def _squared_deviation(ops, t, centre):
+    """``(t - centre) ** 2``: TensorFlow's ``SquaredDifference`` is one kernel (one read of
+    ``t``, one write) where ``ops.square(t - centre)`` is two, as TensorFlow on CPU does not
+    fuse element-wise operations."""
+    if _backend() == "tensorflow":
+        return _load_tf().math.squared_difference(t, centre)
+    return ops.square(t - centre)
 
 
 def _sum_and_square_sum(dev, axes):
@@ -101,16 +121,50 @@ def _sum_and_square_sum(dev, axes):
 
 
 def _normalize_with(ops, layer, x, mean, var):
-    """BN ``layer``'s training-mode output: ``x`` normalised with the given batch moments."""
+    """BN ``layer``'s training-mode output: ``x`` normalised with the given batch moments
+    (shaped to broadcast against ``x``) as ``x * scale + shift``, with the per-channel
+    ``scale = gamma / sqrt(var + epsilon)`` and ``shift = beta - mean * scale``. On
+    TensorFlow, where the channel axis is the last, that is one ``FusedBatchNormV3`` kernel
+    in inference mode (one read and one write of ``x``; two element-wise kernels otherwise)."""
     xf = ops.cast(x, "float32")
-    axes = reduce_axes(layer, len(xf.shape))
-    shape = [1 if i in axes else int(xf.shape[i]) for i in range(len(xf.shape))]
-    out = (xf - mean) * ops.rsqrt(var + layer.epsilon)
+    fused = _fused_inference(layer, xf, mean, var)
+    if fused is not None:
+        return ops.cast(fused, x.dtype)
+    shape = ops.shape(mean)
+    scale = ops.rsqrt(var + layer.epsilon)
     if layer.scale:
-        out = out * ops.reshape(ops.cast(layer.gamma.value, "float32"), shape)
+        scale = scale * ops.reshape(ops.cast(layer.gamma.value, "float32"), shape)
+    shift = -mean * scale
     if layer.center:
-        out = out + ops.reshape(ops.cast(layer.beta.value, "float32"), shape)
-    return ops.cast(out, x.dtype)
+        shift = shift + ops.reshape(ops.cast(layer.beta.value, "float32"), shape)
+    return ops.cast(xf * scale + shift, x.dtype)
+
+
+#: TensorFlow's fused batch norm raises a smaller epsilon to this (cuDNN's minimum)
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+def _fused_inference(layer, xf, mean, var):
+    """TensorFlow's ``FusedBatchNormV3`` (inference mode: the given moments) on ``xf`` seen as
+    ``(B, positions, 1, C)``, or ``None`` where it does not apply (another backend, a channel
+    axis that is not the last, an epsilon the kernel would raise)."""
+    rank = len(xf.shape)
+    if (_backend() != "tensorflow" or rank < 2 or xf.shape[-1] is None
+            or reduce_axes(layer, rank) != list(range(rank - 1))
+            or layer.epsilon < _FUSED_MIN_EPSILON):
+        return None
+    tf = _load_tf()
+    channels = int(xf.shape[-1])
+    gamma = tf.cast(layer.gamma.value, tf.float32) if layer.scale \
+        else tf.ones((channels,), tf.float32)
+    beta = tf.cast(layer.beta.value, tf.float32) if layer.center \
+        else tf.zeros((channels,), tf.float32)
+    positions = int(np.prod(xf.shape[1:-1])) if rank > 2 else 1
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        tf.reshape(xf, (-1, positions, 1, channels)), gamma, beta,
+        mean=tf.reshape(mean, (channels,)), variance=tf.reshape(var, (channels,)),
+        epsilon=layer.epsilon, is_training=False)
+    return tf.reshape(y, tf.shape(xf))
 
 
 def _forced(original, on: bool):

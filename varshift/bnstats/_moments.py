@@ -140,17 +140,24 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
 
 
 def _batch_parts(order, centres, sums):
-    """Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64."""
+    r"""Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64 from
+    its rows' (samples') centres and sums: each row's mean and :math:`M_2` about it, then
+    :math:`M_2 = \sum_i M_{2,i} + m \sum_i (\bar x_i - \bar x)^2` over the rows, with
+    :math:`m` values per row and channel."""
     parts, at_c, at_s = [], 0, 1
     for layer, traced, channels in order:
         shape = (int(sums.shape[0]), *traced[1:])  # a trace may leave the batch dimension free
-        centre = centres[at_c:at_c + channels].astype(np.float64)
-        s1 = sums[:, at_s:at_s + channels].sum(axis=0, dtype=np.float64)
-        s2 = sums[:, at_s + channels:at_s + 2 * channels].sum(axis=0, dtype=np.float64)
+        centre = centres[:, at_c:at_c + channels].astype(np.float64)
+        s1 = sums[:, at_s:at_s + channels].astype(np.float64)
+        s2 = sums[:, at_s + channels:at_s + 2 * channels].astype(np.float64)
         at_c, at_s = at_c + channels, at_s + 2 * channels
         inner = [a for a in reduce_axes(layer, len(shape)) if a != 0]
-        n = float(sums.shape[0] * int(np.prod([int(shape[a]) for a in inner])))
-        parts.append((layer, shape, n, centre + s1 / n, np.maximum(s2 - s1 * s1 / n, 0.0)))
+        per_row = float(np.prod([int(shape[a]) for a in inner]))
+        row_mean = centre + s1 / per_row
+        mean = row_mean.mean(axis=0)
+        m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
+              + per_row * np.square(row_mean - mean).sum(axis=0))
+        parts.append((layer, shape, per_row * shape[0], mean, m2))
     return parts
 
 

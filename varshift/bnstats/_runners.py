@@ -55,8 +55,8 @@ def _jax_runner(model, step, input_shapes):
     Compiled once per kind of batch at the largest batch size met: a smaller batch (the short
     last batch of a pass) is padded with zeros to that size, and a mask of its samples keeps
     the padding out of every BN statistic (``_forward._sample_sums``) and out of the per-sample
-    sums returned. Not where a BN layer sees another batch size than the model's input
-    (``TimeDistributed``): such batches are compiled at their own size."""
+    centres and sums returned. Not where a BN layer sees another batch size than the model's
+    input (``TimeDistributed``): such batches are compiled at their own size."""
     import jax
 
     holder, state, sizes = {}, {}, {}
@@ -89,7 +89,7 @@ def _jax_runner(model, step, input_shapes):
         mask = np.arange(size) < n
         centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x),
                                              mask.astype("float32"))
-        return np.asarray(centres), np.asarray(sums)[:n]
+        return np.asarray(centres)[:n], np.asarray(sums)[:n]
 
     return run, begin
 
@@ -157,11 +157,11 @@ class Pass:
             self.intercept.mask = None
         order, centres, sums = [], [], [nonfinite_per_sample(ops, x)]
         for layer, shape, (centre, s1, s2) in self.intercept.records:
-            order.append((layer, shape, int(centre.shape[0])))
+            order.append((layer, shape, int(centre.shape[1])))
             centres.append(centre)
             sums += [s1, s2]
         self.order[:] = order
-        return ops.concatenate(centres, axis=0), ops.concatenate(sums, axis=1)
+        return ops.concatenate(centres, axis=1), ops.concatenate(sums, axis=1)
 
 
 def pass_for(model, bn_mode, noise):

@@ -17,14 +17,15 @@ over all :math:`N` values of that channel in the pass (every sample, and every s
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
 moving variance is an average of biased batch variances.
 
-Numerics: in the same forward pass, per batch and channel, the input is centred on the
-batch's float32 mean (on JAX, the batch's first sample's mean, which lets XLA read the input
-once) and the deviations and their squares are summed in float32 over each sample (e.g. the
-1024 positions of a 32x32 map: short sums), then in float64 across the batch on the host;
-batches are merged with Chan et al.'s parallel update of (count, mean, sum of squared
-deviations) in float64. Centring first keeps a channel whose mean is large against
-its spread (say 5 +- 0.01) from cancelling. Measured relative error of the variance against
-numpy in float64: below 1e-6 (float32 activations themselves carry about 6e-8).
+Numerics: in the same forward pass, per sample and channel, the input is centred on the sample's
+float32 mean (on JAX, the batch's first sample's mean, which lets XLA read the input once) and
+the deviations and their squares are summed in float32 over the sample (e.g. the 1024 positions
+of a 32x32 map: short sums); on the host, in float64, each sample's mean and sum of squared
+deviations are pooled across the batch, and batches are merged with Chan et al.'s parallel
+update of (count, mean, sum of squared deviations) in float64. Centring first keeps a channel
+whose mean is large against its spread (say 5 +- 0.01) from cancelling. Measured relative error
+of the variance against numpy in float64: below 1e-6 (float32 activations themselves carry about
+6e-8).
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
 the population variance, where :math:`m` is the number of values one channel averages per
