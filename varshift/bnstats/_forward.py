@@ -74,7 +74,7 @@ def _sample_sums(ops, layer, x, mask=None):
     axes = reduce_axes(layer, len(t.shape))
     inner = [a for a in axes if a != 0]
     channels = _channel_count(layer, t.shape)
-    per_row = float(np.prod([int(t.shape[a]) for a in inner]))  # values per row and channel
+    per_row = float(values_per_channel(layer, t.shape, 1))  # values per row and channel
     shape = [1 if i in axes else int(t.shape[i]) for i in range(len(t.shape))]
     if mask is not None and 0 in axes and t.shape[0] == mask.shape[0]:
         centre = ops.mean(t[:1], axis=axes, keepdims=True)

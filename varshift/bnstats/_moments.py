@@ -17,7 +17,7 @@ import numpy as np
 from varshift._graph import bn_layers
 from varshift._keras import to_numpy
 from varshift.bnstats._batches import capped, chain, check_input_shapes, iter_batches
-from varshift.bnstats._forward import reduce_axes, reseeded
+from varshift.bnstats._forward import reseeded, values_per_channel
 from varshift.bnstats._runners import pass_for
 
 __all__ = ["chan_combine", "LayerMoments", "collect_moments", "check_moments"]
@@ -151,8 +151,7 @@ def _batch_parts(order, centres, sums):
         s1 = sums[:, at_s:at_s + channels].astype(np.float64)
         s2 = sums[:, at_s + channels:at_s + 2 * channels].astype(np.float64)
         at_c, at_s = at_c + channels, at_s + 2 * channels
-        inner = [a for a in reduce_axes(layer, len(shape)) if a != 0]
-        per_row = float(np.prod([int(shape[a]) for a in inner]))
+        per_row = float(values_per_channel(layer, shape, 1))
         row_mean = centre + s1 / per_row
         mean = row_mean.mean(axis=0)
         m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
