@@ -36,6 +36,29 @@ def test_pooled_moments_are_exact_and_independent_of_batching(keras, rng):
     assert (m1.batch_var < m1.var).all()
 
 
+def test_moments_stay_exact_far_from_zero(keras, rng):
+    """A mean far from 0 for its spread costs no precision: channel 0 of every sample, and
+    channel 2 of half the samples, sit 10^3 and 50 standard deviations from 0, in the same
+    batches as samples near 0."""
+    model = _conv_bn(keras)
+    x = rng.normal(0.0, 1.0, (50, 4, 5, 3))
+    x[:, :, :, 0] += 1e3
+    x[::2, :, :, 2] += 50.0 + rng.normal(0.0, 1.0, (25, 1, 1))
+    x = x.astype("float32")
+    x64 = x.astype("float64")
+    m1 = bnstats.collect_moments(model, x, batch_size=16)[0]
+    np.testing.assert_allclose(m1.mean, x64.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(m1.var, x64.var(axis=(0, 1, 2)), rtol=1e-6)
+    per_batch = [x64[a:a + 16].var(axis=(0, 1, 2)) for a in range(0, 50, 16)]
+    np.testing.assert_allclose(m1.batch_var, np.mean(per_batch, axis=0), rtol=1e-6)
+    # normalised with such a batch's moments, as Keras' training-mode BN does
+    _, m2 = bnstats.collect_moments(model, x, bn="batch", batch_size=50)
+    hidden = keras.Model(model.inputs[0], model.get_layer("conv").output)
+    reference = to_numpy(hidden(x, training=True)).astype("float64")
+    np.testing.assert_allclose(m2.var, reference.var(axis=(0, 1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(m2.mean, reference.mean(axis=(0, 1, 2)), atol=1e-3)
+
+
 def test_batch_mode_normalises_like_keras_training_and_modifies_nothing(keras, rng):
     model = _conv_bn(keras)
     x = _images(rng, 40)

@@ -42,87 +42,130 @@ def _channel_count(layer, shape):
     return int(np.prod([int(shape[a]) for a in range(1, len(shape)) if a not in axes]))
 
 
-def _sample_sums(ops, layer, x, mask=None):
+def _sample_sums(ops, layer, x, mask=None, moments=True):
     """``(centres (R, C), per-row sums of x - centre (R, C), of (x - centre)^2 (R, C), batch
-    mean, batch variance)`` of BN ``layer``'s input ``x``, computed in float32; a row is one
-    sample (one sample x step under ``TimeDistributed``), the moments are shaped to broadcast
-    against ``x``.
+    mean (C,), batch variance (C,))`` of BN ``layer``'s input ``x``, computed in float32; a row
+    is one sample (one sample x step under ``TimeDistributed``); the moments are ``None``
+    without ``moments`` (only ``bn="batch"`` normalises with them).
 
-    Deviations from a centre are summed within each sample (e.g. the 784 positions of a
-    28x28 map: short sums, little float32 loss) and the sums are combined across samples and
-    batches in float64 on the host (:mod:`varshift.bnstats._moments`), so neither a large
-    mean nor a long batch costs precision. Relative error of the variance against float64
-    numpy: below 1e-6.
+    Values are summed within each sample (e.g. the 784 positions of a 28x28 map: short sums,
+    little float32 loss) and the sums are combined across samples and batches in float64 on
+    the host (:mod:`varshift.bnstats._moments`), so neither a large mean nor a long batch
+    costs precision. Relative error of the variance against float64 numpy: below 1e-6.
 
-    Two ways, one result up to float32 rounding:
+    Three ways, one result up to float32 rounding; the batch moments always come from the
+    per-sample sums, with no further read of the input:
 
-    - ``mask=None`` (TensorFlow, PyTorch): each sample's own mean is its centre, so the sums
-      of deviations are 0 and the sums of squares are the sample's :math:`M_2`: the mean, the
-      squared deviations (one ``SquaredDifference`` kernel on TensorFlow) and their sum read
-      the input three times. The batch moments come from the per-sample ones, with no further
-      read.
+    - TensorFlow: each sample's plain sum and sum of squares (centre 0), one read of the
+      input each; a sample whose plain sums would lose precision (a mean far from 0 for its
+      spread) is summed again about its own mean (:func:`_row_sums_tf`).
+    - PyTorch: each sample's own float32 mean is its centre; the deviations from it and
+      their squares are summed.
     - ``mask`` given (JAX: ``(B,)``, 1 for a sample of the data, 0 for padding): the centre is
       the first sample's mean, so the deviations and both sums are one variadic reduction,
       one read of the input; the batch moments come from the per-sample sums of the data's
       samples only. A short last batch padded to the compiled batch size
       (:mod:`varshift.bnstats._runners`) is thus normalised and measured as if unpadded; the
       padding's rows are dropped on the host. A layer whose input has another batch size
-      than the mask (``TimeDistributed``'s samples x steps) uses the first way (the runner
-      never pads such a model).
+      than the mask (``TimeDistributed``'s samples x steps) is summed as on PyTorch (the
+      runner never pads such a model).
     """
     t = ops.cast(x, "float32")
     axes = reduce_axes(layer, len(t.shape))
     inner = [a for a in axes if a != 0]
     channels = _channel_count(layer, t.shape)
     per_row = float(values_per_channel(layer, t.shape, 1))  # values per row and channel
-    shape = [1 if i in axes else int(t.shape[i]) for i in range(len(t.shape))]
     if mask is not None and 0 in axes and t.shape[0] == mask.shape[0]:
-        centre = ops.mean(t[:1], axis=axes, keepdims=True)
-        dev = t - centre
-        if inner:
-            s1, s2 = _sum_and_square_sum(dev, inner)
-        else:
-            s1, s2 = dev, ops.square(dev)
-        s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
-        w = ops.reshape(ops.cast(mask, "float32"), (-1, 1))
-        count = ops.sum(w) * per_row
-        mean_dev = ops.sum(s1 * w, axis=0) / count
-        var = ops.maximum(ops.sum(s2 * w, axis=0) / count - ops.square(mean_dev), 0.0)
-        centres = ops.broadcast_to(ops.reshape(centre, (1, channels)), ops.shape(s1))
-        mean = ops.reshape(centre, (channels,)) + mean_dev
+        centres, s1, s2, mean, var = _masked_sums(ops, t, axes, inner, channels, per_row, mask)
     else:
-        centres = ops.mean(t, axis=inner, keepdims=True) if inner else t
-        s2 = ops.sum(_squared_deviation(ops, t, centres), axis=inner, keepdims=True) \
-            if inner else ops.zeros_like(t)
-        centres, s2 = ops.reshape(centres, (-1, channels)), ops.reshape(s2, (-1, channels))
-        s1 = ops.zeros_like(s2)
-        mean = ops.mean(centres, axis=0)
-        var = ops.mean(s2, axis=0) / per_row + ops.mean(ops.square(centres - mean), axis=0)
-    return centres, s1, s2, ops.reshape(mean, shape), ops.reshape(var, shape)
+        if not inner:  # one value per row and channel
+            centres = ops.reshape(t, (-1, channels))
+            s1 = s2 = ops.zeros_like(centres)
+        elif _backend() == "tensorflow" and 0 in axes:
+            centres, s1, s2 = _row_sums_tf(t, inner, channels, per_row)
+        else:
+            centres = ops.mean(t, axis=inner, keepdims=True)
+            dev = t - centres  # the deviations' sum too: a float32 mean is off by eps x |mean|
+            s1 = ops.reshape(ops.sum(dev, axis=inner), (-1, channels))
+            s2 = ops.reshape(ops.sum(ops.square(dev), axis=inner), (-1, channels))
+            centres = ops.reshape(centres, (-1, channels))
+        if not moments:
+            return centres, s1, s2, None, None
+        row_mean = centres + s1 / per_row
+        mean = ops.mean(row_mean, axis=0)
+        var = (ops.mean(s2 - s1 * s1 / per_row, axis=0) / per_row
+               + ops.mean(ops.square(row_mean - mean), axis=0))
+    return centres, s1, s2, mean, var
 
 
-def _squared_deviation(ops, t, centre):
-    """``(t - centre) ** 2``: TensorFlow's ``SquaredDifference`` is one kernel (one read of
-    ``t``, one write) where ``ops.square(t - centre)`` is two, as TensorFlow on CPU does not
-    fuse element-wise operations."""
-    if _backend() == "tensorflow":
-        return _load_tf().math.squared_difference(t, centre)
-    return ops.square(t - centre)
+def _masked_sums(ops, t, axes, inner, channels, per_row, mask):
+    """The masked way of :func:`_sample_sums` (one variadic reduction about the first
+    sample's mean; the batch moments over the data's samples only)."""
+    centre = ops.mean(t[:1], axis=axes, keepdims=True)
+    dev = t - centre
+    if inner:
+        s1, s2 = _sum_and_square_sum(dev, inner)
+    else:
+        s1, s2 = dev, ops.square(dev)
+    s1, s2 = ops.reshape(s1, (-1, channels)), ops.reshape(s2, (-1, channels))
+    w = ops.reshape(ops.cast(mask, "float32"), (-1, 1))
+    count = ops.sum(w) * per_row
+    mean_dev = ops.sum(s1 * w, axis=0) / count
+    var = ops.maximum(ops.sum(s2 * w, axis=0) / count - ops.square(mean_dev), 0.0)
+    centres = ops.broadcast_to(ops.reshape(centre, (1, channels)), ops.shape(s1))
+    return centres, s1, s2, ops.reshape(centre, (channels,)) + mean_dev, var
+
+
+#: a row's plain sums stand for its moments where, in every channel, its sum of squares is at
+#: most this many times its :math:`M_2` (float32 then loses at most about this factor of
+#: :math:`M_2`'s relative precision: below 3e-7 for up to 3,136 positions)
+_CONDITION = 16.0
+
+
+def _row_sums_tf(t, inner, channels, per_row):
+    """TensorFlow: per-row ``(centres, sums of x - centre, sums of (x - centre)^2)``, each
+    ``(R, C)``, of ``t`` (rows along axis 0) from two reductions that read ``t`` once each
+    (``Sum`` and ``EuclideanNorm``), centre 0.
+
+    A row where that would cost precision (in some channel the sum of squares exceeds
+    ``_CONDITION`` times :math:`M_2`, or is not finite: a mean far from 0 for the row's
+    spread, values near float32's range) is summed again about its own float32 mean: the
+    deviations and their squares; only those rows are read a second time."""
+    tf = _load_tf()
+
+    def rows(v):  # (R, C) whatever the number of channel axes
+        return v if len(v.shape) == 2 else tf.reshape(v, (-1, channels))
+
+    s1 = rows(tf.reduce_sum(t, inner))
+    s2 = tf.square(rows(tf.math.reduce_euclidean_norm(t, inner)))
+    # sum of squares <= K * M2, with M2 = s2 - s1^2 / n, as s1^2 <= s2 n (K - 1) / K
+    sound = s1 * s1 <= s2 * (per_row * (_CONDITION - 1.0) / _CONDITION)
+    redo = tf.where(tf.logical_not(tf.reduce_all(sound, axis=1)))  # (k, 1) row indices
+    bad = tf.gather_nd(t, redo)
+    centre = tf.reduce_mean(bad, inner, keepdims=True)
+    dev = bad - centre  # the deviations' sum too: a float32 mean is off by eps x |mean|
+    return (tf.tensor_scatter_nd_update(tf.zeros_like(s1), redo, rows(centre)),
+            tf.tensor_scatter_nd_update(s1, redo, rows(tf.reduce_sum(dev, inner))),
+            tf.tensor_scatter_nd_update(s2, redo, rows(tf.reduce_sum(tf.square(dev), inner))))
 
 
 def _sum_and_square_sum(dev, axes):
-    """``(sum of dev, sum of dev^2)`` over ``axes`` (JAX) as one variadic reduction: XLA reads
-    ``dev`` once for both sums."""
+    """``(sum of dev, sum of dev^2)`` over ``axes`` (JAX) as variadic reductions, one axis at a
+    time from the last: XLA reads ``dev`` once for both sums, and on CPU reduces one axis
+    several times faster than two at once."""
     import jax
 
     zero = jax.numpy.zeros((), dev.dtype)
-    return jax.lax.reduce((dev, dev * dev), (zero, zero),
-                          lambda a, b: (a[0] + b[0], a[1] + b[1]), tuple(axes))
+    sums = (dev, dev * dev)
+    for axis in sorted(axes, reverse=True):
+        sums = jax.lax.reduce(sums, (zero, zero), lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                              (axis,))
+    return sums
 
 
 def _normalize_with(ops, layer, x, mean, var):
     """BN ``layer``'s training-mode output: ``x`` normalised with the given batch moments
-    (shaped to broadcast against ``x``) as ``x * scale + shift``, with the per-channel
+    (per channel, flat) as ``x * scale + shift``, with the per-channel
     ``scale = gamma / sqrt(var + epsilon)`` and ``shift = beta - mean * scale``. On
     TensorFlow, where the channel axis is the last, that is one ``FusedBatchNormV3`` kernel
     in inference mode (one read and one write of ``x``; two element-wise kernels otherwise)."""
@@ -130,7 +173,9 @@ def _normalize_with(ops, layer, x, mean, var):
     fused = _fused_inference(layer, xf, mean, var)
     if fused is not None:
         return ops.cast(fused, x.dtype)
-    shape = ops.shape(mean)
+    axes = reduce_axes(layer, len(x.shape))
+    shape = [1 if i in axes else int(x.shape[i]) for i in range(len(x.shape))]
+    mean, var = ops.reshape(mean, shape), ops.reshape(var, shape)
     scale = ops.rsqrt(var + layer.epsilon)
     if layer.scale:
         scale = scale * ops.reshape(ops.cast(layer.gamma.value, "float32"), shape)
@@ -145,9 +190,10 @@ _FUSED_MIN_EPSILON = 1.001e-5
 
 
 def _fused_inference(layer, xf, mean, var):
-    """TensorFlow's ``FusedBatchNormV3`` (inference mode: the given moments) on ``xf`` seen as
-    ``(B, positions, 1, C)``, or ``None`` where it does not apply (another backend, a channel
-    axis that is not the last, an epsilon the kernel would raise)."""
+    """TensorFlow's ``FusedBatchNormV3`` (inference mode: the given flat moments) on ``xf``
+    (seen as ``(B, positions, 1, C)`` unless of rank 4), or ``None`` where it does not apply
+    (another backend, a channel axis that is not the last, an epsilon the kernel would
+    raise)."""
     rank = len(xf.shape)
     if (_backend() != "tensorflow" or rank < 2 or xf.shape[-1] is None
             or reduce_axes(layer, rank) != list(range(rank - 1))
@@ -161,10 +207,9 @@ def _fused_inference(layer, xf, mean, var):
         else tf.zeros((channels,), tf.float32)
     positions = int(np.prod(xf.shape[1:-1])) if rank > 2 else 1
     y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        tf.reshape(xf, (-1, positions, 1, channels)), gamma, beta,
-        mean=tf.reshape(mean, (channels,)), variance=tf.reshape(var, (channels,)),
-        epsilon=layer.epsilon, is_training=False)
-    return tf.reshape(y, tf.shape(xf))
+        xf if rank == 4 else tf.reshape(xf, (-1, positions, 1, channels)), gamma, beta,
+        mean=mean, variance=var, epsilon=layer.epsilon, is_training=False)
+    return y if rank == 4 else tf.reshape(y, tf.shape(xf))
 
 
 def _forced(original, on: bool):
@@ -193,7 +238,7 @@ class Intercept:
 
         def call(*args, **kwargs):
             x = args[0] if args else kwargs["inputs"]
-            centre, s1, s2, mean, var = _sample_sums(ops, layer, x, self.mask)
+            centre, s1, s2, mean, var = _sample_sums(ops, layer, x, self.mask, batch)
             records.append((layer, tuple(x.shape), (centre, s1, s2)))
             if not batch:
                 return original(*args, **kwargs)

@@ -143,21 +143,27 @@ def _batch_parts(order, centres, sums):
     r"""Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64 from
     its rows' (samples') centres and sums: each row's mean and :math:`M_2` about it, then
     :math:`M_2 = \sum_i M_{2,i} + m \sum_i (\bar x_i - \bar x)^2` over the rows, with
-    :math:`m` values per row and channel."""
-    parts, at_c, at_s = [], 0, 1
-    for layer, traced, channels in order:
-        shape = (int(sums.shape[0]), *traced[1:])  # a trace may leave the batch dimension free
-        centre = centres[:, at_c:at_c + channels].astype(np.float64)
-        s1 = sums[:, at_s:at_s + channels].astype(np.float64)
-        s2 = sums[:, at_s + channels:at_s + 2 * channels].astype(np.float64)
-        at_c, at_s = at_c + channels, at_s + 2 * channels
-        per_row = float(values_per_channel(layer, shape, 1))
-        row_mean = centre + s1 / per_row
-        mean = row_mean.mean(axis=0)
-        m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
-              + per_row * np.square(row_mean - mean).sum(axis=0))
-        parts.append((layer, shape, per_row * shape[0], mean, m2))
-    return parts
+    :math:`m` values per row and channel; every call's channels at once."""
+    if not order:
+        return []
+    rows = int(sums.shape[0])  # a trace may leave the batch dimension free
+    shapes = [(rows, *traced[1:]) for _, traced, _ in order]
+    widths = [channels for _, _, channels in order]
+    per_row = np.repeat([float(values_per_channel(layer, shape, 1))
+                         for (layer, _, _), shape in zip(order, shapes, strict=True)], widths)
+    # sums: a column of non-finite counts, then each call's s1 (C columns) and s2 (C columns)
+    first = 1 + 2 * (np.cumsum(widths) - widths)
+    s1_cols = np.concatenate([np.arange(f, f + c) for f, c in zip(first, widths, strict=True)])
+    s1 = sums[:, s1_cols].astype(np.float64)
+    s2 = sums[:, s1_cols + np.repeat(widths, widths)].astype(np.float64)
+    row_mean = centres.astype(np.float64) + s1 / per_row
+    mean = row_mean.mean(axis=0)
+    m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
+          + per_row * np.square(row_mean - mean).sum(axis=0))
+    bounds = np.cumsum([0, *widths])
+    return [(layer, shape, per_row[lo] * rows, mean[lo:hi], m2[lo:hi])
+            for (layer, _, _), shape, lo, hi in zip(order, shapes, bounds[:-1], bounds[1:],
+                                                   strict=True)]
 
 
 def _accumulate(compiled, batches, total, batch_mode, show):

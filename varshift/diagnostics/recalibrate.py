@@ -59,18 +59,17 @@ MODES = ("one_pass", "sequential")
 def copy_model(model):
     """An independent copy of ``model`` with the same weights (and compile state if possible).
 
-    Tries ``keras.models.clone_model`` + ``set_weights`` (fast; custom layers need a
-    ``get_config``), then falls back to saving to and loading from a temporary ``.keras`` file
-    (custom classes must be registered serialisable, as :class:`varshift.layers.Uout` is).
+    Tries the model's class rebuilt from its config (a Functional or Sequential model of
+    serialisable layers), then ``keras.models.clone_model`` (custom layers need a
+    ``get_config``), each followed by ``set_weights``; then falls back to saving to and loading
+    from a temporary ``.keras`` file (custom classes must be registered serialisable, as
+    :class:`varshift.layers.Uout` is).
     """
     keras = _load_keras()
     import varshift.layers  # noqa: F401  (registers Uout for deserialisation)
 
     try:
-        clone = keras.models.clone_model(model)
-        clone.set_weights(model.get_weights())
-        if len(bn_layers(clone)) != len(bn_layers(model)):
-            raise ValueError("clone lost BatchNormalization layers")
+        clone = _rebuilt(keras, model)
     except Exception:  # noqa: BLE001 - any cloning failure: use the file round trip
         with tempfile.TemporaryDirectory(prefix="varshift-copy-") as tmp:
             path = os.path.join(tmp, "model.keras")
@@ -91,6 +90,22 @@ def copy_model(model):
         except Exception:  # noqa: BLE001 - compile state is a convenience, not required
             pass
     return clone
+
+
+def _rebuilt(keras, model):
+    """``model`` rebuilt with its weights: from its config where that gives the same layers
+    (no optimizer state is built: ``clone_model`` compiles its clone from the compile config,
+    which makes the optimizer's slot variables), else by ``keras.models.clone_model``."""
+    for build in (lambda: type(model).from_config(model.get_config()),
+                  lambda: keras.models.clone_model(model)):
+        try:
+            clone = build()
+            clone.set_weights(model.get_weights())
+        except Exception:  # noqa: BLE001 - this way does not rebuild this model: the next
+            continue
+        if len(bn_layers(clone)) == len(bn_layers(model)):
+            return clone
+    raise ValueError(f"Model {model.name!r} cannot be rebuilt from its config.")
 
 
 def _compile_like(keras, clone, model):
