@@ -91,10 +91,11 @@ def _sample_sums(ops, layer, x, mask=None, moments=True):
             centres = ops.reshape(centres, (-1, channels))
         if not moments:
             return centres, s1, s2, None, None
-        row_mean = centres + s1 / per_row
+        row_mean = centres + s1 / per_row if inner else centres
         mean = ops.mean(row_mean, axis=0)
-        var = (ops.mean(s2 - s1 * s1 / per_row, axis=0) / per_row
-               + ops.mean(ops.square(row_mean - mean), axis=0))
+        var = ops.mean(ops.square(row_mean - mean), axis=0)
+        if inner:
+            var = var + ops.mean(s2 - s1 * s1 / per_row, axis=0) / per_row
     return centres, s1, s2, mean, var
 
 
