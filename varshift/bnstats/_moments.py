@@ -139,36 +139,45 @@ def collect_moments(model, data, *, layers=None, bn="moving", noise=False, batch
     return check_moments(_finish(acc, compiled.order, layers), model)
 
 
-def _batch_parts(order, centres, sums):
+class _Columns:
+    """Where each measured call's channels sit in a pass's output (a column of non-finite
+    counts, then each call's s1 (C columns) and s2 (C columns)) and its values per row and
+    channel, worked out once per traced pass."""
+
+    def __init__(self, order):
+        self.key = [(id(layer), traced, channels) for layer, traced, channels in order]
+        widths = [channels for _, _, channels in order]
+        self.per_row = np.repeat([float(values_per_channel(layer, traced, 1))
+                                  for layer, traced, _ in order], widths)
+        first = 1 + 2 * (np.cumsum(widths, dtype=int) - widths)
+        self.s1 = np.concatenate([np.zeros(0, int), *(np.arange(f, f + c) for f, c in
+                                                      zip(first, widths, strict=True))])
+        self.s2 = self.s1 + np.repeat(widths, widths).astype(int)
+        self.bounds = np.cumsum([0, *widths])
+
+
+def _batch_parts(order, centres, sums, columns):
     r"""Per measured call ``(layer, shape, n, mean, M2)`` of one batch, pooled in float64 from
     its rows' (samples') centres and sums: each row's mean and :math:`M_2` about it, then
     :math:`M_2 = \sum_i M_{2,i} + m \sum_i (\bar x_i - \bar x)^2` over the rows, with
     :math:`m` values per row and channel; every call's channels at once."""
-    if not order:
-        return []
     rows = int(sums.shape[0])  # a trace may leave the batch dimension free
-    shapes = [(rows, *traced[1:]) for _, traced, _ in order]
-    widths = [channels for _, _, channels in order]
-    per_row = np.repeat([float(values_per_channel(layer, shape, 1))
-                         for (layer, _, _), shape in zip(order, shapes, strict=True)], widths)
-    # sums: a column of non-finite counts, then each call's s1 (C columns) and s2 (C columns)
-    first = 1 + 2 * (np.cumsum(widths) - widths)
-    s1_cols = np.concatenate([np.arange(f, f + c) for f, c in zip(first, widths, strict=True)])
-    s1 = sums[:, s1_cols].astype(np.float64)
-    s2 = sums[:, s1_cols + np.repeat(widths, widths)].astype(np.float64)
+    per_row = columns.per_row
+    s1 = sums[:, columns.s1].astype(np.float64)
+    s2 = sums[:, columns.s2].astype(np.float64)
     row_mean = centres.astype(np.float64) + s1 / per_row
     mean = row_mean.mean(axis=0)
     m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
           + per_row * np.square(row_mean - mean).sum(axis=0))
-    bounds = np.cumsum([0, *widths])
-    return [(layer, shape, per_row[lo] * rows, mean[lo:hi], m2[lo:hi])
-            for (layer, _, _), shape, lo, hi in zip(order, shapes, bounds[:-1], bounds[1:],
-                                                   strict=True)]
+    bounds = columns.bounds
+    return [(layer, (rows, *traced[1:]), per_row[lo] * rows, mean[lo:hi], m2[lo:hi])
+            for (layer, traced, _), lo, hi in zip(order, bounds[:-1], bounds[1:],
+                                                  strict=True)]
 
 
 def _accumulate(compiled, batches, total, batch_mode, show):
     progress, on_batch, desc = show
-    acc, skipped = {}, 0
+    acc, skipped, columns = {}, 0, None
     with _progress_bar(progress, total, desc) as bar:
         for done, (offset, xb) in enumerate(batches, 1):
             centres, sums = compiled.run(xb)
@@ -178,7 +187,10 @@ def _accumulate(compiled, batches, total, batch_mode, show):
                     f"Argument `data` must be finite; it holds {int(bad.sum())} NaN or infinite "
                     f"value(s) in the batch starting at sample {offset}, the first in sample "
                     f"{offset + int(np.argmax(bad > 0))}.")
-            parts = _batch_parts(compiled.order, centres, sums)
+            if columns is None or columns.key != [(id(layer), traced, channels) for
+                                                  layer, traced, channels in compiled.order]:
+                columns = _Columns(compiled.order)
+            parts = _batch_parts(compiled.order, centres, sums, columns)
             if batch_mode and any(n < 2 for _, _, n, _, _ in parts):
                 skipped += 1  # one value per channel: BN cannot normalise this batch
             else:
