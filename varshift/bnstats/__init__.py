@@ -27,7 +27,8 @@ One engine serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
   refuses any mean that is not finite and any variance that is zero, negative or not finite
   (:func:`sound_statistics` keeps the stored values in such channels instead).
 
-Backends. The per-batch work is written with ``keras.ops`` and runs on every Keras backend,
+Backends. The per-batch work is written with ``keras.ops`` (with TensorFlow's and JAX's own
+reductions where those are faster) and runs on every Keras backend,
 compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
 TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, where a short last batch is padded
 and masked so that one compilation serves every batch, eager calls under ``torch.no_grad()`` on

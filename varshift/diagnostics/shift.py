@@ -17,14 +17,16 @@ over all :math:`N` values of that channel in the pass (every sample, and every s
 for convolutions), the same "divide by the count" convention as Keras' BatchNormalization, whose
 moving variance is an average of biased batch variances.
 
-Numerics: in the same forward pass, per sample and channel, the input is centred on the sample's
-float32 mean (on JAX, the batch's first sample's mean, which lets XLA read the input once) and
-the deviations and their squares are summed in float32 over the sample (e.g. the 1024 positions
-of a 32x32 map: short sums); on the host, in float64, each sample's mean and sum of squared
+Numerics: in the same forward pass, per sample and channel, the input is summed in float32 over
+the sample (e.g. the 1024 positions of a 32x32 map: short sums): on TensorFlow its values and
+their squares, and again about the sample's mean wherever that would lose precision (a mean far
+from 0 for the sample's spread); on JAX its deviations from the batch's first sample's mean and
+their squares, which lets XLA read the input once; elsewhere its deviations from the sample's
+mean and their squares. On the host, in float64, each sample's mean and sum of squared
 deviations are pooled across the batch, and batches are merged with Chan et al.'s parallel
-update of (count, mean, sum of squared deviations) in float64. Centring first keeps a channel
-whose mean is large against its spread (say 5 +- 0.01) from cancelling. Measured relative error
-of the variance against numpy in float64: below 1e-6 (float32 activations themselves carry about
+update of (count, mean, sum of squared deviations) in float64. So a channel whose mean is large
+against its spread (say 5 +- 0.01, or 1000 +- 1) does not cancel. Measured relative error of
+the variance against numpy in float64: below 1e-6 (float32 activations themselves carry about
 6e-8).
 
 Keras stores the EMA of biased *batch* variances, which converges to :math:`\frac{m-1}{m}` times
