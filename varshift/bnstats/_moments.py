@@ -179,8 +179,7 @@ def _accumulate(compiled, batches, total, batch_mode, show):
     progress, on_batch, desc = show
     acc, skipped, columns = {}, 0, None
     with _progress_bar(progress, total, desc) as bar:
-        for done, (offset, xb) in enumerate(batches, 1):
-            centres, sums = compiled.run(xb)
+        for done, (offset, centres, sums) in enumerate(compiled.run_all(batches), 1):
             bad = sums[:, 0]
             if bad.any():
                 raise ValueError(

@@ -47,7 +47,19 @@ def _tf_runner(model, step, input_shapes):
     return run, lambda: None
 
 
+#: JAX: consecutive batches of at most this many bytes of input each go through one compiled
+#: call, up to ``_STACK_MAX`` at once (a small model's pass costs less than its dispatch)
+_STACK_BYTES = 1 << 18
+_STACK_MAX = 64
+
+
 def _jax_runner(model, step, input_shapes):
+    """``jax.jit`` over ``model.stateless_call`` (:class:`_JaxRunner`)."""
+    runner = _JaxRunner(model, step, input_shapes)
+    return runner.run, runner.begin, runner.run_all
+
+
+class _JaxRunner:
     """``jax.jit`` over ``model.stateless_call``: the variables are arguments (read afresh at
     the start of each pass) and the non-trainable ones (noise layers' seed states) are carried
     from batch to batch, so masks advance as in ``fit``; the model is not written.
@@ -56,42 +68,115 @@ def _jax_runner(model, step, input_shapes):
     last batch of a pass) is padded with zeros to that size, and a mask of its samples keeps
     the padding out of every BN statistic (``_forward._sample_sums``) and out of the per-sample
     centres and sums returned. Not where a BN layer sees another batch size than the model's
-    input (``TimeDistributed``): such batches are compiled at their own size."""
-    import jax
+    input (``TimeDistributed``): such batches are compiled at their own size.
 
-    holder, state, sizes = {}, {}, {}
+    Small batches (up to ``_STACK_BYTES`` of input) go through in stacks of ``_STACK_MAX``:
+    one compiled call runs ``jax.lax.scan`` over the stack, the same work batch after batch. A
+    stack is filled up to its size with batches of padding only, which measure nothing and
+    leave the seed states as they are."""
 
-    def pure(trainable, non_trainable, x, mask):
+    def __init__(self, model, step, input_shapes):
+        import jax
+
+        self.model, self.step, self.input_shapes = model, step, input_shapes
+        self.state, self.sizes, self._ntv = {}, {}, {}
+        self.jitted, self.jitted_stack = jax.jit(self._pure), jax.jit(self._pure_stack)
+
+    def _pure(self, trainable, non_trainable, x, mask):
         def forward(xx):
-            _, holder["ntv"] = model.stateless_call(trainable, non_trainable, xx, training=False)
+            _, self._ntv["ntv"] = self.model.stateless_call(trainable, non_trainable, xx,
+                                                             training=False)
 
-        centres, sums = step(forward, x, mask)
-        return centres, sums, holder["ntv"]
+        centres, sums = self.step(forward, x, mask)
+        return centres, sums, self._ntv["ntv"]
 
-    jitted = jax.jit(pure)
+    def _pure_stack(self, trainable, non_trainable, xs, masks):
+        import jax
 
-    def begin():
-        state["tv"] = [v.value for v in model.trainable_variables]
-        state["ntv"] = [v.value for v in model.non_trainable_variables]
+        def body(carry, batch):
+            centres, sums, ntv = self._pure(trainable, carry, *batch)
+            data = jax.numpy.any(batch[1] > 0)  # a batch of padding only keeps the states
+            return jax.tree_util.tree_map(lambda a, b: jax.numpy.where(data, a, b), ntv,
+                                          carry), (centres, sums)
 
-    def run(x):
+        ntv, (centres, sums) = jax.lax.scan(body, non_trainable, (xs, masks))
+        return centres, sums, ntv
+
+    def begin(self):
+        self.state["tv"] = [v.value for v in self.model.trainable_variables]
+        self.state["ntv"] = [v.value for v in self.model.non_trainable_variables]
+
+    def _padded(self, x):
+        """``(x padded to its kind's compiled size, mask, samples)``."""
+        import jax
+
         leaves = jax.tree_util.tree_leaves(x)
         n = int(leaves[0].shape[0])
         kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
-        size = sizes.get(kind, 0)
+        size = self.sizes.get(kind, 0)
         if n > size:
-            sizes[kind] = size = n
-        elif n < size and any(shape[0] != size for shape in input_shapes()):
+            self.sizes[kind] = size = n
+        elif n < size and any(shape[0] != size for shape in self.input_shapes()):
             size = n
         if n < size:
             x = jax.tree_util.tree_map(
                 lambda a: np.concatenate([a, np.zeros((size - n, *a.shape[1:]), a.dtype)]), x)
-        mask = np.arange(size) < n
-        centres, sums, state["ntv"] = jitted(state["tv"], state["ntv"], _sharded(x),
-                                             mask.astype("float32"))
+        return x, (np.arange(size) < n).astype("float32"), n
+
+    def run(self, x):
+        x, mask, n = self._padded(x)
+        centres, sums, self.state["ntv"] = self.jitted(self.state["tv"], self.state["ntv"],
+                                                       _sharded(x), mask)
         return np.asarray(centres)[:n], np.asarray(sums)[:n]
 
-    return run, begin
+    def _run_stack(self, stack):
+        """``(offset, centres, sums)`` of each batch of ``stack`` (``(offset, batch)`` pairs
+        of one kind and compiled size), from one compiled call."""
+        import jax
+
+        xs, masks, ns = zip(*(self._padded(x) for _, x in stack), strict=True)
+        fill = _STACK_MAX - len(stack)
+        xs = jax.tree_util.tree_map(
+            lambda *a: np.stack([*a, *[np.zeros_like(a[0])] * fill]), *xs)
+        masks = np.stack([*masks, *[np.zeros_like(masks[0])] * fill])
+        centres, sums, self.state["ntv"] = self.jitted_stack(
+            self.state["tv"], self.state["ntv"], xs, masks)
+        centres, sums = np.asarray(centres), np.asarray(sums)
+        return [(offset, centres[i, :n], sums[i, :n])
+                for i, ((offset, _), n) in enumerate(zip(stack, ns, strict=True))]
+
+    def _stack_key(self, x):
+        """The key under which batch ``x`` may share a stack, or ``None``."""
+        import jax
+
+        leaves = jax.tree_util.tree_leaves(x)
+        if (_load_keras().distribution.distribution() is not None
+                or not all(isinstance(a, np.ndarray) for a in leaves)
+                or sum(a.nbytes for a in leaves) > _STACK_BYTES):
+            return None
+        kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
+        n = int(leaves[0].shape[0])
+        size = self.sizes.setdefault(kind, n)
+        shapes = self.input_shapes()
+        if n > size or (n < size and (not shapes or any(s[0] != size for s in shapes))):
+            return None  # a larger batch, or a short one not known to pad: on its own
+        return kind
+
+    def run_all(self, batches):
+        """``(offset, centres, sums)`` of each ``(offset, batch)``, small batches in stacks."""
+        stack, key = [], None
+        for offset, x in batches:
+            k = self._stack_key(x)
+            if stack and (k != key or len(stack) == _STACK_MAX):
+                yield from self._run_stack(stack)
+                stack = []
+            if k is None:
+                yield (offset, *self.run(x))
+            else:
+                stack.append((offset, x))
+                key = k
+        if stack:
+            yield from self._run_stack(stack)
 
 
 def _sharded(x):
@@ -142,8 +227,15 @@ class Pass:
     def __init__(self, model, bn_mode, noise):
         self.intercept = Intercept(model, bn_mode, noise)
         self.order = []  # (layer, input shape, channels) in call order
-        self.run, self.begin = _RUNNERS.get(_backend(), _eager_runner)(
+        runner = _RUNNERS.get(_backend(), _eager_runner)(
             model, self._step, lambda: [shape for _, shape, _ in self.order])
+        self.run, self.begin = runner[:2]
+        self.run_all = runner[2] if len(runner) > 2 else self._one_by_one
+
+    def _one_by_one(self, batches):
+        """``(offset, centres, sums)`` of each ``(offset, batch)``, one compiled call each."""
+        for offset, x in batches:
+            yield (offset, *self.run(x))
 
     def _step(self, forward, x, mask=None):
         """One batch through ``forward`` under the intercept; ``mask`` (``(B,)``: 1 for data,
