@@ -47,9 +47,10 @@ def _tf_runner(model, step, input_shapes):
     return run, lambda: None
 
 
-#: JAX: consecutive batches of at most this many bytes of input each go through one compiled
-#: call, up to ``_STACK_MAX`` at once (a small model's pass costs less than its dispatch)
-_STACK_BYTES = 1 << 18
+#: JAX: consecutive small batches go through one compiled call, as many as fit this many bytes
+#: of input (at their compiled size), at most ``_STACK_MAX`` (a small batch's pass can cost less
+#: than its dispatch)
+_STACK_BYTES = 1 << 20
 _STACK_MAX = 64
 
 
@@ -70,10 +71,10 @@ class _JaxRunner:
     centres and sums returned. Not where a BN layer sees another batch size than the model's
     input (``TimeDistributed``): such batches are compiled at their own size.
 
-    Small batches (up to ``_STACK_BYTES`` of input) go through in stacks of ``_STACK_MAX``:
-    one compiled call runs ``jax.lax.scan`` over the stack, the same work batch after batch. A
-    stack is filled up to its size with batches of padding only, which measure nothing and
-    leave the seed states as they are."""
+    Small batches go through in stacks, as many as fit ``_STACK_BYTES`` of input (at least 2,
+    at most ``_STACK_MAX``): one compiled call runs ``jax.lax.scan`` over the stack, the same
+    work batch after batch. A stack is filled up to its size with batches of padding only,
+    which measure nothing and leave the seed states as they are."""
 
     def __init__(self, model, step, input_shapes):
         import jax
@@ -129,13 +130,13 @@ class _JaxRunner:
                                                        _sharded(x), mask)
         return np.asarray(centres)[:n], np.asarray(sums)[:n]
 
-    def _run_stack(self, stack):
+    def _run_stack(self, stack, depth):
         """``(offset, centres, sums)`` of each batch of ``stack`` (``(offset, batch)`` pairs
-        of one kind and compiled size), from one compiled call."""
+        of one kind and compiled size), from one compiled call over ``depth`` batches."""
         import jax
 
         xs, masks, ns = zip(*(self._padded(x) for _, x in stack), strict=True)
-        fill = _STACK_MAX - len(stack)
+        fill = depth - len(stack)
         xs = jax.tree_util.tree_map(
             lambda *a: np.stack([*a, *[np.zeros_like(a[0])] * fill]), *xs)
         masks = np.stack([*masks, *[np.zeros_like(masks[0])] * fill])
@@ -146,13 +147,12 @@ class _JaxRunner:
                 for i, ((offset, _), n) in enumerate(zip(stack, ns, strict=True))]
 
     def _stack_key(self, x):
-        """The key under which batch ``x`` may share a stack, or ``None``."""
+        """``(kind, depth)`` of the stacks batch ``x`` may join, or ``None``."""
         import jax
 
         leaves = jax.tree_util.tree_leaves(x)
         if (_load_keras().distribution.distribution() is not None
-                or not all(isinstance(a, np.ndarray) for a in leaves)
-                or sum(a.nbytes for a in leaves) > _STACK_BYTES):
+                or not all(isinstance(a, np.ndarray) for a in leaves)):
             return None
         kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
         n = int(leaves[0].shape[0])
@@ -160,15 +160,17 @@ class _JaxRunner:
         shapes = self.input_shapes()
         if n > size or (n < size and (not shapes or any(s[0] != size for s in shapes))):
             return None  # a larger batch, or a short one not known to pad: on its own
-        return kind
+        depth = min(_STACK_MAX, _STACK_BYTES // max(1, size * sum(
+            a.itemsize * int(np.prod(a.shape[1:])) for a in leaves)))
+        return (kind, depth) if depth >= 2 else None
 
     def run_all(self, batches):
         """``(offset, centres, sums)`` of each ``(offset, batch)``, small batches in stacks."""
         stack, key = [], None
         for offset, x in batches:
             k = self._stack_key(x)
-            if stack and (k != key or len(stack) == _STACK_MAX):
-                yield from self._run_stack(stack)
+            if stack and (k != key or len(stack) == key[1]):
+                yield from self._run_stack(stack, key[1])
                 stack = []
             if k is None:
                 yield (offset, *self.run(x))
@@ -176,7 +178,7 @@ class _JaxRunner:
                 stack.append((offset, x))
                 key = k
         if stack:
-            yield from self._run_stack(stack)
+            yield from self._run_stack(stack, key[1])
 
 
 def _sharded(x):
