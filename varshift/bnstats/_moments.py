@@ -145,7 +145,7 @@ class _Columns:
     channel, worked out once per traced pass."""
 
     def __init__(self, order):
-        self.key = [(id(layer), traced, channels) for layer, traced, channels in order]
+        self.key = self.key_of(order)
         widths = [channels for _, _, channels in order]
         self.per_row = np.repeat([float(values_per_channel(layer, traced, 1))
                                   for layer, traced, _ in order], widths)
@@ -154,6 +154,11 @@ class _Columns:
                                                       zip(first, widths, strict=True))])
         self.s2 = self.s1 + np.repeat(widths, widths).astype(int)
         self.bounds = np.cumsum([0, *widths])
+
+    @staticmethod
+    def key_of(order):
+        """What the layout depends on: each call's layer, traced shape and channels."""
+        return [(id(layer), traced, channels) for layer, traced, channels in order]
 
 
 def _batch_parts(order, centres, sums, columns):
@@ -186,8 +191,7 @@ def _accumulate(compiled, batches, total, batch_mode, show):
                     f"Argument `data` must be finite; it holds {int(bad.sum())} NaN or infinite "
                     f"value(s) in the batch starting at sample {offset}, the first in sample "
                     f"{offset + int(np.argmax(bad > 0))}.")
-            if columns is None or columns.key != [(id(layer), traced, channels) for
-                                                  layer, traced, channels in compiled.order]:
+            if columns is None or columns.key != _Columns.key_of(compiled.order):
                 columns = _Columns(compiled.order)
             parts = _batch_parts(compiled.order, centres, sums, columns)
             if batch_mode and any(n < 2 for _, _, n, _, _ in parts):

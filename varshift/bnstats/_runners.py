@@ -107,17 +107,30 @@ class _JaxRunner:
         self.state["tv"] = [v.value for v in self.model.trainable_variables]
         self.state["ntv"] = [v.value for v in self.model.non_trainable_variables]
 
+    @staticmethod
+    def _kind(x):
+        """``(leaves, kind, samples)`` of batch ``x``: its kind is its structure's sample shapes
+        and dtypes."""
+        import jax
+
+        leaves = jax.tree_util.tree_leaves(x)
+        kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
+        return leaves, kind, int(leaves[0].shape[0])
+
+    def _pads_to(self, size):
+        """Whether a short batch may be padded to ``size`` rows: every BN layer traced so far
+        sees the model's batch (not ``TimeDistributed``'s samples x steps)."""
+        return all(shape[0] == size for shape in self.input_shapes())
+
     def _padded(self, x):
         """``(x padded to its kind's compiled size, mask, samples)``."""
         import jax
 
-        leaves = jax.tree_util.tree_leaves(x)
-        n = int(leaves[0].shape[0])
-        kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
+        _, kind, n = self._kind(x)
         size = self.sizes.get(kind, 0)
         if n > size:
             self.sizes[kind] = size = n
-        elif n < size and any(shape[0] != size for shape in self.input_shapes()):
+        elif n < size and not self._pads_to(size):
             size = n
         if n < size:
             x = jax.tree_util.tree_map(
@@ -148,17 +161,12 @@ class _JaxRunner:
 
     def _stack_key(self, x):
         """``(kind, depth)`` of the stacks batch ``x`` may join, or ``None``."""
-        import jax
-
-        leaves = jax.tree_util.tree_leaves(x)
+        leaves, kind, n = self._kind(x)
         if (_load_keras().distribution.distribution() is not None
                 or not all(isinstance(a, np.ndarray) for a in leaves)):
             return None
-        kind = tuple((tuple(a.shape[1:]), str(a.dtype)) for a in leaves)
-        n = int(leaves[0].shape[0])
         size = self.sizes.setdefault(kind, n)
-        shapes = self.input_shapes()
-        if n > size or (n < size and (not shapes or any(s[0] != size for s in shapes))):
+        if n > size or (n < size and not (self.input_shapes() and self._pads_to(size))):
             return None  # a larger batch, or a short one not known to pad: on its own
         depth = min(_STACK_MAX, _STACK_BYTES // max(1, size * sum(
             a.itemsize * int(np.prod(a.shape[1:])) for a in leaves)))
