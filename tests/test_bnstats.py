@@ -108,6 +108,18 @@ def test_noise_masks_advance_batch_after_batch(keras, rng):
     np.testing.assert_allclose(measured.var, expected.var(axis=0), rtol=1e-6)
 
 
+def test_a_pass_leaves_the_threads_tensorflow_function_options_as_they_were(keras, rng):
+    """The pass runs its graph without Grappler; the caller's own functions, called after it
+    in the same thread, run with the options they had before."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's per-thread function options")
+    from tensorflow.python.eager import context
+
+    before = context.context().function_call_options.config_proto_serialized
+    bnstats.collect_moments(_conv_bn(keras), _images(rng), bn="batch", batch_size=16)
+    assert context.context().function_call_options.config_proto_serialized == before
+
+
 def test_converged_statistics_count_every_position(keras, rng):
     """Keras' stored variance on a conv BN is (m-1)/m of the variance, m = B x H x W."""
     from varshift.models import converged_bn_statistics

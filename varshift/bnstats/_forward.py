@@ -6,6 +6,7 @@ compiled by :mod:`varshift.bnstats._runners`."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -131,23 +132,35 @@ def _row_sums_tf(t, inner, channels, per_row):
     A row where that would cost precision (in some channel the sum of squares exceeds
     ``_CONDITION`` times :math:`M_2`, or is not finite: a mean far from 0 for the row's
     spread, values near float32's range) is summed again about its own float32 mean: the
-    deviations and their squares; only those rows are read a second time."""
+    deviations and their squares; only those rows are read a second time.
+
+    A nested ``tf.function``, traced once per input shape: BN layers with inputs of one shape
+    share one traced body in the pass's graph (which TensorFlow inlines when it runs)."""
+    return _row_sums_fn(tuple(inner), channels, per_row)(t)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_sums_fn(inner, channels, per_row):
     tf = _load_tf()
 
     def rows(v):  # (R, C) whatever the number of channel axes
         return v if len(v.shape) == 2 else tf.reshape(v, (-1, channels))
 
-    s1 = rows(tf.reduce_sum(t, inner))
-    s2 = tf.square(rows(tf.math.reduce_euclidean_norm(t, inner)))
-    # sum of squares <= K * M2, with M2 = s2 - s1^2 / n, as s1^2 <= s2 n (K - 1) / K
-    sound = s1 * s1 <= s2 * (per_row * (_CONDITION - 1.0) / _CONDITION)
-    redo = tf.where(tf.logical_not(tf.reduce_all(sound, axis=1)))  # (k, 1) row indices
-    bad = tf.gather_nd(t, redo)
-    centre = tf.reduce_mean(bad, inner, keepdims=True)
-    dev = bad - centre  # the deviations' sum too: a float32 mean is off by eps x |mean|
-    return (tf.tensor_scatter_nd_update(tf.zeros_like(s1), redo, rows(centre)),
-            tf.tensor_scatter_nd_update(s1, redo, rows(tf.reduce_sum(dev, inner))),
-            tf.tensor_scatter_nd_update(s2, redo, rows(tf.reduce_sum(tf.square(dev), inner))))
+    def sums(t):
+        s1 = rows(tf.reduce_sum(t, inner))
+        s2 = tf.square(rows(tf.math.reduce_euclidean_norm(t, inner)))
+        # sum of squares <= K * M2, with M2 = s2 - s1^2 / n, as s1^2 <= s2 n (K - 1) / K
+        sound = s1 * s1 <= s2 * (per_row * (_CONDITION - 1.0) / _CONDITION)
+        redo = tf.where(tf.logical_not(tf.reduce_all(sound, axis=1)))  # (k, 1) row indices
+        bad = tf.gather_nd(t, redo)
+        centre = tf.reduce_mean(bad, inner, keepdims=True)
+        dev = bad - centre  # the deviations' sum too: a float32 mean is off by eps x |mean|
+        return (tf.tensor_scatter_nd_update(tf.zeros_like(s1), redo, rows(centre)),
+                tf.tensor_scatter_nd_update(s1, redo, rows(tf.reduce_sum(dev, inner))),
+                tf.tensor_scatter_nd_update(s2, redo,
+                                            rows(tf.reduce_sum(tf.square(dev), inner))))
+
+    return tf.function(sums, autograph=False)
 
 
 def _sum_and_square_sum(dev, axes):
