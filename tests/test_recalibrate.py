@@ -340,6 +340,7 @@ def test_unsound_moments_are_refused_and_nothing_is_written(keras):
     assert _stats(model)[0][1].tolist() == saved[0][1].tolist()
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # one clear error, no stray numpy warning
 def test_float16_overflow_writes_nothing(keras):
     keras.config.set_dtype_policy("mixed_float16")
     try:

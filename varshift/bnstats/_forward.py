@@ -77,7 +77,8 @@ def _sample_sums(ops, layer, x, mask=None, moments=True):
     channels = _channel_count(layer, t.shape)
     per_row = float(values_per_channel(layer, t.shape, 1))  # values per row and channel
     if mask is not None and 0 in axes and t.shape[0] == mask.shape[0]:
-        centres, s1, s2, mean, var = _masked_sums(ops, t, axes, inner, channels, per_row, mask)
+        centres, s1, s2, mean, var = _masked_sums_jit(
+            tuple(axes), tuple(inner), channels, per_row)(t, mask)
     else:
         if not inner:  # one value per row and channel
             centres = ops.reshape(t, (-1, channels))
@@ -98,6 +99,18 @@ def _sample_sums(ops, layer, x, mask=None, moments=True):
         if inner:
             var = var + ops.mean(s2 - s1 * s1 / per_row, axis=0) / per_row
     return centres, s1, s2, mean, var
+
+
+@functools.lru_cache(maxsize=256)
+def _masked_sums_jit(axes, inner, channels, per_row):
+    """:func:`_masked_sums` as a nested ``jax.jit``, traced once per input shape: BN layers
+    with inputs of one shape share one traced body in the pass's program (which XLA
+    inlines)."""
+    import jax
+
+    ops = _load_keras().ops
+    return jax.jit(lambda t, mask: _masked_sums(ops, t, list(axes), list(inner), channels,
+                                                per_row, mask))
 
 
 def _masked_sums(ops, t, axes, inner, channels, per_row, mask):

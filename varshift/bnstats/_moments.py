@@ -170,10 +170,11 @@ def _batch_parts(order, centres, sums, columns):
     per_row = columns.per_row
     s1 = sums[:, columns.s1].astype(np.float64)
     s2 = sums[:, columns.s2].astype(np.float64)
-    row_mean = centres.astype(np.float64) + s1 / per_row
-    mean = row_mean.mean(axis=0)
-    m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
-          + per_row * np.square(row_mean - mean).sum(axis=0))
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite results are refused later
+        row_mean = centres.astype(np.float64) + s1 / per_row
+        mean = row_mean.mean(axis=0)
+        m2 = (np.maximum(s2 - s1 * s1 / per_row, 0.0).sum(axis=0)
+              + per_row * np.square(row_mean - mean).sum(axis=0))
     bounds = columns.bounds
     return [(layer, (rows, *traced[1:]), per_row[lo] * rows, mean[lo:hi], m2[lo:hi])
             for (layer, traced, _), lo, hi in zip(order, bounds[:-1], bounds[1:],
