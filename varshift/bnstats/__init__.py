@@ -30,9 +30,11 @@ One engine serves :func:`varshift.measure_shift`, :func:`varshift.recalibrate_bn
 Backends. The per-batch work is written with ``keras.ops`` (with TensorFlow's and JAX's own
 reductions where those are faster) and runs on every Keras backend,
 compiled once per model and configuration by a small wrapper per backend (``tf.function`` on
-TensorFlow, ``jax.jit`` over ``model.stateless_call`` on JAX, where a short last batch is padded
-and masked so that one compilation serves every batch, eager calls under ``torch.no_grad()`` on
-PyTorch) and reused by later calls. Inside the pass everything is
+TensorFlow, run without Grappler, which does not speed this graph up on CPU but costs its first
+call time; ``jax.jit`` over ``model.stateless_call`` on JAX, where a short last batch is padded
+and masked so that one compilation serves every batch; eager calls under ``torch.no_grad()`` on
+PyTorch) and reused by later calls. BN inputs of one shape share one traced body of the
+per-sample sums. Inside the pass everything is
 float32 and per sample (sums over a sample's positions); the sums are combined across the batch
 and across batches in float64 on the host (numpy), so JAX's default float32 costs nothing.
 

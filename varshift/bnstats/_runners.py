@@ -26,10 +26,20 @@ def _tf_runner(model, step, input_shapes):
     from varshift._keras import tf as _load_tf
 
     tf = _load_tf()
-    traced, without_grappler = {}, _without_grappler(tf)
+    traced, without_grappler, flat = {}, _without_grappler(tf), [True]
 
     def spec_of(a):
         return tf.TensorSpec((None, *tuple(a.shape)[1:]), tf.as_dtype(a.dtype))
+
+    def call(fn, x):
+        if flat[0] and isinstance(x, np.ndarray):
+            # the concrete function's flat call: the same execution without binding its
+            # structured signature, which costs as much as a small batch's pass itself
+            try:
+                return fn._call_flat([tf.convert_to_tensor(x)], fn.captured_inputs)
+            except (AttributeError, TypeError):  # not this TensorFlow's API: the public call
+                flat[0] = False
+        return fn(tf.nest.map_structure(tf.convert_to_tensor, x))
 
     def run(x):
         # a numpy batch (the common case) is keyed without building a spec for every batch
@@ -42,7 +52,7 @@ def _tf_runner(model, step, input_shapes):
                     lambda xx: step(lambda t: model(t, training=False), xx),
                     autograph=False).get_concrete_function(spec)
         with without_grappler():
-            centres, sums = traced[key](tf.nest.map_structure(tf.convert_to_tensor, x))
+            centres, sums = call(traced[key], x)
         return centres.numpy(), sums.numpy()
 
     return run, lambda: None
