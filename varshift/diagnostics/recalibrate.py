@@ -34,7 +34,6 @@ Only the moving statistics change; gamma, beta and every other weight stay as tr
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import tempfile
 import warnings
@@ -143,22 +142,10 @@ def _warn(skipped):
 
 def _one_pass(model, data, noise, kwargs, inplace, skipped):
     """Measure on ``model`` itself (nothing is written while measuring, and its compiled pass
-    is reused by later calls), then write into ``model`` or into its copy.
-
-    The copy is made in a thread beside the pass, started once the pass's first batch has run:
-    from then on the pass runs compiled code, which leaves Python free (started before, it
-    would compete with the tracing for Python)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        copying = []
-
-        def start_copy(*_):
-            if not copying and not inplace:
-                copying.append(pool.submit(copy_model, model))
-
-        measured = collect_moments(model, data, bn="batch", noise=noise, on_batch=start_copy,
-                                   desc="recalibrating BN (one pass)", **kwargs)
-        start_copy()
-        target = model if inplace else copying[0].result()
+    is reused by later calls), then write into ``model`` or into a copy made only now."""
+    measured = collect_moments(model, data, bn="batch", noise=noise,
+                               desc="recalibrating BN (one pass)", **kwargs)
+    target = model if inplace else copy_model(model)
     index = {id(layer): k for k, layer in enumerate(bn_layers(model))}
     layers = bn_layers(target)
     _write([layers[index[id(m.layer)]] for m in measured], [(m.mean, m.var) for m in measured],
