@@ -358,6 +358,25 @@ def test_float16_overflow_writes_nothing(keras):
     assert _stats(model)[0][1].tolist() == saved[0][1].tolist()
 
 
+def test_the_copy_keeps_every_layers_dtype_policy(keras, rng):
+    """A copy made while the global policy is mixed has every layer's policy of the original
+    (the input layer's comes from the global one), and ends as the original recalibrated in
+    place."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((6,))
+        h = keras.layers.Dropout(0.5, seed=0)(keras.layers.Dense(8, name="dense")(inputs))
+        model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(h))
+        x = rng.normal(1.0, 2.0, (320, 6)).astype("float32")
+        copy = varshift.recalibrate_bn(model, x, batch_size=32)  # ten batches
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert ([layer.dtype_policy.name for layer in copy.layers]
+            == [layer.dtype_policy.name for layer in model.layers])
+    varshift.recalibrate_bn(model, x, batch_size=32, inplace=True)
+    np.testing.assert_array_equal(to_numpy(copy(x[:64])), to_numpy(model(x[:64])))
+
+
 def test_converged_statistics_repeat_under_a_seed(keras):
     from varshift.models import converged_bn_statistics, dropout_bn_model, seed_data
 
