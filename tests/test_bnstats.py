@@ -92,17 +92,20 @@ def test_noise_forced_off_and_on(keras, rng):
     np.testing.assert_array_equal(on.var, again.var)  # seeded masks repeat
 
 
-def test_noise_masks_advance_batch_after_batch(keras, rng):
+@pytest.mark.parametrize("features, batches", [(6, 150), (70_000, 20)],
+                         ids=["small batches", "large batches"])
+def test_noise_masks_advance_batch_after_batch(keras, rng, features, batches):
     """With the noise on, batch k is dropped with the k-th draw of the layer's seeds, as in
-    ``fit``, however the engine groups batches into compiled calls: 150 batches of 2."""
-    inputs = keras.Input((6,))
+    ``fit``, however the engine groups batches into compiled calls (small ones in stacks,
+    large ones alone, the next sent before the last is read): batches of 2."""
+    inputs = keras.Input((features,))
     drop = keras.layers.Dropout(0.5, seed=0, name="drop")
     model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(drop(inputs)))
-    x = rng.normal(3.0, 1.0, (300, 6)).astype("float32")
+    x = rng.normal(3.0, 1.0, (2 * batches, features)).astype("float32")
     measured = bnstats.collect_moments(model, x, noise=True, seed=7, batch_size=2)[0]
     state = drop.seed_generator.state
     state.assign(np.asarray([7, 0], dtype=to_numpy(state).dtype))  # as seed=7 starts it
-    dropped = [to_numpy(drop(x[i:i + 2], training=True)) for i in range(0, 300, 2)]
+    dropped = [to_numpy(drop(x[i:i + 2], training=True)) for i in range(0, 2 * batches, 2)]
     expected = np.concatenate(dropped).astype("float64")
     np.testing.assert_allclose(measured.mean, expected.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(measured.var, expected.var(axis=0), rtol=1e-6)

@@ -183,10 +183,16 @@ class _JaxRunner:
                 lambda a: np.concatenate([a, np.zeros((size - n, *a.shape[1:]), a.dtype)]), x)
         return x, (np.arange(size) < n).astype("float32"), n
 
-    def run(self, x):
+    def _dispatch(self, x):
+        """``(centres, sums, samples)`` of batch ``x``, its outputs not yet read (JAX computes
+        them while Python goes on)."""
         x, mask, n = self._padded(x)
         centres, sums, self.state["ntv"] = self.jitted(self.state["tv"], self.state["ntv"],
                                                        _sharded(x), mask)
+        return centres, sums, n
+
+    def run(self, x):
+        centres, sums, n = self._dispatch(x)
         return np.asarray(centres)[:n], np.asarray(sums)[:n]
 
     def _run_stack(self, stack, depth):
@@ -219,18 +225,32 @@ class _JaxRunner:
         return (kind, depth) if depth >= 2 else None
 
     def run_all(self, batches):
-        """``(offset, centres, sums)`` of each ``(offset, batch)``, small batches in stacks."""
-        stack, key = [], None
+        """``(offset, centres, sums)`` of each ``(offset, batch)``, in order, small batches in
+        stacks; a batch run alone is read only once the next one is on its way, so the host's
+        work on one batch overlaps the computation of the next."""
+        stack, key, pending = [], None, []
+
+        def read():
+            offset, centres, sums, n = pending.pop()
+            return offset, np.asarray(centres)[:n], np.asarray(sums)[:n]
+
         for offset, x in batches:
             k = self._stack_key(x)
             if stack and (k != key or len(stack) == key[1]):
                 yield from self._run_stack(stack, key[1])
                 stack = []
             if k is None:
-                yield (offset, *self.run(x))
+                dispatched = (offset, *self._dispatch(x))
+                if pending:
+                    yield read()
+                pending.append(dispatched)
             else:
+                if pending:
+                    yield read()
                 stack.append((offset, x))
                 key = k
+        if pending:
+            yield read()
         if stack:
             yield from self._run_stack(stack, key[1])
 
